@@ -1,0 +1,131 @@
+"""Configuration of the Multimodal Noise Generator (MuNG).
+
+The config is stored inside a backbone's ``config.json`` (under ``noise_generator``) and beside a
+generator-only checkpoint (``noise_generator_config.json``), so every checkpoint can rebuild its generator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+KINDS = ("cross_attn", "mlp", "gaussian")
+INJECTIONS = ("add", "mul")
+MODES = ("sample", "mean", "off")
+INITS = ("xavier", "zero")
+
+CONFIG_NAME = "noise_generator_config.json"
+
+
+@dataclass
+class NoiseGeneratorConfig:
+    hidden_size: int = field(
+        default=4096,
+        metadata={"help": "Width of the image tokens after the projector/merger (= the LLM hidden size)."},
+    )
+    num_heads: int = field(default=8, metadata={"help": "Attention heads of the cross-attention generator."})
+    kind: str = field(
+        default="cross_attn",
+        metadata={
+            "help": "cross_attn: image tokens attend to the sample's text (the paper). "
+            "mlp: per-image-token MLP that ignores the text (ablation). "
+            "gaussian: no parameters, plain N(0, gaussian_std^2) noise (ablation)."
+        },
+    )
+    injection: str = field(
+        default="add", metadata={"help": "add: X_V + noise (the paper). mul: X_V * noise (ablation)."}
+    )
+    sample_noise: bool = field(
+        default=True,
+        metadata={"help": "False injects mu without sampling (the paper's 'cross-attention only' ablation)."},
+    )
+    num_samples: int = field(
+        default=1, metadata={"help": "m: noise draws per training example; the loss is averaged over them."}
+    )
+    inference_mode: str = field(
+        default="sample",
+        metadata={"help": "Noise at inference: sample (as the paper), mean (deterministic mu), off (base model)."},
+    )
+    condition_on_answer: bool = field(
+        default=True,
+        metadata={"help": "During training the answer tokens are keys/values too (the paper). False: prompt only."},
+    )
+    log_sigma_min: float = field(default=-10.0, metadata={"help": "Lower clamp of log sigma."})
+    log_sigma_max: float = field(default=2.0, metadata={"help": "Upper clamp of log sigma (keeps exp finite in fp16)."})
+    gaussian_std: float = field(default=0.1, metadata={"help": "Standard deviation for kind='gaussian'."})
+    init: str = field(
+        default="xavier",
+        metadata={
+            "help": "xavier: as the authors' code. zero: mu head zero and log sigma at log_sigma_min, so "
+            "training starts from the unchanged base model."
+        },
+    )
+    base_model_type: Optional[str] = field(
+        default=None,
+        metadata={"help": "model_type of the backbone this generator was trained on (set by the backbone)."},
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def choice(name: str, allowed: tuple) -> None:
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(
+                    f"NoiseGeneratorConfig.{name}={value!r} is not supported; choose one of {', '.join(allowed)}."
+                )
+
+        choice("kind", KINDS)
+        choice("injection", INJECTIONS)
+        choice("inference_mode", MODES)
+        choice("init", INITS)
+        if not isinstance(self.hidden_size, int) or self.hidden_size <= 0:
+            raise ValueError(f"NoiseGeneratorConfig.hidden_size must be a positive int, got {self.hidden_size!r}.")
+        if self.kind == "cross_attn" and (self.num_heads <= 0 or self.hidden_size % self.num_heads):
+            raise ValueError(
+                f"NoiseGeneratorConfig: hidden_size={self.hidden_size} is not divisible by "
+                f"num_heads={self.num_heads}; pick a head count that divides the hidden size."
+            )
+        if not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ValueError(f"NoiseGeneratorConfig.num_samples must be an int >= 1, got {self.num_samples!r}.")
+        if self.log_sigma_min >= self.log_sigma_max:
+            raise ValueError(
+                f"NoiseGeneratorConfig: log_sigma_min ({self.log_sigma_min}) must be below "
+                f"log_sigma_max ({self.log_sigma_max})."
+            )
+        if self.gaussian_std < 0:
+            raise ValueError(f"NoiseGeneratorConfig.gaussian_std must be >= 0, got {self.gaussian_std}.")
+
+    # --- (de)serialisation -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "a dict") -> "NoiseGeneratorConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown noise generator setting(s) {unknown} in {source}; known settings: {sorted(known)}. "
+                "Was it written by a newer MuNG version?"
+            )
+        return cls(**data)
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.to_dict(), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "NoiseGeneratorConfig":
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"No noise generator config at {path}.") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON (line {err.lineno}: {err.msg}).") from None
+        return cls.from_dict(data, source=str(path))
