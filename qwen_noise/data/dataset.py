@@ -1,0 +1,268 @@
+"""Supervised fine-tuning data for Qwen2.5-VL: records → chat-template tokens, labels and image tensors.
+
+Accepted records (a JSON list or JSON lines):
+
+- converted MMPR items ``{"image": str | [str], "question": str, "answer": str}`` (images go before the question);
+- conversations ``{"image"?: str | [str], "conversations": [{"from": "human"|"gpt", "value": str}, ...]}`` with one
+  ``<image>`` placeholder per image, in order (no placeholder: all images go to the front of the first human turn).
+  Records without images are text-only samples.
+
+Each sample is rendered with Qwen's chat template (default system prompt, ``<|im_start|>role\\n…<|im_end|>\\n``)
+piece by piece, so labels are exact: assistant content and its ``<|im_end|>`` are supervised, everything else is -100.
+Truncation to ``model_max_length`` never splits an image's tokens: such samples, and samples left without any
+supervised token, are bad samples (``on_bad_sample``: ``raise`` names the sample, ``skip`` uses the next good one and
+logs a running count).
+"""
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from qwen_vl_utils import fetch_image
+from torch.utils.data import Dataset
+
+from noise_generator import IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
+
+IMAGE_PLACEHOLDER = "<image>"
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+MM_TEXT, MM_IMAGE = 0, 1
+
+
+class BadSample(ValueError):
+    """A record that cannot be turned into a training example (bad format, missing image, truncation)."""
+
+
+@dataclass
+class Sample:
+    """A record in a neutral form: image paths and (role, text) turns whose texts hold ``<image>`` placeholders."""
+
+    images: list[str]
+    turns: list[tuple[str, str]]
+
+
+def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a JSON list or a JSON-lines file of records."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Training data {path} does not exist.")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg}).") from None
+    else:
+        records = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} line {lineno}: not valid JSON ({err.msg}).") from None
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: record {index} is a {type(record).__name__}, expected an object.")
+    return records
+
+
+def to_sample(record: dict[str, Any], where: str) -> Sample:
+    """Normalise one record (either format) into a ``Sample``; ``where`` names it in error messages."""
+    images = record.get("image") or []
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or not all(isinstance(x, str) for x in images):
+        raise BadSample(f"{where}: 'image' must be a path or a list of paths.")
+
+    if "conversations" in record:
+        turns = []
+        for i, turn in enumerate(record["conversations"]):
+            role = ROLES.get(turn.get("from", turn.get("role")))
+            value = turn.get("value", turn.get("content"))
+            if role is None or not isinstance(value, str):
+                raise BadSample(f"{where}: turn {i} needs 'from' (human|gpt) and a text 'value'.")
+            expected = "user" if i % 2 == 0 else "assistant"
+            if role != expected:
+                raise BadSample(f"{where}: turn {i} is from '{role}', expected '{expected}' (turns alternate, human first).")
+            turns.append((role, value))
+        if not turns or turns[-1][0] != "assistant":
+            raise BadSample(f"{where}: a conversation must end with an assistant ('gpt') turn.")
+    elif "question" in record and "answer" in record:
+        question = record["question"].replace(IMAGE_PLACEHOLDER, "").strip()
+        turns = [("user", IMAGE_PLACEHOLDER * len(images) + question), ("assistant", str(record["answer"]))]
+    else:
+        raise BadSample(f"{where}: expected 'conversations' or 'question' + 'answer' keys, got {sorted(record)}.")
+
+    placeholders = sum(text.count(IMAGE_PLACEHOLDER) for _, text in turns)
+    if placeholders == 0 and images:
+        turns[0] = ("user", IMAGE_PLACEHOLDER * len(images) + turns[0][1])
+    elif placeholders != len(images):
+        raise BadSample(f"{where}: {placeholders} <image> placeholders for {len(images)} images; use one per image.")
+    if any(role == "assistant" and IMAGE_PLACEHOLDER in text for role, text in turns):
+        raise BadSample(f"{where}: <image> placeholders belong in human turns.")
+    return Sample(images=images, turns=turns)
+
+
+def tokenize_conversation(
+    turns: list[tuple[str, str]],
+    image_token_counts: list[int],
+    tokenizer,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+) -> tuple[list[int], list[int], list[int]]:
+    """Render ``turns`` with Qwen's chat template; returns (input_ids, labels, mm_token_type_ids).
+
+    Every ``<image>`` becomes ``<|vision_start|>`` + ``<|image_pad|>`` × (its token count) + ``<|vision_end|>``.
+    Labels keep assistant content and its ``<|im_end|>``; the rest is -100.
+    """
+    vision_start = tokenizer.convert_tokens_to_ids("<|vision_start|>")
+    vision_end = tokenizer.convert_tokens_to_ids("<|vision_end|>")
+    image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    input_ids: list[int] = []
+    labels: list[int] = []
+    types: list[int] = []
+
+    def add(ids: list[int], supervised: bool = False, kind: int = MM_TEXT) -> None:
+        input_ids.extend(ids)
+        labels.extend(ids if supervised else [IGNORE_INDEX] * len(ids))
+        types.extend([kind] * len(ids))
+
+    def text(s: str) -> list[int]:
+        return tokenizer.encode(s, add_special_tokens=False) if s else []
+
+    counts = iter(image_token_counts)
+    for role, content in [("system", system_prompt)] + list(turns):
+        add([im_start] + text(f"{role}\n"))
+        pieces = content.split(IMAGE_PLACEHOLDER)
+        for i, piece in enumerate(pieces):
+            if i > 0:
+                add([vision_start])
+                add([image_pad] * next(counts), kind=MM_IMAGE)
+                add([vision_end])
+            add(text(piece), supervised=role == "assistant")
+        add([im_end], supervised=role == "assistant")
+        add(text("\n"))
+    return input_ids, labels, types
+
+
+def check_truncation(input_ids: list[int], labels: list[int], types: list[int], max_length: int, where: str) -> int:
+    """The length to keep (≤ max_length); raises BadSample if truncation splits an image or leaves no answer."""
+    if len(input_ids) <= max_length:
+        kept = len(input_ids)
+    else:
+        kept = max_length
+        # An image's tokens run from <|vision_start|> to <|vision_end|>: the cut must not fall inside or before one.
+        last_image = max((i for i, t in enumerate(types) if t != MM_TEXT), default=-1)
+        if last_image + 1 >= kept:  # +1: the image's <|vision_end|> must stay too
+            raise BadSample(
+                f"{where}: {len(input_ids)} tokens exceed model_max_length={max_length} and the cut would split or drop "
+                "image tokens; raise --model_max_length or lower --max_pixels."
+            )
+    if all(label == IGNORE_INDEX for label in labels[:kept]):
+        raise BadSample(
+            f"{where}: no supervised (answer) token left within model_max_length={max_length} "
+            f"({len(input_ids)} tokens); raise --model_max_length or shorten the prompt."
+        )
+    return kept
+
+
+class QwenSupervisedDataset(Dataset):
+    """Chat-template SFT samples for Qwen2.5-VL (see the module docstring)."""
+
+    def __init__(
+        self,
+        data_path: str | os.PathLike,
+        processor,
+        image_folder: Optional[str | os.PathLike] = None,
+        model_max_length: int = 2048,
+        min_pixels: Optional[int] = None,
+        max_pixels: Optional[int] = None,
+        on_bad_sample: str = "skip",
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    ):
+        if on_bad_sample not in ("raise", "skip"):
+            raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}.")
+        self.data_path = str(data_path)
+        self.records = load_records(data_path)
+        if not self.records:
+            raise ValueError(f"{data_path} holds no records.")
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.image_folder = Path(image_folder) if image_folder else None
+        self.model_max_length = model_max_length
+        image_processor = processor.image_processor
+        self.min_pixels = min_pixels if min_pixels is not None else image_processor.size["shortest_edge"]
+        self.max_pixels = max_pixels if max_pixels is not None else image_processor.size["longest_edge"]
+        self.patch_size = image_processor.patch_size
+        self.merge_size = image_processor.merge_size
+        self.on_bad_sample = on_bad_sample
+        self.system_prompt = system_prompt
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def has_image(self, index: int) -> bool:
+        return bool(self.records[index].get("image"))
+
+    def _where(self, index: int) -> str:
+        return f"{self.data_path} sample {index}"
+
+    def load_images(self, paths: list[str], where: str) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Resize with qwen-vl-utils (bounded by min/max pixels) and encode; returns (pixel_values, image_grid_thw)."""
+        if not paths:
+            return None, None
+        images = []
+        for rel in paths:
+            path = self.image_folder / rel if self.image_folder and not os.path.isabs(rel) else Path(rel)
+            try:
+                images.append(
+                    fetch_image(
+                        {"image": str(path), "min_pixels": self.min_pixels, "max_pixels": self.max_pixels},
+                        image_patch_size=self.patch_size,
+                    )
+                )
+            except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
+                raise BadSample(f"{where}: cannot read image {path} ({err}); check --image_folder.") from err
+        encoded = self.processor.image_processor(images=images, do_resize=False, return_tensors="pt")
+        return encoded["pixel_values"], encoded["image_grid_thw"]
+
+    def encode(self, index: int) -> dict[str, torch.Tensor]:
+        """The training example of record ``index``; raises BadSample when it cannot be used."""
+        where = self._where(index)
+        sample = to_sample(self.records[index], where)
+        pixel_values, grid = self.load_images(sample.images, where)
+        counts = [] if grid is None else (grid.prod(-1) // self.merge_size**2).tolist()
+        input_ids, labels, types = tokenize_conversation(sample.turns, counts, self.tokenizer, self.system_prompt)
+        kept = check_truncation(input_ids, labels, types, self.model_max_length, where)
+        example = {
+            "input_ids": torch.tensor(input_ids[:kept], dtype=torch.long),
+            "labels": torch.tensor(labels[:kept], dtype=torch.long),
+            "mm_token_type_ids": torch.tensor(types[:kept], dtype=torch.int),
+        }
+        if pixel_values is not None:
+            example["pixel_values"] = pixel_values
+            example["image_grid_thw"] = grid
+        return example
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        for offset in range(len(self.records)):
+            current = (index + offset) % len(self.records)
+            try:
+                return self.encode(current)
+            except BadSample as err:
+                if self.on_bad_sample == "raise":
+                    raise
+                self.skipped += 1
+                logger.warning("Skipping bad sample (%d skipped so far in this process): %s", self.skipped, err)
+        raise ValueError(f"{self.data_path}: every sample is bad (see the warnings above).")
