@@ -1,0 +1,136 @@
+"""Helpers between raw inputs and the model: image preprocessing, prompt tokenisation, model naming, stopping."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional, Sequence
+
+import torch
+from PIL import Image
+from transformers import StoppingCriteria
+
+from .constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
+
+
+# --- images ------------------------------------------------------------------------------------------------
+def expand2square(image: Image.Image, background_color: tuple[int, ...]) -> Image.Image:
+    """Pad ``image`` to a square (centred) with ``background_color``."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    result = Image.new(image.mode, (side, side), background_color)
+    result.paste(image, ((side - width) // 2, (side - height) // 2))
+    return result
+
+
+def _mean_colour(image_processor: Any) -> tuple[int, ...]:
+    return tuple(int(round(x * 255)) for x in image_processor.image_mean)
+
+
+def process_images(images: Sequence[Image.Image], image_processor: Any, model_cfg: Any) -> torch.Tensor:
+    """Pixel values ``[N, 3, H, W]`` for ``images``; ``model_cfg.image_aspect_ratio == "pad"`` pads them to squares
+    with the processor's mean colour first (LLaVA-1.5), otherwise the processor resizes/crops as it likes."""
+    aspect = getattr(model_cfg, "image_aspect_ratio", None)
+    if aspect == "pad":
+        colour = _mean_colour(image_processor)
+        images = [expand2square(img.convert("RGB"), colour) for img in images]
+    elif aspect not in (None, "square", "resize", "original"):
+        raise ValueError(f"image_aspect_ratio={aspect!r} is not supported; use 'pad' or leave it unset.")
+    return image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+
+# --- text ------------------------------------------------------------------------------------------------------
+def _bos_prefix(tokenizer: Any) -> list[int]:
+    """The BOS id to start a prompt with, if the tokenizer has one (LlamaTokenizer in transformers 5 does not add it)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return [bos] if bos is not None else []
+
+
+def tokenize_image_prompt(
+    prompt: str, tokenizer: Any, image_token_index: int = IMAGE_TOKEN_INDEX, with_offsets: bool = False
+) -> tuple[list[int], Optional[list[tuple[int, int]]]]:
+    """Token ids of ``prompt`` with every ``<image>`` as ``image_token_index`` and BOS in front (when the tokenizer
+    has a BOS token). Text between images is tokenised piece by piece, as LLaVA always did.
+
+    With ``with_offsets`` also returns each token's (start, end) character span in ``prompt`` (BOS: (0, 0)); that
+    needs a fast tokenizer.
+    """
+    ids: list[int] = list(_bos_prefix(tokenizer))
+    offsets: Optional[list[tuple[int, int]]] = [(0, 0)] * len(ids) if with_offsets else None
+    position = 0
+    chunks = prompt.split(DEFAULT_IMAGE_TOKEN)
+    for k, chunk in enumerate(chunks):
+        if k > 0:
+            ids.append(image_token_index)
+            if offsets is not None:
+                offsets.append((position, position + len(DEFAULT_IMAGE_TOKEN)))
+            position += len(DEFAULT_IMAGE_TOKEN)
+        if chunk:
+            if with_offsets:
+                if not getattr(tokenizer, "is_fast", False):
+                    raise ValueError(
+                        f"{type(tokenizer).__name__} cannot report character offsets; training needs a fast tokenizer."
+                    )
+                enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True)
+                ids.extend(enc["input_ids"])
+                offsets.extend((position + a, position + b) for a, b in enc["offset_mapping"])
+            else:
+                ids.extend(tokenizer(chunk, add_special_tokens=False)["input_ids"])
+        position += len(chunk)
+    return ids, offsets
+
+
+def tokenizer_image_token(
+    prompt: str, tokenizer: Any, image_token_index: int = IMAGE_TOKEN_INDEX, return_tensors: Optional[str] = None
+) -> list[int] | torch.Tensor:
+    """Token ids of ``prompt`` with ``<image>`` → ``image_token_index`` (−200) and BOS first; ``return_tensors="pt"``
+    gives a 1-D LongTensor."""
+    ids, _ = tokenize_image_prompt(prompt, tokenizer, image_token_index)
+    if return_tensors is None:
+        return ids
+    if return_tensors == "pt":
+        return torch.tensor(ids, dtype=torch.long)
+    raise ValueError(f"Unsupported return_tensors={return_tensors!r}; use 'pt' or None.")
+
+
+def get_model_name_from_path(model_path: str) -> str:
+    """``.../llava-v1.5-7b`` → ``llava-v1.5-7b``; ``.../run/checkpoint-500`` → ``run_checkpoint-500``."""
+    parts = os.path.normpath(model_path).split(os.sep)
+    if parts[-1].startswith("checkpoint-") and len(parts) > 1:
+        return parts[-2] + "_" + parts[-1]
+    return parts[-1]
+
+
+# --- generation ------------------------------------------------------------------------------------------------
+class KeywordsStoppingCriteria(StoppingCriteria):
+    """Stop a sequence once its generated text ends with (or contains, in its last few tokens) one of ``keywords``.
+
+    Works whether ``generate`` returns the prompt too or only the new tokens: the generated part starts where
+    the first call saw one new token.
+    """
+
+    def __init__(self, keywords: Sequence[str], tokenizer: Any, input_ids: Optional[torch.Tensor] = None):
+        self.keywords = list(keywords)
+        self.tokenizer = tokenizer
+        self.keyword_ids = []
+        for keyword in self.keywords:
+            ids = tokenizer(keyword, add_special_tokens=False)["input_ids"]
+            self.keyword_ids.append(torch.tensor(ids, dtype=torch.long))
+        self.max_keyword_len = max((len(ids) for ids in self.keyword_ids), default=1)
+        self.start_len: Optional[int] = None
+
+    def _row_done(self, row: torch.Tensor) -> bool:
+        for ids in self.keyword_ids:
+            if len(ids) and row.shape[0] >= len(ids) and torch.equal(row[-len(ids) :].cpu(), ids):
+                return True
+        tail = row[-(self.max_keyword_len + 2) :]
+        text = self.tokenizer.decode(tail.tolist(), skip_special_tokens=False)
+        return any(keyword in text for keyword in self.keywords)
+
+    def __call__(self, output_ids: torch.LongTensor, scores: Optional[torch.FloatTensor] = None, **kwargs) -> torch.BoolTensor:
+        if self.start_len is None:
+            self.start_len = output_ids.shape[1] - 1
+        generated = output_ids[:, self.start_len :]
+        done = [self._row_done(row) for row in generated]
+        return torch.tensor(done, dtype=torch.bool, device=output_ids.device)
