@@ -1,0 +1,1 @@
+"""Evaluation scripts for Qwen2.5-VL + MuNG."""

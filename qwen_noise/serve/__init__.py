@@ -1,0 +1,1 @@
+"""Interactive serving for Qwen2.5-VL + MuNG."""

@@ -1,0 +1,85 @@
+"""Command-line flags of ``python -m qwen_noise.train.train`` (besides every transformers TrainingArguments flag and
+the shared ``--ng_*`` generator flags)."""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import transformers
+
+TUNES = ("noise", "noise_lora", "lora", "dora", "full")
+# LoRA goes on the language model's linear layers only (never the vision tower, merger, generator or lm_head).
+LLM_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "Qwen2.5-VL folder (stock or tuned) to start from."})
+    tune: str = field(
+        default="noise",
+        metadata={
+            "help": "noise: MLLM frozen, generator trained (MuNG). noise_lora: generator + LoRA on the LLM. "
+            "lora / dora: LoRA / DoRA baseline without generator. full: full fine-tuning of the LLM and merger "
+            "without generator."
+        },
+    )
+    tune_vision_tower: bool = field(
+        default=False, metadata={"help": "With --tune full, also train the vision tower's blocks (frozen otherwise)."}
+    )
+    bits: int = field(default=16, metadata={"help": "16, or 8 / 4 to load the LLM with bitsandbytes (QLoRA)."})
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target: str = field(
+        default=",".join(LLM_LINEARS),
+        metadata={
+            "help": "Comma-separated leaf names of the language model's linears to adapt (anchored on "
+            "model.language_model, so the vision tower is never touched)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.tune not in TUNES:
+            raise ValueError(f"--tune {self.tune!r} is not one of {', '.join(TUNES)}.")
+        if self.bits not in (4, 8, 16):
+            raise ValueError(f"--bits must be 4, 8 or 16, got {self.bits}.")
+        if self.bits != 16 and self.tune == "full":
+            raise ValueError("--bits 4/8 cannot be combined with --tune full (quantised weights are not trainable).")
+
+    @property
+    def uses_generator(self) -> bool:
+        return self.tune in ("noise", "noise_lora")
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.tune in ("noise_lora", "lora", "dora")
+
+    def lora_target_regex(self) -> str:
+        names = [name.strip() for name in self.lora_target.split(",") if name.strip()]
+        if not names or not all(name.isidentifier() for name in names):
+            raise ValueError(f"--lora_target must be comma-separated module names, got {self.lora_target!r}.")
+        return rf"^model\.language_model\.layers\.\d+\.(?:.*\.)?({'|'.join(names)})$"
+
+
+@dataclass
+class DataArguments:
+    data_path: str = field(metadata={"help": "Training JSON / JSONL (conversations or converted MMPR items)."})
+    image_folder: Optional[str] = field(default=None, metadata={"help": "Folder the image paths are relative to."})
+    min_pixels: Optional[int] = field(default=None, metadata={"help": "Lower bound of image pixels (qwen-vl-utils)."})
+    max_pixels: Optional[int] = field(default=None, metadata={"help": "Upper bound of image pixels (qwen-vl-utils)."})
+    on_bad_sample: str = field(
+        default="skip",
+        metadata={
+            "help": "What to do with a sample that cannot be used (truncation would split an image or drop every "
+            "answer token, unreadable image, bad format): skip (counted in the log) or raise."
+        },
+    )
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    model_max_length: int = field(
+        default=1024, metadata={"help": "Longest tokenised sample; longer ones are truncated (never inside an image)."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep every batch key (mm_token_type_ids is needed for 3-D rope)."}
+    )
