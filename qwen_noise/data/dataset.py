@@ -22,18 +22,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from PIL import Image, UnidentifiedImageError
-from qwen_vl_utils import fetch_image
 from torch.utils.data import Dataset
 
 from noise_generator import IGNORE_INDEX
 
+from .prompting import DEFAULT_SYSTEM_PROMPT, IMAGE_PLACEHOLDER, MM_TEXT, ImageLoadError, encode_images, tokenize_conversation
+
 logger = logging.getLogger(__name__)
 
-IMAGE_PLACEHOLDER = "<image>"
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
-MM_TEXT, MM_IMAGE = 0, 1
 
 
 class BadSample(ValueError):
@@ -111,50 +108,6 @@ def to_sample(record: dict[str, Any], where: str) -> Sample:
     return Sample(images=images, turns=turns)
 
 
-def tokenize_conversation(
-    turns: list[tuple[str, str]],
-    image_token_counts: list[int],
-    tokenizer,
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-) -> tuple[list[int], list[int], list[int]]:
-    """Render ``turns`` with Qwen's chat template; returns (input_ids, labels, mm_token_type_ids).
-
-    Every ``<image>`` becomes ``<|vision_start|>`` + ``<|image_pad|>`` × (its token count) + ``<|vision_end|>``.
-    Labels keep assistant content and its ``<|im_end|>``; the rest is -100.
-    """
-    vision_start = tokenizer.convert_tokens_to_ids("<|vision_start|>")
-    vision_end = tokenizer.convert_tokens_to_ids("<|vision_end|>")
-    image_pad = tokenizer.convert_tokens_to_ids("<|image_pad|>")
-    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-
-    input_ids: list[int] = []
-    labels: list[int] = []
-    types: list[int] = []
-
-    def add(ids: list[int], supervised: bool = False, kind: int = MM_TEXT) -> None:
-        input_ids.extend(ids)
-        labels.extend(ids if supervised else [IGNORE_INDEX] * len(ids))
-        types.extend([kind] * len(ids))
-
-    def text(s: str) -> list[int]:
-        return tokenizer.encode(s, add_special_tokens=False) if s else []
-
-    counts = iter(image_token_counts)
-    for role, content in [("system", system_prompt)] + list(turns):
-        add([im_start] + text(f"{role}\n"))
-        pieces = content.split(IMAGE_PLACEHOLDER)
-        for i, piece in enumerate(pieces):
-            if i > 0:
-                add([vision_start])
-                add([image_pad] * next(counts), kind=MM_IMAGE)
-                add([vision_end])
-            add(text(piece), supervised=role == "assistant")
-        add([im_end], supervised=role == "assistant")
-        add(text("\n"))
-    return input_ids, labels, types
-
-
 def check_truncation(input_ids: list[int], labels: list[int], types: list[int], max_length: int, where: str) -> int:
     """The length to keep (≤ max_length); raises BadSample if truncation splits an image or leaves no answer."""
     if len(input_ids) <= max_length:
@@ -203,7 +156,6 @@ class QwenSupervisedDataset(Dataset):
         image_processor = processor.image_processor
         self.min_pixels = min_pixels if min_pixels is not None else image_processor.size["shortest_edge"]
         self.max_pixels = max_pixels if max_pixels is not None else image_processor.size["longest_edge"]
-        self.patch_size = image_processor.patch_size
         self.merge_size = image_processor.merge_size
         self.on_bad_sample = on_bad_sample
         self.system_prompt = system_prompt
@@ -220,22 +172,10 @@ class QwenSupervisedDataset(Dataset):
 
     def load_images(self, paths: list[str], where: str) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Resize with qwen-vl-utils (bounded by min/max pixels) and encode; returns (pixel_values, image_grid_thw)."""
-        if not paths:
-            return None, None
-        images = []
-        for rel in paths:
-            path = self.image_folder / rel if self.image_folder and not os.path.isabs(rel) else Path(rel)
-            try:
-                images.append(
-                    fetch_image(
-                        {"image": str(path), "min_pixels": self.min_pixels, "max_pixels": self.max_pixels},
-                        image_patch_size=self.patch_size,
-                    )
-                )
-            except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
-                raise BadSample(f"{where}: cannot read image {path} ({err}); check --image_folder.") from err
-        encoded = self.processor.image_processor(images=images, do_resize=False, return_tensors="pt")
-        return encoded["pixel_values"], encoded["image_grid_thw"]
+        try:
+            return encode_images(self.processor, paths, self.min_pixels, self.max_pixels, self.image_folder)
+        except ImageLoadError as err:
+            raise BadSample(f"{where}: {err}") from err
 
     def encode(self, index: int) -> dict[str, torch.Tensor]:
         """The training example of record ``index``; raises BadSample when it cannot be used."""
