@@ -113,7 +113,7 @@ def load_projector_file(projector: nn.Module, path: str | os.PathLike) -> None:
 
 def load_named_tensors(model: nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> None:
     """Copy ``tensors`` (model-relative names, peft prefixes allowed) into ``model``; every name must exist."""
-    params = dict(model.named_parameters())
+    params = {strip_peft_prefix(n): p for n, p in model.named_parameters()}
     unknown, wrong_shape = [], []
     for name, tensor in tensors.items():
         key = strip_peft_prefix(name)

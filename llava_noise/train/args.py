@@ -1,0 +1,69 @@
+"""Command-line flags of LLaVA-1.5 training (names as in the original LLaVA) plus MuNG's generator switch.
+
+The generator's own flags (``--ng_*``) are ``noise_generator.training.NoiseGeneratorArguments``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import transformers
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: Optional[str] = field(default=None, metadata={"help": "The LLM (or a LLaVA checkpoint) to start from."})
+    version: str = field(default="v0", metadata={"help": "Conversation template (plain, v1, llava_llama_2, ...)."})
+    freeze_backbone: bool = field(default=False, metadata={"help": "Freeze the LLM (MuNG-only runs)."})
+    tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "Train the projector only (pretraining)."})
+    vision_tower: Optional[str] = field(default=None, metadata={"help": "Local CLIPVisionModel folder."})
+    mm_vision_select_layer: int = field(default=-1, metadata={"help": "Tower hidden state to use (v1.5: -2)."})
+    pretrain_mm_mlp_adapter: Optional[str] = field(default=None, metadata={"help": "mm_projector.bin from pretraining."})
+    mm_projector_type: str = field(default="linear", metadata={"help": "linear | mlp<N>x_gelu | identity."})
+    mm_use_im_start_end: bool = field(default=False)
+    mm_use_im_patch_token: bool = field(default=True)
+    mm_patch_merge_type: str = field(default="flat")
+    mm_vision_select_feature: str = field(default="patch", metadata={"help": "patch (drop CLS) | cls_patch."})
+    noise_generator: bool = field(default=False, metadata={"help": "Add MuNG's noise generator (trained in every mode)."})
+
+
+@dataclass
+class DataArguments:
+    data_path: Optional[str] = field(default=None, metadata={"help": "JSON (list) or JSONL training conversations."})
+    lazy_preprocess: bool = field(default=False, metadata={"help": "Tokenise samples when first used."})
+    is_multimodal: bool = False
+    image_folder: Optional[str] = field(default=None, metadata={"help": "Folder the samples' image paths are relative to."})
+    image_aspect_ratio: str = field(default="square", metadata={"help": "pad: pad to square with the mean colour."})
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    cache_dir: Optional[str] = field(default=None)
+    optim: str = field(default="adamw_torch")
+    remove_unused_columns: bool = field(default=False)
+    freeze_mm_mlp_adapter: bool = field(default=False)
+    mpt_attn_impl: Optional[str] = field(default="triton")
+    model_max_length: int = field(
+        default=512, metadata={"help": "Longest sequence (image features included); longer samples are right-truncated."}
+    )
+    double_quant: bool = field(default=True, metadata={"help": "Double quantisation for --bits 4."})
+    quant_type: str = field(default="nf4", metadata={"help": "fp4 | nf4 for --bits 4."})
+    bits: int = field(default=16, metadata={"help": "4 | 8 (QLoRA through bitsandbytes) | 16."})
+    lora_enable: bool = False
+    lora_r: int = 64
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_weight_path: str = ""
+    lora_bias: str = "none"
+    mm_projector_lr: Optional[float] = None
+    group_by_modality_length: bool = field(default=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.bits not in (4, 8, 16):
+            raise ValueError(f"--bits {self.bits} is not supported; use 4, 8 or 16.")
+        if self.bits in (4, 8) and not self.lora_enable:
+            raise ValueError("--bits 4/8 (QLoRA) needs --lora_enable True: quantised weights cannot be trained.")
+        if self.lora_bias not in ("none", "all", "lora_only"):
+            raise ValueError(f"--lora_bias {self.lora_bias!r}; use none, all or lora_only.")

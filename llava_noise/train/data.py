@@ -1,0 +1,317 @@
+"""Training data of LLaVA-1.5: conversations → (input_ids, labels), images → pixel values, batches.
+
+One preprocessing path serves every template: the template renders the conversation and marks which characters
+are assistant replies (plus the text that ends them, e.g. ``</s>``); a token is supervised when it covers such
+characters. A token that straddles a reply boundary is a tokenisation mismatch: it is logged with the sample id,
+counted, and the sample is left unsupervised.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from ..conversation import Conversation, SeparatorStyle, get_conv_template
+from ..mm_utils import expand2square, tokenize_image_prompt
+
+logger = logging.getLogger(__name__)
+
+ROLE_OF = {"human": 0, "user": 0, "gpt": 1, "assistant": 1}
+
+
+class SampleError(ValueError):
+    """A training sample that cannot be used; the message names it."""
+
+
+def normalise_image_tokens(
+    conversations: list[dict], n_images: int, sample_id: Any, mm_use_im_start_end: bool = False
+) -> list[dict]:
+    """Move the ``<image>`` tokens of the first turn to its front (``<image>\\n`` each), as LLaVA trains.
+
+    A sample with images but no ``<image>`` token gets them in front of its first turn. ``<image>`` outside the
+    first turn, or a count that differs from the sample's images, is an error.
+    """
+    turns = copy.deepcopy(conversations)
+    for k, turn in enumerate(turns[1:], start=1):
+        if DEFAULT_IMAGE_TOKEN in turn["value"]:
+            raise SampleError(f"Sample {sample_id}: <image> in turn {k}; LLaVA places images in the first turn only.")
+    if not turns:
+        return turns
+    first = turns[0]["value"]
+    found = first.count(DEFAULT_IMAGE_TOKEN)
+    if found and found != n_images:
+        raise SampleError(f"Sample {sample_id}: {found} <image> tokens but {n_images} image(s).")
+    if n_images:
+        text = first.replace(DEFAULT_IMAGE_TOKEN, "").strip()
+        token = DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN if mm_use_im_start_end else DEFAULT_IMAGE_TOKEN
+        turns[0]["value"] = (token + "\n") * n_images + text
+    return turns
+
+
+def build_conversation(turns: list[dict], template: Conversation, sample_id: Any) -> Conversation:
+    """Fill a copy of ``template`` with the sample's turns (a leading non-human turn is skipped, as LLaVA does)."""
+    conv = template.copy()
+    conv.messages = []
+    if turns and ROLE_OF.get(turns[0].get("from")) != 0:
+        turns = turns[1:]
+    for k, turn in enumerate(turns):
+        role = ROLE_OF.get(turn.get("from"))
+        if role is None:
+            raise SampleError(f"Sample {sample_id}: turn {k} has unknown speaker {turn.get('from')!r} (use human/gpt).")
+        if role != k % 2:
+            raise SampleError(f"Sample {sample_id}: turn {k} breaks the human/gpt alternation.")
+        value = turn["value"]
+        if template.sep_style == SeparatorStyle.PLAIN and role == 0:
+            # Pretraining keeps only the image of the human turn; the caption is the target.
+            value = DEFAULT_IMAGE_TOKEN if DEFAULT_IMAGE_TOKEN in value else ""
+        conv.append_message(conv.roles[role], value)
+    if not conv.messages:
+        raise SampleError(f"Sample {sample_id}: no conversation turns.")
+    return conv
+
+
+@dataclass
+class TokenizedSample:
+    input_ids: list[int]
+    labels: list[int]
+    mismatch: bool
+
+
+def preprocess(conv: Conversation, tokenizer: Any, sample_id: Any = None) -> TokenizedSample:
+    """Token ids and labels of a filled conversation: assistant replies and their end text supervised, the rest
+    ``IGNORE_INDEX``. Returns ``mismatch=True`` (sample left unsupervised, logged) when a token crosses a reply
+    boundary."""
+    spans, cursor = [], 0
+    for text, supervised in conv.render_pieces():
+        if supervised and spans and spans[-1][1] == cursor:
+            spans[-1] = (spans[-1][0], cursor + len(text))  # consecutive replies (plain) form one span
+        elif supervised:
+            spans.append((cursor, cursor + len(text)))
+        cursor += len(text)
+    prompt = conv.get_prompt()
+    ids, offsets = tokenize_image_prompt(prompt, tokenizer, with_offsets=True)
+    labels = [IGNORE_INDEX] * len(ids)
+    mismatch = False
+    for start, end in spans:
+        for t, (a, b) in enumerate(offsets):
+            if b <= start or a >= end or b == a or ids[t] == IMAGE_TOKEN_INDEX:
+                continue
+            outside = prompt[a:start] + prompt[end:b]
+            if outside.strip():
+                mismatch = True
+            labels[t] = ids[t]
+    if mismatch:
+        logger.warning(
+            "Tokenisation mismatch in sample %s: a token crosses an assistant-reply boundary; the sample is not "
+            "supervised. Prompt: %r",
+            sample_id,
+            prompt[:200],
+        )
+        labels = [IGNORE_INDEX] * len(ids)
+    return TokenizedSample(ids, labels, mismatch)
+
+
+def load_records(path: str) -> list[dict]:
+    """A JSON list or JSONL file of samples; errors name the file and line."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--data_path {path} does not exist.")
+    with open(path, encoding="utf-8") as handle:
+        if path.endswith(".jsonl"):
+            records = []
+            for lineno, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}).") from None
+            return records
+        try:
+            records = json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg}).") from None
+    if not isinstance(records, list):
+        raise ValueError(f"{path} must hold a JSON list of samples.")
+    return records
+
+
+def image_files(record: dict) -> list[str]:
+    image = record.get("image")
+    if image is None:
+        return []
+    return [image] if isinstance(image, str) else list(image)
+
+
+class LazySupervisedDataset(Dataset):
+    """LLaVA's instruction data: ``{id, image?, conversations: [{from, value}, ...]}``.
+
+    Items are ``{input_ids, labels, images, id}``; ``images`` holds one pixel tensor per ``<image>``, or one dummy
+    (zeros) for a text-only sample when the model is multimodal (so every rank runs the vision path).
+    """
+
+    def __init__(
+        self,
+        data_path: str,
+        tokenizer: Any,
+        template: str,
+        image_folder: Optional[str] = None,
+        image_processor: Any = None,
+        image_aspect_ratio: str = "square",
+        num_image_tokens: int = 0,
+        model_max_length: Optional[int] = None,
+        mm_use_im_start_end: bool = False,
+        lazy: bool = True,
+    ):
+        super().__init__()
+        self.records = load_records(data_path)
+        self.tokenizer = tokenizer
+        self.template = get_conv_template(template)
+        self.image_folder = image_folder
+        self.image_processor = image_processor
+        self.image_aspect_ratio = image_aspect_ratio
+        self.num_image_tokens = num_image_tokens
+        self.model_max_length = model_max_length or tokenizer.model_max_length
+        self.mm_use_im_start_end = mm_use_im_start_end
+        self.mismatches = 0
+        self._cache: dict[int, TokenizedSample] = {}
+        if not lazy:
+            for i in tqdm(range(len(self.records)), desc="tokenising"):
+                self._tokenized(i)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _sample_id(self, i: int) -> str:
+        return f"{self.records[i].get('id', '?')} (index {i})"
+
+    @property
+    def lengths(self) -> list[int]:
+        """Rough length of each sample in words, images counted as 128 (as LLaVA estimates)."""
+        return [
+            sum(len(t["value"].split()) for t in r["conversations"]) + (128 if image_files(r) else 0) for r in self.records
+        ]
+
+    @property
+    def modality_lengths(self) -> list[int]:
+        """Word lengths, negative for text-only samples (the sign is the modality for grouping)."""
+        out = []
+        for r in self.records:
+            n = sum(len(t["value"].split()) for t in r["conversations"])
+            out.append(n if image_files(r) else -n)
+        return out
+
+    def _tokenized(self, i: int) -> TokenizedSample:
+        if i in self._cache:
+            return self._cache[i]
+        record, sample_id = self.records[i], self._sample_id(i)
+        if "conversations" not in record:
+            raise SampleError(f"Sample {sample_id} has no 'conversations' list.")
+        n_images = len(image_files(record))
+        turns = normalise_image_tokens(record["conversations"], n_images, sample_id, self.mm_use_im_start_end)
+        sample = preprocess(build_conversation(turns, self.template, sample_id), self.tokenizer, sample_id)
+        self.mismatches += int(sample.mismatch)
+        sample = self._truncate(sample, n_images, sample_id)
+        self._cache[i] = sample
+        return sample
+
+    def _truncate(self, sample: TokenizedSample, n_images: int, sample_id: str) -> TokenizedSample:
+        """Cut text so the sequence with image features spliced in fits ``model_max_length``; never cut an image."""
+        extra = n_images * max(self.num_image_tokens - 1, 0)
+        limit = self.model_max_length - extra
+        if len(sample.input_ids) <= limit:
+            return sample
+        kept = sample.input_ids[: max(limit, 0)]
+        if kept.count(IMAGE_TOKEN_INDEX) != n_images:
+            raise SampleError(
+                f"Sample {sample_id} is too long: with {n_images} image(s) of {self.num_image_tokens} tokens it does "
+                f"not fit --model_max_length {self.model_max_length} without cutting an image."
+            )
+        return TokenizedSample(kept, sample.labels[: len(kept)], sample.mismatch)
+
+    def _load_image(self, name: str, sample_id: str) -> torch.Tensor:
+        path = os.path.join(self.image_folder or "", name)
+        try:
+            image = Image.open(path).convert("RGB")
+        except (FileNotFoundError, OSError) as err:
+            raise SampleError(f"Sample {sample_id}: cannot open image {path} ({err}). Check --image_folder.") from err
+        if self.image_aspect_ratio == "pad":
+            image = expand2square(image, tuple(int(round(x * 255)) for x in self.image_processor.image_mean))
+        return self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+
+    def _dummy_image(self) -> torch.Tensor:
+        """Zeros shaped like the processor's output (the shape is learned once from a blank image)."""
+        if getattr(self, "_dummy", None) is None:
+            blank = Image.new("RGB", (32, 32))
+            self._dummy = torch.zeros_like(self.image_processor(images=[blank], return_tensors="pt")["pixel_values"][0])
+        return self._dummy
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        sample = self._tokenized(i)
+        sample_id = self._sample_id(i)
+        names = image_files(self.records[i])
+        if names and self.image_processor is None:
+            raise SampleError(f"Sample {sample_id} has images but the model has no vision tower (--vision_tower).")
+        images = [self._load_image(name, sample_id) for name in names]
+        if not images and self.image_processor is not None:
+            images = [self._dummy_image()]
+        return {
+            "input_ids": torch.tensor(sample.input_ids, dtype=torch.long),
+            "labels": torch.tensor(sample.labels, dtype=torch.long),
+            "images": images,
+            "id": self.records[i].get("id"),
+        }
+
+
+@dataclass
+class DataCollatorForSupervisedDataset:
+    """Right-pads ids (pad id) and labels (``IGNORE_INDEX``); the attention mask comes from the lengths; all images
+    of the batch are stacked in order."""
+
+    tokenizer: Any
+
+    def __call__(self, instances: Sequence[dict]) -> dict[str, Any]:
+        longest = max(len(x["input_ids"]) for x in instances)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token before training.")
+        batch = len(instances)
+        input_ids = torch.full((batch, longest), pad_id, dtype=torch.long)
+        labels = torch.full((batch, longest), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((batch, longest), dtype=torch.long)
+        for row, x in enumerate(instances):
+            n = len(x["input_ids"])
+            input_ids[row, :n] = x["input_ids"]
+            labels[row, :n] = x["labels"]
+            attention_mask[row, :n] = 1
+        out: dict[str, Any] = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        images = [img for x in instances for img in x.get("images", [])]
+        if images:
+            out["images"] = torch.stack(images)
+        return out
+
+
+def make_supervised_data_module(tokenizer: Any, data_args: Any, model_args: Any, training_args: Any, model: Any) -> dict:
+    tower = model.get_vision_tower() if hasattr(model, "get_vision_tower") else None
+    processor = tower.image_processor if tower is not None else None
+    dataset = LazySupervisedDataset(
+        data_args.data_path,
+        tokenizer,
+        template=model_args.version,
+        image_folder=data_args.image_folder,
+        image_processor=processor,
+        image_aspect_ratio=data_args.image_aspect_ratio,
+        num_image_tokens=tower.num_patches if tower is not None else 0,
+        model_max_length=training_args.model_max_length,
+        mm_use_im_start_end=model_args.mm_use_im_start_end,
+        lazy=data_args.lazy_preprocess,
+    )
+    return {"train_dataset": dataset, "eval_dataset": None, "data_collator": DataCollatorForSupervisedDataset(tokenizer)}

@@ -1,0 +1,4 @@
+from llava_noise.train.train import train
+
+if __name__ == "__main__":
+    train(attn_implementation="flash_attention_2")

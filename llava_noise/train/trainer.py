@@ -1,0 +1,130 @@
+"""``LLaVATrainer``: parameter groups (projector / generator learning rates), modality-grouped sampling, and
+checkpoints that can be loaded and resumed from every directory (``checkpoint-N`` included)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator, Optional
+
+import torch
+from torch.utils.data import Sampler
+from transformers import Trainer
+
+from noise_generator.training import optimizer_groups, save_generator_from_model
+
+from ..model.checkpoint_io import (
+    NON_LORA_FILE,
+    gather_named,
+    load_named_tensors,
+    read_tensor_file,
+    save_non_lora_trainables,
+    save_projector,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def modality_grouped_indices(lengths: list[int], megabatch_size: int, generator: Optional[torch.Generator] = None) -> list[int]:
+    """Shuffled indices in which every full megabatch holds one modality only (image: length > 0, text-only: < 0),
+    longest first inside a megabatch; the leftovers of both modalities come last, together."""
+    megabatches, leftovers = [], []
+    for group in ([i for i, n in enumerate(lengths) if n > 0], [i for i, n in enumerate(lengths) if n <= 0]):
+        order = [group[j] for j in torch.randperm(len(group), generator=generator).tolist()]
+        chunks = [order[k : k + megabatch_size] for k in range(0, len(order), megabatch_size)]
+        if chunks and len(chunks[-1]) < megabatch_size:
+            leftovers.extend(chunks.pop())
+        megabatches.extend(sorted(chunk, key=lambda i: -abs(lengths[i])) for chunk in chunks)
+    shuffled = [megabatches[k] for k in torch.randperm(len(megabatches), generator=generator).tolist()]
+    return [i for chunk in shuffled for i in chunk] + leftovers
+
+
+class ModalityLengthGroupedSampler(Sampler):
+    """``--group_by_modality_length``: batches never mix samples with and without images."""
+
+    def __init__(self, lengths: list[int], batch_size: int, world_size: int, seed: int = 0):
+        self.lengths = lengths
+        self.megabatch_size = batch_size * world_size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(modality_grouped_indices(self.lengths, self.megabatch_size, generator))
+
+
+class LLaVATrainer(Trainer):
+    def __init__(self, *args, ng_lr: Optional[float] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ng_lr = ng_lr
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if getattr(self.args, "group_by_modality_length", False) and dataset is not None:
+            return ModalityLengthGroupedSampler(
+                dataset.modality_lengths,
+                self.args.train_batch_size,
+                self.args.world_size * self.args.gradient_accumulation_steps,
+                seed=self.args.seed,
+            )
+        return super()._get_train_sampler(train_dataset)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None:
+            return self.optimizer
+        model = model if model is not None else self.model
+        groups = optimizer_groups(
+            model,
+            self.args.weight_decay,
+            {
+                "noise_generator": self.ng_lr,
+                "mm_projector": getattr(self.args, "mm_projector_lr", None),
+            },
+        )
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    # --- saving -------------------------------------------------------------------------------------------------
+    def _mode(self) -> str:
+        if getattr(self.args, "lora_enable", False):
+            return "lora"
+        if getattr(self.model.config, "tune_mm_mlp_adapter", False):
+            return "projector"
+        return "full"
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        """LoRA: adapter + ``non_lora_trainables.bin`` + config; projector-only: ``mm_projector.bin`` + config;
+        full: the HF weights. Every mode also writes the generator-only files. Collective under ZeRO-3."""
+        output_dir = output_dir or self.args.output_dir
+        main = self.args.should_save
+        mode = self._mode()
+        if main:
+            os.makedirs(output_dir, exist_ok=True)
+        if mode == "lora":
+            lora_state = gather_named((n, p) for n, p in self.model.named_parameters() if "lora_" in n)
+            save_non_lora_trainables(self.model, output_dir, is_main_process=main)
+            if main:
+                self.model.save_pretrained(output_dir, state_dict=lora_state)
+        elif mode == "projector":
+            save_projector(self.model, output_dir, is_main_process=main)
+        else:
+            super().save_model(output_dir, _internal_call=_internal_call)
+        save_generator_from_model(self.model, output_dir, is_main_process=main)
+        if main and mode != "full":
+            config = self.model.config
+            config.save_pretrained(output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, NON_LORA_FILE)
+        if self._mode() == "lora" and not self.is_deepspeed_enabled and os.path.isfile(path):
+            load_named_tensors(model or self.model, read_tensor_file(path), path)
