@@ -1,0 +1,1 @@
+"""Serving LLaVA-1.5 + MuNG: the terminal chat (``python -m llava_noise.serve.cli``)."""
