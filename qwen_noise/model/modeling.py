@@ -37,6 +37,16 @@ class Qwen2_5_VLNoisePreTrainedModel(Qwen2_5_VLPreTrainedModel):
 
     config: Qwen2_5_VLNoiseConfig
 
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        # transformers treats a module of custom code without direct parameters (the generator keeps its
+        # tensors in child Linears) as initialised and would leave the generator with the generic Linear init.
+        # Run the generator's own init after its children; loaded tensors stay untouched (init guard).
+        if isinstance(module, NoiseGenerator) and not getattr(module, "_is_hf_initialized", False):
+            self._init_weights(module)
+            module._is_hf_initialized = True
+            return
+        super()._initialize_weights(module, is_custom_code)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, NoiseGenerator):
