@@ -58,8 +58,17 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_bias: str = "none"
     mm_projector_lr: Optional[float] = None
     group_by_modality_length: bool = field(default=False)
+    # Flags of the transformers versions the original LLaVA used, mapped onto their current names.
+    warmup_ratio: Optional[float] = field(default=None, metadata={"help": "Warmup as a share of the steps (= --warmup_steps <1)."})
+    evaluation_strategy: Optional[str] = field(default=None, metadata={"help": "Old name of --eval_strategy."})
 
     def __post_init__(self):
+        if self.warmup_ratio is not None:
+            if not 0 <= self.warmup_ratio < 1:
+                raise ValueError(f"--warmup_ratio {self.warmup_ratio} must be in [0, 1).")
+            self.warmup_steps = self.warmup_ratio
+        if self.evaluation_strategy is not None:
+            self.eval_strategy = self.evaluation_strategy
         super().__post_init__()
         if self.bits not in (4, 8, 16):
             raise ValueError(f"--bits {self.bits} is not supported; use 4, 8 or 16.")

@@ -11,11 +11,14 @@ import torch
 from torch.utils.data import Sampler
 from transformers import Trainer
 
-from noise_generator.training import optimizer_groups, save_generator_from_model
+from noise_generator import load_generator_weights, load_noise_generator_state
+from noise_generator.training import find_noise_generator, optimizer_groups, save_generator_from_model
 
 from ..model.checkpoint_io import (
     NON_LORA_FILE,
+    PROJECTOR_FILE,
     gather_named,
+    load_projector_file,
     load_named_tensors,
     read_tensor_file,
     save_non_lora_trainables,
@@ -97,11 +100,14 @@ class LLaVATrainer(Trainer):
             return "lora"
         if getattr(self.model.config, "tune_mm_mlp_adapter", False):
             return "projector"
+        trainable = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        if trainable and all("noise_generator." in n for n in trainable):
+            return "generator"
         return "full"
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """LoRA: adapter + ``non_lora_trainables.bin`` + config; projector-only: ``mm_projector.bin`` + config;
-        full: the HF weights. Every mode also writes the generator-only files. Collective under ZeRO-3."""
+        generator-only (LLM and projector frozen): config + the generator files; full: the HF weights. Every mode also writes the generator-only files. Collective under ZeRO-3."""
         output_dir = output_dir or self.args.output_dir
         main = self.args.should_save
         mode = self._mode()
@@ -114,7 +120,7 @@ class LLaVATrainer(Trainer):
                 self.model.save_pretrained(output_dir, state_dict=lora_state)
         elif mode == "projector":
             save_projector(self.model, output_dir, is_main_process=main)
-        else:
+        elif mode == "full":
             super().save_model(output_dir, _internal_call=_internal_call)
         save_generator_from_model(self.model, output_dir, is_main_process=main)
         if main and mode != "full":
@@ -124,7 +130,18 @@ class LLaVATrainer(Trainer):
                 self.processing_class.save_pretrained(output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resume: the files ``save_model`` wrote (DeepSpeed runs restore everything from their engine state)."""
+        model = model or self.model
+        mode = self._mode()
+        if mode in ("projector", "generator") and not self.is_deepspeed_enabled:
+            if mode == "projector":
+                load_projector_file(model.get_model().mm_projector, os.path.join(resume_from_checkpoint, PROJECTOR_FILE))
+            generator = find_noise_generator(model)
+            if generator is not None:
+                _, tensors = load_noise_generator_state(resume_from_checkpoint)
+                load_generator_weights(generator, tensors, source=resume_from_checkpoint)
+            return
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = os.path.join(resume_from_checkpoint, NON_LORA_FILE)
-        if self._mode() == "lora" and not self.is_deepspeed_enabled and os.path.isfile(path):
-            load_named_tensors(model or self.model, read_tensor_file(path), path)
+        if mode == "lora" and not self.is_deepspeed_enabled:
+            load_named_tensors(model, read_tensor_file(path), path)

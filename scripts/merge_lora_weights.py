@@ -1,0 +1,41 @@
+"""Merge a LLaVA-1.5 (MuNG) LoRA checkpoint into its base and save a full model (generator included).
+
+    python scripts/merge_lora_weights.py --model-path RUN_DIR --model-base BASE --save-model-path OUT
+
+The merge runs on the CPU in float32; the merged weights are saved in --save-dtype (default: the base model's dtype
+from its config.json, float32 when it names none).
+"""
+
+import argparse
+
+import torch
+
+from llava_noise.mm_utils import get_model_name_from_path
+from llava_noise.model.builder import load_pretrained_model
+from noise_generator.training import save_generator_from_model
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def merge_lora(args: argparse.Namespace) -> None:
+    name = get_model_name_from_path(args.model_path)
+    tokenizer, model, _, _ = load_pretrained_model(
+        args.model_path, args.model_base, name, device_map="cpu", device="cpu", dtype=torch.float32
+    )
+    save_dtype = DTYPES[args.save_dtype] if args.save_dtype else getattr(model.config, "dtype", None) or torch.float32
+    if isinstance(save_dtype, str):
+        save_dtype = DTYPES.get(save_dtype, torch.float32)
+    model.to(save_dtype)
+    model.save_pretrained(args.save_model_path)
+    tokenizer.save_pretrained(args.save_model_path)
+    save_generator_from_model(model, args.save_model_path)
+    print(f"Merged {args.model_path} over {args.model_base} into {args.save_model_path} ({save_dtype}).")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-path", type=str, required=True)
+    parser.add_argument("--model-base", type=str, required=True)
+    parser.add_argument("--save-model-path", type=str, required=True)
+    parser.add_argument("--save-dtype", choices=sorted(DTYPES), default=None)
+    merge_lora(parser.parse_args())
