@@ -61,7 +61,7 @@ def main(argv=None):
     parser.add_argument("--image-file", type=str, default=None)
     parser.add_argument("--query", type=str, required=True)
     parser.add_argument("--sep", type=str, default=",")
-    eval_model(parser.parse_args(argv))
+    return eval_model(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
