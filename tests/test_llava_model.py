@@ -1,0 +1,182 @@
+"""LLaVA-1.5 model: parity with transformers' LlavaForConditionalGeneration, original checkpoints, text-only samples."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, LlamaConfig
+from transformers import LlavaConfig as HFLlavaConfig
+from transformers import LlavaForConditionalGeneration
+
+from llava_noise.constants import IMAGE_TOKEN_INDEX
+from llava_noise.conversation import conv_templates
+from llava_noise.mm_utils import process_images, tokenizer_image_token
+from llava_noise.model import LlavaLlamaForCausalLM
+from llava_noise.model.builder import load_llava_config
+from noise_generator import NoiseGeneratorConfig
+
+
+@pytest.fixture(scope="session")
+def world(request, tmp_path_factory):
+    try:
+        return request.getfixturevalue("tiny_world")
+    except pytest.FixtureLookupError:
+        import tiny_world
+
+        return tiny_world.build(str(tmp_path_factory.getbasetemp() / "llava_tiny_world"), "tiny", 0, verbose=False)
+
+
+class VisionArgs:
+    def __init__(self, tower):
+        self.vision_tower = tower
+        self.mm_vision_select_layer = -2
+        self.mm_vision_select_feature = "patch"
+        self.mm_projector_type = "mlp2x_gelu"
+        self.pretrain_mm_mlp_adapter = None
+
+
+def build_llava(world, generator=False, seed=0):
+    torch.manual_seed(seed)
+    model = LlavaLlamaForCausalLM.from_pretrained(world["llava_llm"], config=load_llava_config(world["llava_llm"]))
+    model.get_model().initialize_vision_modules(VisionArgs(world["llava_vision_tower"]))
+    if generator:
+        ng = NoiseGeneratorConfig(hidden_size=model.config.hidden_size, num_heads=4, inference_mode="mean")
+        model.get_model().initialize_noise_generator(ng)
+    return model.eval()
+
+
+def hf_reference(model, image_token_id):
+    """transformers' own LlavaForConditionalGeneration holding our model's weights."""
+    cfg = model.config
+    text = LlamaConfig(
+        **{k: getattr(cfg, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                         "num_attention_heads", "num_key_value_heads", "max_position_embeddings",
+                                         "rms_norm_eps", "rope_parameters")}
+    )
+    tower = model.get_vision_tower()
+    hf_cfg = HFLlavaConfig(
+        vision_config=tower.config.to_dict(),
+        text_config=text.to_dict(),
+        image_token_id=image_token_id,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        image_seq_length=tower.num_patches,
+    )
+    hf = LlavaForConditionalGeneration(hf_cfg).eval()
+    renames = {
+        "model.vision_tower.vision_tower.": "model.vision_tower.",
+        "model.mm_projector.0.": "model.multi_modal_projector.linear_1.",
+        "model.mm_projector.2.": "model.multi_modal_projector.linear_2.",
+    }
+    state = {}
+    for key, value in model.state_dict().items():
+        for old, new in renames.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        else:
+            if key.startswith("model."):
+                key = "model.language_model." + key[len("model."):]
+        state[key] = value
+    hf.load_state_dict(state, strict=True)
+    return hf
+
+
+def prompt_inputs(world, question):
+    tokenizer = AutoTokenizer.from_pretrained(world["llava_llm"])
+    conv = conv_templates["v1"].copy()
+    conv.append_message(conv.roles[0], "<image>\n" + question)
+    conv.append_message(conv.roles[1], None)
+    ids = tokenizer_image_token(conv.get_prompt(), tokenizer, return_tensors="pt")
+    return tokenizer, ids
+
+
+def first_image(world):
+    with open(world["llava_train_json"]) as handle:
+        record = next(r for r in json.load(handle) if "image" in r)
+    return Image.open(f"{world['image_folder']}/{record['image']}")
+
+
+def expand_for_hf(ids, image_token_id, n):
+    out = []
+    for t in ids.tolist():
+        out += [image_token_id] * n if t == IMAGE_TOKEN_INDEX else [t]
+    return torch.tensor([out])
+
+
+def test_logits_match_transformers_llava(world):
+    model = build_llava(world)
+    tokenizer, ids = prompt_inputs(world, "What colour is the shape?")
+    unused = tokenizer.unk_token_id
+    hf = hf_reference(model, unused)
+    pixels = process_images([first_image(world)], model.get_vision_tower().image_processor, model.config)
+    ours = model(input_ids=ids[None], images=pixels).logits
+    theirs = hf(input_ids=expand_for_hf(ids, unused, model.get_vision_tower().num_patches), pixel_values=pixels).logits
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_generate_matches_transformers_llava(world):
+    model = build_llava(world, seed=1)
+    tokenizer, ids = prompt_inputs(world, "Which shape is it?")
+    unused = tokenizer.unk_token_id
+    hf = hf_reference(model, unused)
+    pixels = process_images([first_image(world)], model.get_vision_tower().image_processor, model.config)
+    ours = model.generate(ids[None], images=pixels, max_new_tokens=6, do_sample=False)
+    hf_ids = expand_for_hf(ids, unused, model.get_vision_tower().num_patches)
+    theirs = hf.generate(hf_ids, pixel_values=pixels, max_new_tokens=6, do_sample=False)[:, hf_ids.shape[1]:]
+    assert ours.tolist() == theirs.tolist()
+
+
+def test_left_padded_batch_generates_like_single_prompts(world):
+    model = build_llava(world, generator=True, seed=2)
+    tokenizer, short = prompt_inputs(world, "Colour?")
+    _, long = prompt_inputs(world, "What is the colour of the shape in the picture?")
+    pixels = process_images([first_image(world)] * 2, model.get_vision_tower().image_processor, model.config)
+    pad = tokenizer.unk_token_id
+    batch = torch.full((2, long.shape[0]), pad)
+    mask = torch.zeros_like(batch)
+    batch[0, -short.shape[0]:], mask[0, -short.shape[0]:] = short, 1
+    batch[1], mask[1] = long, 1
+    together = model.generate(batch, images=pixels, attention_mask=mask, max_new_tokens=5, do_sample=False)
+    alone = [model.generate(x[None], images=pixels[:1], max_new_tokens=5, do_sample=False)[0] for x in (short, long)]
+    assert together[0].tolist() == alone[0].tolist()
+    assert together[1].tolist() == alone[1].tolist()
+
+
+def test_original_checkpoint_loads_with_only_generator_missing(world, tmp_path):
+    model = build_llava(world)
+    model.save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    data = json.loads(config_file.read_text())
+    data.update(model_type="llava", architectures=["LlavaLlamaForCausalLM"])  # as liuhaotian/llava-v1.5-7b says
+    config_file.write_text(json.dumps(data))
+    config = load_llava_config(tmp_path)
+    config.noise_generator = NoiseGeneratorConfig(hidden_size=config.hidden_size, num_heads=4).to_dict()
+    loaded, info = LlavaLlamaForCausalLM.from_pretrained(tmp_path, config=config, output_loading_info=True)
+    assert info["missing_keys"] and all(k.startswith("model.noise_generator.") for k in info["missing_keys"])
+    assert not info["mismatched_keys"]
+    assert any(k.startswith("model.mm_projector.0.") for k in model.state_dict())
+    torch.testing.assert_close(loaded.model.mm_projector[0].weight, model.model.mm_projector[0].weight)
+
+
+def test_text_only_sample_runs_generator_without_noise(world):
+    model = build_llava(world, generator=True, seed=3)
+    model.train()
+    ids = torch.tensor([[1, IMAGE_TOKEN_INDEX, 40, 41, 42], [1, 43, 44, 45, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    labels = torch.tensor([[-100, -100, -100, 41, 42], [-100, -100, 44, 45, -100]])
+    pixels = torch.randn(2, 3, 56, 56)  # the second image is the text-only sample's dummy
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, images=pixels)
+    out.loss.backward()
+    grads = [p.grad for p in model.model.noise_generator.parameters()]
+    assert all(g is not None for g in grads)
+    model.eval()
+    with torch.no_grad():
+        noised = model(input_ids=ids, attention_mask=mask, images=pixels, noise_mode="mean").logits
+        clean = model(input_ids=ids, attention_mask=mask, images=pixels, noise_mode="off").logits
+    n_text = 4
+    torch.testing.assert_close(noised[1, :n_text], clean[1, :n_text])
+    assert not torch.allclose(noised[0], clean[0])
