@@ -1,0 +1,26 @@
+"""python -m tiny_world --out DIR [--preset tiny|small] [--seed N] [--force]"""
+
+from __future__ import annotations
+
+import argparse
+
+from .builder import build
+from .presets import PRESETS
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tiny_world",
+        description="Build the tiny offline world (models + synthetic VQA data) that MuNG's tests and demos use.",
+    )
+    parser.add_argument("--out", required=True, help="folder to build the world into")
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model and data sizes")
+    parser.add_argument("--seed", type=int, default=0, help="fixes all data and weights (non-negative)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if DIR already holds this world")
+    args = parser.parse_args(argv)
+    manifest = build(args.out, preset=args.preset, seed=args.seed, force=args.force)
+    print(f"[tiny_world] manifest: {args.out}/manifest.json ({manifest['counts']})")
+
+
+if __name__ == "__main__":
+    main()

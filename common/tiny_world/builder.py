@@ -1,0 +1,227 @@
+"""Building a world folder: data, images, tokenizers and models, then the manifest.
+
+A world is built in a sibling staging folder and moved into place at the end, manifest last, so an interrupted
+build never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from . import formats
+from .corpus import corpus_lines
+from .images import save_pngs
+from .manifest import BUILDER_VERSION, MANIFEST_NAME, load_manifest, missing_paths, save_manifest
+from .presets import Preset, get_preset
+from .scenes import Scene
+from .splits import MULTI_IMAGE_SHARE, make_multi_image_samples, make_split
+from .vocabulary import ANSWER_WORDS, CHANCE, FAMILIES
+
+# Top-level entries a world owns; a rebuild replaces exactly these and leaves anything else in the folder alone.
+OWNED_ENTRIES = (MANIFEST_NAME, "images", "llava", "qwen", "data", "mmpr", "eval")
+IMAGE_WORKERS = 2  # threads
+IMAGE_CHUNK = 400  # images per worker task
+
+
+def build(out_dir: str, preset: str = "tiny", seed: int = 0, force: bool = False, verbose: bool = True) -> dict:
+    """Builds the world into out_dir (or reuses the one there if preset, seed and version match, unless force)
+    and returns its manifest with absolute paths."""
+    spec = get_preset(preset)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    log = _logger(verbose)
+    root = os.path.abspath(out_dir)
+
+    existing = _existing_world(root)
+    if existing and not force and _matches(existing, preset, seed):
+        log(f"reusing the {preset} world (seed {seed}) at {root}")
+        return existing
+    _check_target(root, force)
+
+    staging = f"{root}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    start = time.perf_counter()
+    log(f"building the {preset} world (seed {seed}) into {root}")
+    try:
+        _build_into(staging, spec, seed, log)
+        _install(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"done in {time.perf_counter() - start:.1f} s")
+    return load_manifest(root)
+
+
+def _logger(verbose: bool) -> Callable[[str], None]:
+    if not verbose:
+        return lambda msg: None
+    return lambda msg: print(f"[tiny_world] {msg}", flush=True)
+
+
+def _existing_world(root: str) -> dict | None:
+    """The manifest of a complete world at root, or None (absent, unreadable, or with files missing)."""
+    if not os.path.isfile(os.path.join(root, MANIFEST_NAME)):
+        return None
+    try:
+        manifest = load_manifest(root)
+        return None if missing_paths(manifest) else manifest
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _matches(manifest: dict, preset: str, seed: int) -> bool:
+    return (manifest.get("preset"), manifest.get("seed"), manifest.get("version")) == (preset, seed, BUILDER_VERSION)
+
+
+def _check_target(root: str, force: bool) -> None:
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise NotADirectoryError(f"{root} exists and is not a directory")
+    if force or not os.path.isdir(root) or os.path.isfile(os.path.join(root, MANIFEST_NAME)):
+        return
+    if os.listdir(root):
+        raise FileExistsError(
+            f"{root} is not empty and holds no tiny world; pass force=True (--force) to build into it anyway "
+            f"(only {', '.join(OWNED_ENTRIES)} would be replaced)"
+        )
+
+
+def _install(staging: str, root: str) -> None:
+    if not os.path.isdir(root) or not os.listdir(root):
+        os.rename(staging, root)  # rename(2) replaces an empty directory atomically
+        return
+    for name in OWNED_ENTRIES:
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+    for name in sorted(os.listdir(staging)):
+        if name != MANIFEST_NAME:
+            os.rename(os.path.join(staging, name), os.path.join(root, name))
+    os.rename(os.path.join(staging, MANIFEST_NAME), os.path.join(root, MANIFEST_NAME))
+
+
+def _build_into(root: str, preset: Preset, seed: int, log: Callable[[str], None]) -> None:
+    paths = _layout(root, preset)
+    counts: dict[str, int] = {}
+    splits = {
+        "train": make_split("train", preset.n_train, seed, training=True),
+        "shift_train": make_split("shift_train", preset.n_shift_train, seed, training=True),
+        "eval": make_split("eval", preset.n_eval, seed, training=False),
+        "shift_eval": make_split("shift_eval", preset.n_shift_eval, seed, training=False),
+    }
+    scenes = {path: scene for split in splits.values() for path, scene in split.scenes.items()}
+    formats.write_json(paths["scenes"], {path: scene.to_dict() for path, scene in scenes.items()}, indent=None)
+    counts["images"] = len(scenes)
+
+    with _rendering(paths["image_folder"], scenes, log):
+        for name in ("train", "shift_train"):
+            split = splits[name]
+            multi = make_multi_image_samples(split, round(len(split.samples) * MULTI_IMAGE_SHARE), seed)
+            llava = formats.llava_records(split.samples)
+            qwen = formats.qwen_records(split.samples + multi)
+            formats.write_json(paths[f"llava_{name}_json"], llava)
+            formats.write_json(paths[f"qwen_{name}_json"], qwen)
+            counts[name], counts[f"qwen_{name}"] = len(llava), len(qwen)
+            if name == "train":
+                mmpr_dir = os.path.dirname(paths["mmpr_meta"])
+                _, counts["mmpr"] = formats.write_mmpr(mmpr_dir, paths["image_folder"], split.samples + multi)
+        for name in ("eval", "shift_eval"):
+            formats.write_eval(paths[f"{name}_questions"], paths[f"{name}_answers"], splits[name].samples)
+            counts[name] = len(splits[name].samples)
+        log("wrote the data files: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        _build_models(paths, preset, seed, log)
+
+    manifest = dict(paths)
+    manifest.update(
+        preset=preset.name,
+        seed=seed,
+        version=BUILDER_VERSION,
+        answer_words=list(ANSWER_WORDS),
+        families=list(FAMILIES),
+        chance=dict(CHANCE),
+        counts=counts,
+    )
+    save_manifest(root, manifest)
+
+
+@contextlib.contextmanager
+def _rendering(image_folder: str, scenes: dict[str, Scene], log: Callable[[str], None]):
+    """Writes the PNGs in background threads while the body runs (tokenizers, models); waits for them on exit.
+
+    Threads, not processes: Pillow releases the GIL while it draws and encodes, and threads work wherever the
+    caller runs (spawned processes fail under stdin scripts and notebooks; forked ones may inherit torch's locks).
+    """
+    for folder in {os.path.dirname(os.path.join(image_folder, path)) for path in scenes}:
+        os.makedirs(folder, exist_ok=True)
+    items = sorted(scenes.items())
+    chunks = [items[i : i + IMAGE_CHUNK] for i in range(0, len(items), IMAGE_CHUNK)]
+    with ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="tiny_world_png") as pool:
+        futures = [pool.submit(save_pngs, image_folder, chunk) for chunk in chunks]
+        try:
+            yield
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        for future in futures:
+            future.result()  # re-raises a worker's error here
+    log(f"rendered {len(items)} images")
+
+
+def _layout(root: str, preset: Preset) -> dict[str, str]:
+    """Where each manifest path key lives inside a world."""
+    join = os.path.join
+    return {
+        "llava_llm": join(root, "llava", f"vicuna-{preset.name}"),
+        "llava_vision_tower": join(root, "llava", f"clip-vit-{preset.name}-patch14-{preset.clip['image_size']}"),
+        "qwen_model": join(root, "qwen", f"qwen2_5_vl-{preset.name}"),
+        "image_folder": join(root, "images"),
+        "scenes": join(root, "images", "scenes.json"),
+        "llava_train_json": join(root, "data", "llava_train.json"),
+        "llava_shift_train_json": join(root, "data", "llava_shift_train.json"),
+        "qwen_train_json": join(root, "data", "qwen_train.json"),
+        "qwen_shift_train_json": join(root, "data", "qwen_shift_train.json"),
+        "mmpr_meta": join(root, "mmpr", "meta.json"),
+        "eval_questions": join(root, "eval", "eval_questions.jsonl"),
+        "eval_answers": join(root, "eval", "eval_answers.jsonl"),
+        "shift_eval_questions": join(root, "eval", "shift_eval_questions.jsonl"),
+        "shift_eval_answers": join(root, "eval", "shift_eval_answers.jsonl"),
+    }
+
+
+def _build_models(paths: dict[str, str], preset: Preset, seed: int, log: Callable[[str], None]) -> None:
+    # Imported here: transformers takes seconds to import, and load_manifest/score_answers users need none of it.
+    from .models import save_clip_tower, save_llava_llm, save_qwen
+    from .tokenization import train_llava_tokenizer, train_qwen_tokenizer
+
+    lines = corpus_lines()
+    with _no_progress_bars():
+        t = time.perf_counter()
+        llava_tokenizer = train_llava_tokenizer(lines, paths["llava_llm"], preset.llava_vocab_size)
+        save_llava_llm(paths["llava_llm"], preset, len(llava_tokenizer), seed)
+        save_clip_tower(paths["llava_vision_tower"], preset, seed)
+        log(f"saved the LLaVA LLM (vocab {len(llava_tokenizer)}) and CLIP tower in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        qwen_tokenizer = train_qwen_tokenizer(lines, preset.qwen_vocab_size)
+        save_qwen(paths["qwen_model"], preset, qwen_tokenizer, seed)
+        log(f"saved Qwen2.5-VL (vocab {len(qwen_tokenizer)}) in {time.perf_counter() - t:.1f} s")
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """Silences transformers' per-save progress bars for the build, restoring the caller's setting after."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

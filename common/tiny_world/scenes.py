@@ -1,0 +1,100 @@
+"""Scene descriptions (what is drawn where) and random non-overlapping placement."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Optional
+
+from .presets import IMAGE_SIZE
+
+BACKGROUNDS = ("white", "dark")
+MIN_HALF, MAX_HALF = 10, 15  # half side of a shape's bounding box, in pixels
+EDGE_MARGIN = 3
+GAP = 4  # minimum free pixels between two bounding boxes
+# A shape counts as "on the left/right" only if its centre is clearly off the middle.
+LEFT_MAX_X = IMAGE_SIZE // 2 - 12
+RIGHT_MIN_X = IMAGE_SIZE // 2 + 12
+
+
+@dataclass(frozen=True)
+class Shape:
+    shape: str
+    colour: str
+    x: int  # centre column
+    y: int  # centre row
+    half: int  # half side of the bounding box
+
+    @property
+    def side(self) -> Optional[str]:
+        if self.x <= LEFT_MAX_X:
+            return "left"
+        if self.x >= RIGHT_MIN_X:
+            return "right"
+        return None
+
+    def overlaps(self, other: "Shape") -> bool:
+        reach = self.half + other.half + GAP
+        return abs(self.x - other.x) < reach and abs(self.y - other.y) < reach
+
+
+@dataclass(frozen=True)
+class Scene:
+    background: str
+    shapes: tuple[Shape, ...]
+    noise_seed: int = 0  # drives the dark background's noise, so rendering is a pure function of the scene
+
+    def count(self, shape: Optional[str] = None, colour: Optional[str] = None) -> int:
+        return sum(
+            (shape is None or s.shape == shape) and (colour is None or s.colour == colour) for s in self.shapes
+        )
+
+    def to_dict(self) -> dict:
+        shapes = [{"shape": s.shape, "colour": s.colour, "x": s.x, "y": s.y, "half": s.half} for s in self.shapes]
+        return {"background": self.background, "noise_seed": self.noise_seed, "shapes": shapes}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Scene":
+        return cls(data["background"], tuple(Shape(**s) for s in data["shapes"]), data.get("noise_seed", 0))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to place: a shape kind, a colour and optionally the half of the image it must sit in."""
+
+    shape: str
+    colour: str
+    side: Optional[str] = None
+
+
+def place(specs: list[Spec], background: str, rng: random.Random) -> Scene:
+    """Places every spec at a random spot so that no two bounding boxes touch; the order of shapes is shuffled."""
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+    # Restart from scratch on a dead end; four small shapes on 112 px almost always fit on the first try.
+    for _ in range(100):
+        placed: list[Shape] = []
+        for spec in specs:
+            shape = _try_place(spec, placed, rng)
+            if shape is None:
+                break
+            placed.append(shape)
+        else:
+            rng.shuffle(placed)
+            return Scene(background, tuple(placed), noise_seed=rng.getrandbits(32))
+    raise RuntimeError(f"could not place {len(specs)} shapes without overlap on a {IMAGE_SIZE} px image")
+
+
+def _try_place(spec: Spec, placed: list[Shape], rng: random.Random) -> Optional[Shape]:
+    for _ in range(200):
+        half = rng.randint(MIN_HALF, MAX_HALF)
+        lo, hi = half + EDGE_MARGIN, IMAGE_SIZE - 1 - half - EDGE_MARGIN
+        x_lo, x_hi = lo, hi
+        if spec.side == "left":
+            x_hi = LEFT_MAX_X
+        elif spec.side == "right":
+            x_lo = RIGHT_MIN_X
+        candidate = Shape(spec.shape, spec.colour, rng.randint(x_lo, x_hi), rng.randint(lo, hi), half)
+        if not any(candidate.overlaps(other) for other in placed):
+            return candidate
+    return None

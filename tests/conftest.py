@@ -1,0 +1,17 @@
+"""Shared fixtures."""
+
+import os
+
+import pytest
+
+from tiny_world import build as build_tiny_world
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> dict:
+    """Manifest (absolute paths) of the tiny preset, seed 0, built once per session. Treat it as read-only.
+
+    Set MUNG_TINY_WORLD=DIR to build into DIR once and reuse it across sessions.
+    """
+    out_dir = os.environ.get("MUNG_TINY_WORLD") or str(tmp_path_factory.mktemp("tiny_world"))
+    return build_tiny_world(out_dir, preset="tiny", seed=0, verbose=False)
