@@ -87,9 +87,11 @@ def test_answer_records_have_the_llava_fields(tiny_llava, tiny_world, questions,
 
 
 def test_same_seed_gives_same_sampled_noise_answers(tiny_llava, tiny_world, questions, tmp_path):
-    a = run_loader(tiny_llava, tiny_world, questions, tmp_path / "a.jsonl", "--noise-mode", "sample", "--seed", "3", "--batch-size", "4")
-    b = run_loader(tiny_llava, tiny_world, questions, tmp_path / "b.jsonl", "--noise-mode", "sample", "--seed", "3", "--batch-size", "4")
-    c = run_loader(tiny_llava, tiny_world, questions, tmp_path / "c.jsonl", "--noise-mode", "sample", "--seed", "4", "--batch-size", "4")
+    def sampled(name, seed):
+        return run_loader(tiny_llava, tiny_world, questions, tmp_path / name, "--noise-mode", "sample",
+                          "--seed", str(seed), "--batch-size", "4")
+
+    a, b, c = sampled("a.jsonl", 3), sampled("b.jsonl", 3), sampled("c.jsonl", 4)
     assert [r["text"] for r in a] == [r["text"] for r in b]
     assert [r["text"] for r in a] != [r["text"] for r in c]  # the seed does reach the noise
 

@@ -1,7 +1,6 @@
 """Benchmark scorers and converters on small hand-made files; every expected number is counted by hand here."""
 
 import json
-import os
 import zipfile
 import xml.etree.ElementTree as ET
 

@@ -1,4 +1,6 @@
-"""Answers jsonl → GQA predictions file ``[{questionId, prediction}]`` (``python -m llava_noise.eval.convert_gqa_for_eval``).
+"""Answers jsonl → GQA predictions file ``[{questionId, prediction}]``.
+
+Run: ``python -m llava_noise.eval.convert_gqa_for_eval --src merge.jsonl --dst predictions.json``.
 
 The prediction is the answer text with trailing periods removed, lower-cased — what GQA's eval.py expects.
 """

@@ -1,4 +1,4 @@
-"""MMBench / MMBench-CN answers → submission spreadsheet (``python -m llava_noise.eval.convert_mmbench_for_submission``).
+"""MMBench / MMBench-CN answers → submission spreadsheet.
 
 Reads ``--annotation-file`` (the MMBench TSV) and ``<result-dir>/<experiment>.jsonl`` (``model_vqa_mmbench``
 output; question_id = the TSV ``index``, one line per question and option rotation: the first answer for an

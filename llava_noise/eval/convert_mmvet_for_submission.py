@@ -1,4 +1,4 @@
-"""MM-Vet answers → submission json ``{"v1_<question_id>": answer}`` (``python -m llava_noise.eval.convert_mmvet_for_submission``).
+"""MM-Vet answers → submission json ``{"v1_<question_id>": answer}``.
 
 The json is what MM-Vet's GPT-4 grader (online, needs network; not run here) takes.
 """

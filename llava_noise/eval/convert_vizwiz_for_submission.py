@@ -1,4 +1,4 @@
-"""VizWiz answers → submission json ``[{image, answer}]`` (``python -m llava_noise.eval.convert_vizwiz_for_submission``).
+"""VizWiz answers → submission json ``[{image, answer}]``.
 
 Every question of ``--annotation-file`` (the question jsonl) must be answered; answers are VQA-normalised.
 """

@@ -123,8 +123,14 @@ def user_message(text: str, has_image: bool, mm_use_im_start_end: bool) -> str:
     """The user turn: the image token(s) first (as in training), then the text."""
     if not has_image:
         return text
-    image = DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN if mm_use_im_start_end else DEFAULT_IMAGE_TOKEN
-    return image + "\n" + text
+    return image_token(mm_use_im_start_end) + "\n" + text
+
+
+def image_token(mm_use_im_start_end: bool) -> str:
+    """The text that stands for one image in a message."""
+    if mm_use_im_start_end:
+        return DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN
+    return DEFAULT_IMAGE_TOKEN
 
 
 def conversation(conv_mode: str):

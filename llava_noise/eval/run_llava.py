@@ -7,7 +7,7 @@
 import argparse
 import sys
 
-from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
+from ..constants import IMAGE_PLACEHOLDER, IMAGE_TOKEN_INDEX
 from ..mm_utils import tokenizer_image_token
 from .inference import (
     ImageLoadError,
@@ -17,6 +17,7 @@ from .inference import (
     generate,
     generation_kwargs,
     image_tensor,
+    image_token,
     infer_conv_mode,
     load_for_inference,
     load_image,
@@ -26,7 +27,7 @@ from .inference import (
 
 def query_message(query, n_images, use_start_end):
     """The user message: each placeholder (or, without placeholders, the front) gets one image token."""
-    token = DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN if use_start_end else DEFAULT_IMAGE_TOKEN
+    token = image_token(use_start_end)
     if IMAGE_PLACEHOLDER in query:
         if query.count(IMAGE_PLACEHOLDER) != n_images:
             raise ValueError(f"the query has {query.count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER} but {n_images} "
