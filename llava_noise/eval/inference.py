@@ -14,6 +14,8 @@ import base64
 import io
 import json
 import os
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
@@ -158,15 +160,14 @@ def stop_string(conv) -> Optional[str]:
 def load_image(source: str, timeout: float = 10.0) -> Image.Image:
     """An RGB image from a local path or an http(s) URL; any failure is an ``ImageLoadError`` naming the source."""
     if source.startswith(("http://", "https://")):
-        import requests
-
         try:
-            response = requests.get(source, timeout=timeout)
-            response.raise_for_status()
-        except requests.RequestException as err:
-            raise ImageLoadError(f"cannot download image {source}: {err}. Without network access, pass a local "
+            with urllib.request.urlopen(source, timeout=timeout) as response:
+                data = response.read()
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise ImageLoadError(f"cannot download image {source}: {reason}. Without network access, pass a local "
                                  "file instead.") from err
-        data, name = response.content, source
+        name = source
     else:
         try:
             with open(source, "rb") as f:
