@@ -180,3 +180,23 @@ def test_text_only_sample_runs_generator_without_noise(world):
     n_text = 4
     torch.testing.assert_close(noised[1, :n_text], clean[1, :n_text])
     assert not torch.allclose(noised[0], clean[0])
+
+
+def test_num_samples_repeats_batch_and_keeps_the_mean_loss(world):
+    model = build_llava(world, seed=4)
+    ng = NoiseGeneratorConfig(hidden_size=model.config.hidden_size, num_heads=4, sample_noise=False, num_samples=3)
+    model.get_model().initialize_noise_generator(ng)
+    model.train()
+    ids = torch.tensor([[1, IMAGE_TOKEN_INDEX, 40, 41, 42], [1, IMAGE_TOKEN_INDEX, 43, 44, 45]])
+    labels = torch.tensor([[-100, -100, -100, 41, 42], [-100, -100, 44, 45, 46]])
+    pixels = torch.randn(2, 3, 56, 56)
+    repeated = model(input_ids=ids, labels=labels, images=pixels)
+    assert repeated.logits.shape[0] == 6
+    model.model.noise_generator.config.num_samples = 1
+    single = model(input_ids=ids, labels=labels, images=pixels)
+    torch.testing.assert_close(repeated.loss, single.loss)  # deterministic noise: every draw is the same
+    # With Trainer's token count, the repeated batch still averages (not sums) over the draws.
+    n_items = torch.tensor(int((labels[:, 1:] != -100).sum()))
+    model.model.noise_generator.config.num_samples = 3
+    counted = model(input_ids=ids, labels=labels, images=pixels, num_items_in_batch=n_items)
+    torch.testing.assert_close(counted.loss, single.loss)

@@ -161,7 +161,6 @@ def train(attn_implementation: Optional[str] = None) -> None:
 
     set_trainable(model, model_args, training_args)
     logger.info("LLaVA %s", describe_trainable(model))
-    print(describe_trainable(model), flush=True)
 
     data_module = make_supervised_data_module(tokenizer, data_args, model_args, training_args, model)
     trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, ng_lr=ng_args.ng_lr, **data_module)
