@@ -2,7 +2,11 @@
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,7 +47,11 @@ def data_path(tiny_world, tmp_path_factory):
 def runs(tiny_world, data_path, tmp_path_factory):
     """One 30-step run per tune, shared by the tests below: {tune: (output_dir, trainer)}."""
     root = tmp_path_factory.mktemp("qwen_runs")
-    return {tune: (root / tune, run_training(tiny_world, data_path, root / tune, tune)) for tune in ("noise", "noise_lora")}
+    extra = {"noise": (), "noise_lora": ("--ng_lr", "5e-3")}
+    return {
+        tune: (root / tune, run_training(tiny_world, data_path, root / tune, tune, *extra[tune]))
+        for tune in ("noise", "noise_lora")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +61,11 @@ def processor(tiny_world):
 
 @torch.no_grad()
 def mean_loss(model, processor, tiny_world, data_path, noise_mode="mean"):
-    """Deterministic loss over the whole training file (generator in mean mode)."""
+    """Deterministic loss over the first 32 training samples (generator in mean mode)."""
     dataset = QwenSupervisedDataset(data_path, processor, image_folder=tiny_world["image_folder"], model_max_length=256)
     collate = QwenDataCollator(processor.tokenizer.pad_token_id)
     model.eval()
-    losses = [
-        model(**collate([dataset[j] for j in range(i, min(i + 16, len(dataset)))]), noise_mode=noise_mode).loss
-        for i in range(0, len(dataset), 16)
-    ]
+    losses = [model(**collate([dataset[j] for j in range(i, i + 16)]), noise_mode=noise_mode).loss for i in (0, 16)]
     return torch.stack(losses).mean().item()
 
 
@@ -100,6 +105,15 @@ def test_noise_lora_run_trains_generator_and_llm_lora_only(runs):
     generator = {n for n in trainable if ".noise_generator." in n}
     lora = trainable - generator
     assert generator and lora and all("lora_" in n and ".language_model.layers." in n for n in lora)
+
+
+def test_generator_gets_its_own_learning_rate(runs):
+    trainer = runs["noise_lora"][1]
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    for group in trainer.optimizer.param_groups:
+        is_generator = {".noise_generator." in names[id(p)] for p in group["params"]}
+        assert len(is_generator) == 1  # a group is all generator or no generator
+        assert group["lr"] == (5e-3 if is_generator.pop() else 1e-2)
 
 
 def test_noise_checkpoints_hold_only_generator_tensors(runs):
@@ -144,11 +158,14 @@ def test_intermediate_checkpoint_loads_and_resumes(runs, tiny_world, data_path, 
     _, model = load_pretrained_model(out / "checkpoint-15", tiny_world["qwen_model"])
     saved = load_file(out / "checkpoint-15" / WEIGHTS_NAME)
     assert all(torch.equal(model.model.noise_generator.state_dict()[k], v) for k, v in saved.items())
-    # Resuming from checkpoint-15 restores the generator and continues to step 30.
+    # Resuming from checkpoint-15 restores the generator and the trainer state, and continues (two more steps).
     shutil.copytree(out / "checkpoint-15", tmp_path / "checkpoint-15")
-    trainer = run_training(tiny_world, data_path, tmp_path, "noise", "--resume_from_checkpoint", str(tmp_path / "checkpoint-15"))
-    assert trainer.state.global_step == STEPS
-    assert len(logged_losses(trainer)) == STEPS  # the 15 resumed steps are added to the restored history
+    trainer = run_training(
+        tiny_world, data_path, tmp_path, "noise", "--resume_from_checkpoint", str(tmp_path / "checkpoint-15"),
+        "--max_steps", "17",
+    )
+    assert trainer.state.global_step == 17
+    assert len(logged_losses(trainer)) == 17  # the resumed steps are added to the restored history
 
 
 def test_loader_decides_from_files_not_folder_names(runs, tiny_world, tmp_path):
@@ -231,3 +248,16 @@ def test_qlora_4bit_trains_a_few_steps(tiny_world, data_path, tmp_path):
     assert (tmp_path / "adapter_model.safetensors").is_file()
     trainable, _ = count_parameters(trainer.model)
     assert trainable > 0
+
+
+def test_noise_recipe_runs_on_the_tiny_world_on_cpu(tiny_world, data_path, tmp_path):
+    env = {
+        **os.environ, "HAS_GPU": "0", "MODEL_PATH": tiny_world["qwen_model"], "DATA_PATH": str(data_path),
+        "IMAGE_FOLDER": tiny_world["image_folder"], "OUTPUT_DIR": str(tmp_path / "out"), "MAX_STEPS": "1",
+        "BATCH_SIZE": "2", "GLOBAL_BATCH": "2", "NG_HEADS": "4", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(["bash", "scripts/qwen/finetune_noise.sh"], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--tune noise: trainable params" in result.stdout
+    assert describe_folder(tmp_path / "out") == "generator"
