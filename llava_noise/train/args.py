@@ -15,7 +15,7 @@ import transformers
 class ModelArguments:
     model_name_or_path: Optional[str] = field(default=None, metadata={"help": "The LLM (or a LLaVA checkpoint) to start from."})
     version: str = field(default="v0", metadata={"help": "Conversation template (plain, v1, llava_llama_2, ...)."})
-    freeze_backbone: bool = field(default=False, metadata={"help": "Freeze the LLM (MuNG-only runs)."})
+    freeze_backbone: bool = field(default=False, metadata={"help": "Freeze the whole LLM, lm_head included (MuNG-only runs)."})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "Train the projector only (pretraining)."})
     vision_tower: Optional[str] = field(default=None, metadata={"help": "Local CLIPVisionModel folder."})
     mm_vision_select_layer: int = field(default=-1, metadata={"help": "Tower hidden state to use (v1.5: -2)."})

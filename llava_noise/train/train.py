@@ -107,7 +107,7 @@ def train(attn_implementation: Optional[str] = None) -> None:
     if attn_implementation:
         model.set_attn_implementation(resolve_attention(attn_implementation))
     if model_args.freeze_backbone:
-        model.model.requires_grad_(False)
+        model.requires_grad_(False)  # the whole LLM, lm_head included (MuNG-only runs train the generator alone)
 
     model.get_model().initialize_vision_modules(model_args)
     tower = model.get_vision_tower()
