@@ -1,0 +1,262 @@
+"""Benchmark 3: time to first token (TTFT) and time per output token (TPOT) of the base model, MuNG (noise sampled /
+mean only), LoRA r32 unmerged and LoRA r32 merged.
+
+The models come from the same tiny-world checkpoint through the backbones' own code (``benchmarks.backbones``):
+base = no generator, no adapter; MuNG = the base plus an (untrained) generator; LoRA = the base wrapped by peft
+as the LoRA recipe does, used as is (unmerged) or after ``merge_and_unload()``. Each answers the same questions
+about the same images (the first ``--prompts`` of the world's eval split, batch 1) through its own ``generate``:
+greedy, exactly ``--new-tokens`` new tokens (end of sequence suppressed), KV cache on. A stopping criterion
+timestamps every new token: TTFT = call to first token (prefill: vision tower, projector/merger, generator,
+LLM), TPOT = median gap between later tokens. Contenders take turns request by request (rotating order), so load
+changes on a shared machine hit them alike. Ratios are to the base model.
+
+    python -m benchmarks.inference_latency                        # both backbones, tiny preset, CPU
+    python -m benchmarks.inference_latency --backbone llava --preset small --new-tokens 32 --repeats 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from benchmarks.backbones import build_llava, build_qwen, load_world
+from benchmarks.report import table, write_section
+from noise_generator import count_parameters
+from noise_generator.training import find_noise_generator
+
+BACKBONES = ("llava", "qwen")
+# contender -> (model kind, noise mode passed to generate)
+CONTENDERS = {
+    "base": ("base", None),
+    "MuNG (sample)": ("mung", "sample"),
+    "MuNG (mean)": ("mung", "mean"),
+    "LoRA r32 unmerged": ("lora", None),
+    "LoRA r32 merged": ("lora_merged", None),
+}
+
+
+class TokenClock(StoppingCriteria):
+    """Never stops generation; records when each new token is ready (after a device sync)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.stamps: list[float] = []
+        self.cpu_stamps: list[float] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.stamps.append(time.perf_counter())
+        self.cpu_stamps.append(time.process_time())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+@dataclass
+class Request:
+    """One prompt, ready for a backbone's ``generate``: ``inputs`` are its keyword arguments (tensors on device)."""
+
+    inputs: dict[str, Any]
+    generation: dict[str, Any] = field(default_factory=dict)
+
+
+def eval_questions(manifest: dict, count: int) -> list[dict]:
+    with open(manifest["eval_questions"], encoding="utf-8") as handle:
+        questions = [json.loads(line) for line in handle if line.strip()]
+    picked = [q for q in questions if q.get("image")][:count]
+    if len(picked) < count:
+        raise ValueError(f"{manifest['eval_questions']} has only {len(picked)} questions with images; lower --prompts.")
+    return picked
+
+
+def llava_requests(manifest: dict, model, tokenizer, count: int, device: str) -> list[Request]:
+    from llava_noise.eval.inference import build_prompt
+    from llava_noise.mm_utils import process_images, tokenizer_image_token
+
+    processor = model.get_vision_tower().image_processor
+    requests = []
+    for question in eval_questions(manifest, count):
+        prompt = build_prompt(question["text"], has_image=True, conv_mode="vicuna_v1")
+        ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")[None].to(device)
+        image = Image.open(Path(manifest["image_folder"]) / question["image"]).convert("RGB")
+        pixels = process_images([image], processor, model.config).to(device)
+        requests.append(Request(
+            inputs={"inputs": ids, "attention_mask": torch.ones_like(ids), "images": pixels},
+            generation={"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id},
+        ))
+    return requests
+
+
+def qwen_requests(manifest: dict, processor, count: int, device: str) -> list[Request]:
+    from qwen_noise.data import build_inference_inputs
+    from qwen_noise.data.prompting import IMAGE_PLACEHOLDER
+
+    tokenizer = processor.tokenizer
+    requests = []
+    for question in eval_questions(manifest, count):
+        inputs = build_inference_inputs(processor, [("user", IMAGE_PLACEHOLDER + "\n" + question["text"])],
+                                        [question["image"]], image_folder=manifest["image_folder"])
+        requests.append(Request(
+            inputs={k: v.to(device) for k, v in inputs.items()},
+            generation={"pad_token_id": tokenizer.pad_token_id,
+                        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>")},
+        ))
+    return requests
+
+
+def build_model(backbone: str, manifest: dict, kind: str, device: str):
+    """(model in eval mode, tokenizer or processor) of one model kind."""
+    recipe = {"base": None, "mung": "MuNG", "lora": "LoRA r32", "lora_merged": "LoRA r32"}[kind]
+    build = {"llava": build_llava, "qwen": build_qwen}[backbone]
+    model, preprocessor, _ = build(manifest, recipe, device)
+    if kind == "lora_merged":
+        model = model.merge_and_unload()
+    model.eval()
+    model.requires_grad_(False)
+    return model, preprocessor
+
+
+def generate_once(model, request: Request, noise_mode: Optional[str], new_tokens: int, device: torch.device):
+    """(TTFT s, TTFT CPU s, per-token gaps s, output ids) of one greedy request."""
+    clock = TokenClock(device)
+    noise = {} if noise_mode is None else {"noise_mode": noise_mode}
+    start, cpu_start = time.perf_counter(), time.process_time()
+    with torch.inference_mode():
+        output = model.generate(
+            **request.inputs, **request.generation, **noise,
+            max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1,
+            temperature=None, top_p=None, top_k=None, use_cache=True, stopping_criteria=StoppingCriteriaList([clock]),
+        )
+    if len(clock.stamps) != new_tokens:
+        raise RuntimeError(f"expected {new_tokens} new tokens, the clock saw {len(clock.stamps)}.")
+    gaps = [b - a for a, b in zip(clock.stamps, clock.stamps[1:])]
+    return clock.stamps[0] - start, clock.cpu_stamps[0] - cpu_start, gaps, output
+
+
+def measure(backbone: str, preset: str, world: Optional[str] = None, new_tokens: int = 16, repeats: int = 20,
+            warmup: int = 2, prompts: int = 4, device: str = "cpu",
+            contenders: tuple[str, ...] = tuple(CONTENDERS)) -> dict[str, Any]:
+    """Per contender: TTFT (s), TTFT CPU time (s) and token gaps (s) of every timed request; plus model facts."""
+    manifest = load_world(preset, world)
+    torch_device = torch.device(device)
+    kinds = {CONTENDERS[name][0] for name in contenders} | {"base"}
+    models = {kind: build_model(backbone, manifest, kind, device) for kind in sorted(kinds)}
+    base_model, preprocessor = models["base"]
+    if backbone == "llava":
+        requests = llava_requests(manifest, base_model, preprocessor, prompts, device)
+    else:
+        requests = qwen_requests(manifest, preprocessor, prompts, device)
+
+    results = {name: {"ttft": [], "ttft_cpu": [], "gaps": []} for name in contenders}
+    order = list(contenders)
+    for rep in tqdm(range(warmup + repeats), desc=f"{backbone} {preset} requests", leave=False):
+        request = requests[rep % len(requests)]
+        for name in order:
+            kind, noise_mode = CONTENDERS[name]
+            ttft, ttft_cpu, gaps, _ = generate_once(models[kind][0], request, noise_mode, new_tokens, torch_device)
+            if rep >= warmup:
+                results[name]["ttft"].append(ttft)
+                results[name]["ttft_cpu"].append(ttft_cpu)
+                results[name]["gaps"].extend(gaps)
+        order = order[1:] + order[:1]
+
+    if backbone == "llava":  # each -200 placeholder becomes the tower's patches in the splice
+        patches = base_model.get_vision_tower().num_patches
+        lengths = [r.inputs["inputs"].shape[1] + int((r.inputs["inputs"] < 0).sum()) * (patches - 1) for r in requests]
+    else:
+        lengths = [r.inputs["input_ids"].shape[1] for r in requests]
+    facts = {"prefill_tokens": lengths}
+    if "mung" in models:
+        generator = find_noise_generator(models["mung"][0])
+        _, base_total = count_parameters(base_model)
+        facts["generator_params"] = sum(p.numel() for p in generator.parameters())
+        facts["base_params"] = base_total
+        facts["generator_width"] = generator.config.hidden_size
+    return {"results": results, "facts": facts}
+
+
+def render(measured: dict[str, Any]) -> str:
+    results = measured["results"]
+    base = results.get("base")
+    base_ttft = statistics.median(base["ttft"]) if base else float("nan")
+    base_cpu = statistics.median(base["ttft_cpu"]) if base else float("nan")
+    base_tpot = statistics.median(base["gaps"]) if base else float("nan")
+    rows = []
+    for name, r in results.items():
+        ttft, cpu, tpot = statistics.median(r["ttft"]), statistics.median(r["ttft_cpu"]), statistics.median(r["gaps"])
+        q1, _, q3 = statistics.quantiles(r["ttft"], n=4, method="inclusive") if len(r["ttft"]) > 1 else [ttft] * 3
+        rows.append([
+            name, f"{ttft * 1e3:.2f}", f"{q1 * 1e3:.2f}–{q3 * 1e3:.2f}", f"{ttft / base_ttft:.3f}",
+            f"{cpu * 1e3:.2f}", f"{cpu / base_cpu:.3f}", f"{tpot * 1e3:.2f}", f"{tpot / base_tpot:.3f}",
+        ])
+    headers = ["contender", "TTFT ms (median)", "TTFT IQR ms", "TTFT / base", "TTFT CPU ms", "CPU / base",
+               "TPOT ms (median)", "TPOT / base"]
+    body = table(headers, rows)
+    lines = []
+    for mode in ("sample", "mean"):
+        name = f"MuNG ({mode})"
+        if name in results and base:
+            overhead = statistics.median(results[name]["ttft"]) / base_ttft - 1
+            lines.append(f"MuNG ({mode}) TTFT overhead vs base: {100 * overhead:+.1f}%")
+    if "LoRA r32 merged" in results and "LoRA r32 unmerged" in results:
+        merged, unmerged = (statistics.median(results[n]["ttft"]) for n in ("LoRA r32 merged", "LoRA r32 unmerged"))
+        tpot_m, tpot_u = (statistics.median(results[n]["gaps"]) for n in ("LoRA r32 merged", "LoRA r32 unmerged"))
+        lines.append(f"LoRA merged / unmerged: TTFT {merged / unmerged:.3f}, TPOT {tpot_m / tpot_u:.3f}")
+    facts = measured["facts"]
+    if "generator_params" in facts:
+        lines.append(
+            f"Generator: {facts['generator_params']:,} parameters at width {facts['generator_width']} = "
+            f"{100 * facts['generator_params'] / facts['base_params']:.1f}% of the base model's "
+            f"{facts['base_params']:,} (Qwen2.5-VL-3B: ~0.7%; LLaVA-1.5-7B: ~1.4%)"
+        )
+    lengths = facts["prefill_tokens"]
+    lines.append(f"Prefill length (image tokens included): {min(lengths)}–{max(lengths)} tokens")
+    return body + "\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", choices=(*BACKBONES, "both"), default="both")
+    parser.add_argument("--preset", choices=("tiny", "small"), default="tiny")
+    parser.add_argument("--world", default=None, help="tiny-world folder (default: built once under the temp dir)")
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=20, help="timed requests per contender (after the warm-up)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--prompts", type=int, default=4, help="distinct questions, cycled")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    if args.new_tokens < 2:
+        parser.error("--new-tokens must be at least 2 (TPOT needs two tokens)")
+
+    backbones = BACKBONES if args.backbone == "both" else (args.backbone,)
+    for backbone in backbones:
+        load_before = os.getloadavg()[0]
+        measured = measure(backbone, args.preset, args.world, args.new_tokens, args.repeats, args.warmup,
+                           args.prompts, args.device)
+        load_after = os.getloadavg()[0]
+        body = (
+            f"## Inference latency: {backbone}, {args.preset} preset, batch 1, {args.new_tokens} new tokens, "
+            f"{args.device}\n\n" + render(measured)
+            + f"\n\nMedians over {args.repeats} requests after {args.warmup} warm-up requests ({args.prompts} "
+            "questions cycled; the same for every contender); greedy, float32. 'TTFT CPU' = process CPU time of the "
+            f"prefill (not inflated by waiting for a busy core). Load average (1 min) {load_before:.1f} before, "
+            f"{load_after:.1f} after, on {os.cpu_count()} cores."
+        )
+        print("\n" + body, flush=True)
+        if not args.no_write:
+            write_section(f"inference_latency_{backbone}_{args.preset}_{args.device.split(':')[0]}", body)
+
+
+if __name__ == "__main__":
+    main()
