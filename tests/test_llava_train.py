@@ -76,7 +76,9 @@ def test_noise_lora_checkpoints_hold_adapter_projector_and_generator(noise_lora_
     assert any(k.startswith("base_model.model.model.noise_generator.q_proj") for k in tensors)
     assert any(k.startswith("base_model.model.model.mm_projector.0.") for k in tensors)
     assert all(t.numel() > 0 for t in tensors.values())
-    assert json.loads((folder / "config.json").read_text())["noise_generator"]["num_heads"] == 4
+    config = json.loads((folder / "config.json").read_text())
+    assert config["noise_generator"]["num_heads"] == 4
+    assert config["version"] == "v1"  # the template, so chat/eval need no --conv-mode
 
 
 def reference_logits(world, folder, inputs):

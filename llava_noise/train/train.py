@@ -128,6 +128,7 @@ def train(attn_implementation: Optional[str] = None) -> None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
 
     config = model.config
+    config.version = model_args.version  # the conversation template: chat and eval pick it from config.json
     config.image_aspect_ratio = data_args.image_aspect_ratio
     config.tokenizer_padding_side = tokenizer.padding_side
     config.tokenizer_model_max_length = training_args.model_max_length
