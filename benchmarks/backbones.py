@@ -98,7 +98,7 @@ def build_llava(manifest: dict, contender: Optional[str], device: str = "cpu", s
     torch.manual_seed(seed)  # the fresh projector: identical in every contender
     model = llava_train.build_model(model_args, training_args)
     if model_args.freeze_backbone:
-        model.model.requires_grad_(False)
+        model.requires_grad_(False)  # as train() since d984fb8: the whole LLM, lm_head included
     model.get_model().initialize_vision_modules(model_args)
     model.get_vision_tower().load_model(device=training_args.device, dtype=torch.float32)
     if model_args.noise_generator:

@@ -145,8 +145,11 @@ def generate_once(model, request: Request, noise_mode: Optional[str], new_tokens
 
 def measure(backbone: str, preset: str, world: Optional[str] = None, new_tokens: int = 16, repeats: int = 20,
             warmup: int = 2, prompts: int = 4, device: str = "cpu",
-            contenders: tuple[str, ...] = tuple(CONTENDERS)) -> dict[str, Any]:
-    """Per contender: TTFT (s), TTFT CPU time (s) and token gaps (s) of every timed request; plus model facts."""
+            contenders: tuple[str, ...] = tuple(CONTENDERS), threads: Optional[int] = None) -> dict[str, Any]:
+    """Per contender: TTFT (s), TTFT CPU time (s) and token gaps (s) of every timed request; plus model facts.
+    ``threads`` sets torch's CPU threads; None keeps the default."""
+    if threads:
+        torch.set_num_threads(threads)
     manifest = load_world(preset, world)
     torch_device = torch.device(device)
     kinds = {CONTENDERS[name][0] for name in contenders} | {"base"}
@@ -234,6 +237,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=4, help="distinct questions, cycled")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's); 1 gives steadier numbers on a busy shared machine")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     if args.new_tokens < 2:
@@ -243,7 +248,7 @@ def main() -> None:
     for backbone in backbones:
         load_before = os.getloadavg()[0]
         measured = measure(backbone, args.preset, args.world, args.new_tokens, args.repeats, args.warmup,
-                           args.prompts, args.device)
+                           args.prompts, args.device, threads=args.threads)
         load_after = os.getloadavg()[0]
         body = (
             f"## Inference latency: {backbone}, {args.preset} preset, batch 1, {args.new_tokens} new tokens, "

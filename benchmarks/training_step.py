@@ -76,10 +76,6 @@ def build_setup(backbone: str, manifest: dict, contender: str, batch_size: int, 
     """The contender's model, its Trainer-style optimizer, and the benchmark batch on ``device``."""
     if backbone == "llava":
         model, tokenizer, args = build_llava(manifest, contender, device)
-        if contender == "MuNG":
-            # --freeze_backbone freezes model.model only; llava_noise's train() leaves lm_head trainable (see
-            # docs/benchmarks.md). MuNG trains the generator alone, so the benchmark freezes lm_head as intended.
-            model.lm_head.requires_grad_(False)
         training_args = args[2]
         overrides = {"noise_generator": args[3].ng_lr, "mm_projector": training_args.mm_projector_lr}
         batch = llava_batch(model, tokenizer, args, batch_size)
@@ -106,8 +102,10 @@ def train_step(setup: Setup) -> float:
 
 
 def step_memory(backbone: str, preset: str, world: Optional[str], contender: str, batch_size: int, steps: int,
-                device: str) -> int:
+                device: str, threads: Optional[int] = None) -> int:
     """Bytes that ``steps`` training steps add on top of the built contender (run it in a fresh process on CPU)."""
+    if threads:
+        torch.set_num_threads(threads)
     setup = build_setup(backbone, load_world(preset, world), contender, batch_size, device)
     # One forward+backward first (gradients dropped, no optimizer state yet), so one-time runtime set-up (autograd
     # threads, kernel workspaces) is not counted as the contender's memory.
@@ -122,9 +120,11 @@ def step_memory(backbone: str, preset: str, world: Optional[str], contender: str
 
 def measure(backbone: str, preset: str, world: Optional[str] = None, batch_size: int = 8, steps: int = 20,
             warmup: int = 3, device: str = "cpu", contenders: tuple[str, ...] = tuple(CONTENDERS),
-            memory_steps: int = 3) -> list[dict[str, Any]]:
+            memory_steps: int = 3, threads: Optional[int] = None) -> list[dict[str, Any]]:
     """One row per contender: step wall and process-CPU times (s), peak training memory (bytes), trainable and total
-    parameters."""
+    parameters. ``threads`` sets torch's CPU threads (here and in the memory processes); None keeps the default."""
+    if threads:
+        torch.set_num_threads(threads)
     manifest = load_world(preset, world)
     setups = {name: build_setup(backbone, manifest, name, batch_size, device) for name in contenders}
     times: dict[str, list[float]] = {name: [] for name in contenders}
@@ -145,7 +145,7 @@ def measure(backbone: str, preset: str, world: Optional[str] = None, batch_size:
                      "total": total})
     del setups
     for row in tqdm(rows, desc=f"{backbone} {preset} memory", leave=False):
-        args = (backbone, preset, world, row["contender"], batch_size, memory_steps, device)
+        args = (backbone, preset, world, row["contender"], batch_size, memory_steps, device, threads)
         if device.startswith("cuda"):
             row["memory"] = step_memory(*args)
         else:
@@ -185,13 +185,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per contender (after the warm-up)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's); 1 gives steadier numbers on a busy shared machine")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
 
     backbones = BACKBONES if args.backbone == "both" else (args.backbone,)
     for backbone in backbones:
         load_before = os.getloadavg()[0]
-        rows = measure(backbone, args.preset, args.world, args.batch, args.steps, args.warmup, args.device)
+        rows = measure(backbone, args.preset, args.world, args.batch, args.steps, args.warmup, args.device,
+                       threads=args.threads)
         load_after = os.getloadavg()[0]
         memory_note = (
             "CUDA max_memory_allocated during 3 steps minus the allocation before them"
