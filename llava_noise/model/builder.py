@@ -26,6 +26,7 @@ from noise_generator import (
     load_generator_weights,
     load_noise_generator_state,
 )
+from noise_generator.load_report import HeldLoadReport
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from .checkpoint_io import (
@@ -78,8 +79,11 @@ def has_weights(path: str | os.PathLike) -> bool:
 def _load_model(
     path: str, config: LlavaConfig, allowed_missing: tuple[str, ...], **kwargs: Any
 ) -> LlavaLlamaForCausalLM:
-    """``from_pretrained`` that fails on any missing weight other than the ``allowed_missing`` name fragments."""
-    model, info = LlavaLlamaForCausalLM.from_pretrained(path, config=config, output_loading_info=True, **kwargs)
+    """``from_pretrained`` that fails on any missing weight other than the ``allowed_missing`` name fragments (which
+    the caller restores right after, so transformers' MISSING report for them is held back)."""
+    with HeldLoadReport(allowed_missing) as report:
+        model, info = LlavaLlamaForCausalLM.from_pretrained(path, config=config, output_loading_info=True, **kwargs)
+    report.release_unless_expected(info)
     missing = [k for k in info["missing_keys"] if not any(part in k for part in allowed_missing)]
     if missing:
         raise ValueError(
@@ -124,7 +128,10 @@ def load_pretrained_model(
     """
     path = Path(model_path)
     if not path.is_dir():
-        raise FileNotFoundError(f"--model-path {model_path} is not a folder (only local checkpoints are supported).")
+        raise FileNotFoundError(
+            f"--model-path {model_path} does not exist or is not a folder (only local checkpoints are supported; "
+            "download the model first)."
+        )
     dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
     if dtype is None:
         dtype = torch.float32 if str(device).startswith("cpu") else torch.float16
@@ -149,7 +156,14 @@ def load_pretrained_model(
 
     def need_base(kind: str) -> str:
         if not model_base:
-            raise ValueError(f"{model_path} is a {kind} checkpoint; pass the model it was trained on as --model-base.")
+            raise ValueError(
+                f"{model_path} is a {kind} checkpoint without the base weights; pass the model it was trained on as "
+                "--model-base."
+            )
+        if not Path(model_base).is_dir():
+            raise FileNotFoundError(
+                f"--model-base {model_base} does not exist or is not a folder (only local checkpoints are supported)."
+            )
         return model_base
 
     is_lora = (path / ADAPTER_CONFIG_FILE).is_file()

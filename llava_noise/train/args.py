@@ -10,6 +10,13 @@ from typing import Optional
 
 import transformers
 
+from noise_generator.guards import ON_NONFINITE, check_model_path, check_on_nonfinite
+
+from ..conversation import conv_templates
+
+ON_BAD_SAMPLE = ("skip", "raise")
+IMAGE_ASPECT_RATIOS = ("square", "pad", "resize", "original")
+
 
 @dataclass
 class ModelArguments:
@@ -27,6 +34,13 @@ class ModelArguments:
     mm_vision_select_feature: str = field(default="patch", metadata={"help": "patch (drop CLS) | cls_patch."})
     noise_generator: bool = field(default=False, metadata={"help": "Add MuNG's noise generator (trained in every mode)."})
 
+    def __post_init__(self):
+        check_model_path(self.model_name_or_path, "--model_name_or_path")
+        if self.version not in conv_templates:
+            raise ValueError(
+                f"--version {self.version!r} is not a conversation template; use one of {', '.join(sorted(conv_templates))}."
+            )
+
 
 @dataclass
 class DataArguments:
@@ -35,6 +49,21 @@ class DataArguments:
     is_multimodal: bool = False
     image_folder: Optional[str] = field(default=None, metadata={"help": "Folder the samples' image paths are relative to."})
     image_aspect_ratio: str = field(default="square", metadata={"help": "pad: pad to square with the mean colour."})
+    on_bad_sample: str = field(
+        default="skip",
+        metadata={
+            "help": "What to do with a sample that cannot be used (missing/corrupt image, bad format, no answer "
+            "within --model_max_length): skip (the next good sample is used; counted in the log) or raise."
+        },
+    )
+
+    def __post_init__(self):
+        if self.on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f"--on_bad_sample {self.on_bad_sample!r} is not supported; use {' or '.join(ON_BAD_SAMPLE)}.")
+        if self.image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
+            raise ValueError(
+                f"--image_aspect_ratio {self.image_aspect_ratio!r} is not supported; use {', '.join(IMAGE_ASPECT_RATIOS)}."
+            )
 
 
 @dataclass
@@ -58,6 +87,10 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_bias: str = "none"
     mm_projector_lr: Optional[float] = None
     group_by_modality_length: bool = field(default=False)
+    on_nonfinite: str = field(
+        default="raise",
+        metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},
+    )
     # Flags of the transformers versions the original LLaVA used, mapped onto their current names.
     warmup_ratio: Optional[float] = field(default=None, metadata={"help": "Warmup as a share of the steps (= --warmup_steps <1)."})
     evaluation_strategy: Optional[str] = field(default=None, metadata={"help": "Old name of --eval_strategy."})
@@ -74,5 +107,6 @@ class TrainingArguments(transformers.TrainingArguments):
             raise ValueError(f"--bits {self.bits} is not supported; use 4, 8 or 16.")
         if self.bits in (4, 8) and not self.lora_enable:
             raise ValueError("--bits 4/8 (QLoRA) needs --lora_enable True: quantised weights cannot be trained.")
+        check_on_nonfinite(self.on_nonfinite)
         if self.lora_bias not in ("none", "all", "lora_only"):
             raise ValueError(f"--lora_bias {self.lora_bias!r}; use none, all or lora_only.")

@@ -4,6 +4,11 @@ One preprocessing path serves every template: the template renders the conversat
 are assistant replies (plus the text that ends them, e.g. ``</s>``); a token is supervised when it covers such
 characters. A token that straddles a reply boundary is a tokenisation mismatch: it is logged with the sample id,
 counted, and the sample is left unsupervised.
+
+Bad input: the data file is parsed up front (syntax errors name the line); samples are checked when first used
+(missing/unreadable image, empty conversation, no assistant reply, ``<image>`` count, nothing left to supervise after
+truncation). ``on_bad_sample="skip"`` uses the next good sample and logs a running count; ``"raise"`` stops with a
+message naming the file, the sample and what to do.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from noise_generator.guards import SAMPLE_IDS_KEY
+
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from ..conversation import Conversation, SeparatorStyle, get_conv_template
 from ..mm_utils import expand2square, tokenize_image_prompt
@@ -27,6 +34,7 @@ from ..mm_utils import expand2square, tokenize_image_prompt
 logger = logging.getLogger(__name__)
 
 ROLE_OF = {"human": 0, "user": 0, "gpt": 1, "assistant": 1}
+ON_BAD_SAMPLE = ("skip", "raise")
 
 
 class SampleError(ValueError):
@@ -50,7 +58,9 @@ def normalise_image_tokens(
     first = turns[0]["value"]
     found = first.count(DEFAULT_IMAGE_TOKEN)
     if found and found != n_images:
-        raise SampleError(f"Sample {sample_id}: {found} <image> tokens but {n_images} image(s).")
+        raise SampleError(
+            f"Sample {sample_id}: {found} <image> tokens but {n_images} image(s); use one <image> per image."
+        )
     if n_images:
         text = first.replace(DEFAULT_IMAGE_TOKEN, "").strip()
         token = DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN if mm_use_im_start_end else DEFAULT_IMAGE_TOKEN
@@ -76,7 +86,12 @@ def build_conversation(turns: list[dict], template: Conversation, sample_id: Any
             value = DEFAULT_IMAGE_TOKEN if DEFAULT_IMAGE_TOKEN in value else ""
         conv.append_message(conv.roles[role], value)
     if not conv.messages:
-        raise SampleError(f"Sample {sample_id}: no conversation turns.")
+        raise SampleError(f"Sample {sample_id}: the conversation is empty; give it a human turn and a gpt reply.")
+    if not any(role == conv.roles[1] for role, _ in conv.messages):
+        raise SampleError(
+            f"Sample {sample_id}: no assistant (gpt) turn, so nothing would be learned from it; add the reply or "
+            "remove the sample."
+        )
     return conv
 
 
@@ -123,8 +138,8 @@ def preprocess(conv: Conversation, tokenizer: Any, sample_id: Any = None) -> Tok
 
 def load_records(path: str) -> list[dict]:
     """A JSON list or JSONL file of samples; errors name the file and line."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--data_path {path} does not exist.")
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError(f"--data_path {path} does not exist; pass the training JSON/JSONL file.")
     with open(path, encoding="utf-8") as handle:
         if path.endswith(".jsonl"):
             records = []
@@ -133,15 +148,31 @@ def load_records(path: str) -> list[dict]:
                     try:
                         records.append(json.loads(line))
                     except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}).") from None
+                        raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}); fix line {lineno}.") from None
             return records
         try:
             records = json.load(handle)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg}).") from None
+            raise ValueError(
+                f"{path}:{err.lineno}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); fix the "
+                "file (a .jsonl file holds one object per line)."
+            ) from None
     if not isinstance(records, list):
-        raise ValueError(f"{path} must hold a JSON list of samples.")
+        raise ValueError(f"{path} must hold a JSON list of samples (or one JSON object per line in a .jsonl file).")
+    if not records:
+        raise ValueError(f"{path} holds no samples.")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: sample {index} is a {type(record).__name__}, expected an object {{id, image, conversations}}.")
     return records
+
+
+def word_count(record: dict) -> int:
+    """Words in a record's turns (0 for a malformed record: it is reported when the sample is used)."""
+    turns = record.get("conversations")
+    if not isinstance(turns, list):
+        return 0
+    return sum(len(t["value"].split()) for t in turns if isinstance(t, dict) and isinstance(t.get("value"), str))
 
 
 def image_files(record: dict) -> list[str]:
@@ -154,8 +185,9 @@ def image_files(record: dict) -> list[str]:
 class LazySupervisedDataset(Dataset):
     """LLaVA's instruction data: ``{id, image?, conversations: [{from, value}, ...]}``.
 
-    Items are ``{input_ids, labels, images, id}``; ``images`` holds one pixel tensor per ``<image>``, or one dummy
-    (zeros) for a text-only sample when the model is multimodal (so every rank runs the vision path).
+    Items are ``{input_ids, labels, images, id, sample_id}``; ``images`` holds one pixel tensor per ``<image>``, or
+    one dummy (zeros) for a text-only sample when the model is multimodal (so every rank runs the vision path).
+    ``sample_id`` names the sample in messages (``"<id> (index i)"``).
     """
 
     def __init__(
@@ -170,8 +202,12 @@ class LazySupervisedDataset(Dataset):
         model_max_length: Optional[int] = None,
         mm_use_im_start_end: bool = False,
         lazy: bool = True,
+        on_bad_sample: str = "skip",
     ):
         super().__init__()
+        if on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f"on_bad_sample must be one of {', '.join(ON_BAD_SAMPLE)}, got {on_bad_sample!r}.")
+        self.data_path = data_path
         self.records = load_records(data_path)
         self.tokenizer = tokenizer
         self.template = get_conv_template(template)
@@ -182,30 +218,33 @@ class LazySupervisedDataset(Dataset):
         self.model_max_length = model_max_length or tokenizer.model_max_length
         self.mm_use_im_start_end = mm_use_im_start_end
         self.mismatches = 0
+        self.on_bad_sample = on_bad_sample
+        self._bad_indices: set[int] = set()
         self._cache: dict[int, TokenizedSample] = {}
         if not lazy:
             for i in tqdm(range(len(self.records)), desc="tokenising"):
-                self._tokenized(i)
+                try:
+                    self._tokenized(i)
+                except SampleError as err:
+                    self._bad_sample(i, err)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def _sample_id(self, i: int) -> str:
-        return f"{self.records[i].get('id', '?')} (index {i})"
+        return f"{self.records[i].get('id', '?')} (index {i} of {self.data_path})"
 
     @property
     def lengths(self) -> list[int]:
         """Rough length of each sample in words, images counted as 128 (as LLaVA estimates)."""
-        return [
-            sum(len(t["value"].split()) for t in r["conversations"]) + (128 if image_files(r) else 0) for r in self.records
-        ]
+        return [word_count(r) + (128 if image_files(r) else 0) for r in self.records]
 
     @property
     def modality_lengths(self) -> list[int]:
         """Word lengths, negative for text-only samples (the sign is the modality for grouping)."""
         out = []
         for r in self.records:
-            n = sum(len(t["value"].split()) for t in r["conversations"])
+            n = word_count(r)
             out.append(n if image_files(r) else -n)
         return out
 
@@ -213,8 +252,8 @@ class LazySupervisedDataset(Dataset):
         if i in self._cache:
             return self._cache[i]
         record, sample_id = self.records[i], self._sample_id(i)
-        if "conversations" not in record:
-            raise SampleError(f"Sample {sample_id} has no 'conversations' list.")
+        if not isinstance(record.get("conversations"), list):
+            raise SampleError(f"Sample {sample_id} has no 'conversations' list; give it [{{from, value}}, ...].")
         n_images = len(image_files(record))
         turns = normalise_image_tokens(record["conversations"], n_images, sample_id, self.mm_use_im_start_end)
         sample = preprocess(build_conversation(turns, self.template, sample_id), self.tokenizer, sample_id)
@@ -233,19 +272,42 @@ class LazySupervisedDataset(Dataset):
         if kept.count(IMAGE_TOKEN_INDEX) != n_images:
             raise SampleError(
                 f"Sample {sample_id} is too long: with {n_images} image(s) of {self.num_image_tokens} tokens it does "
-                f"not fit --model_max_length {self.model_max_length} without cutting an image."
+                f"not fit --model_max_length {self.model_max_length} without cutting an image; raise "
+                "--model_max_length or shorten the sample."
             )
-        return TokenizedSample(kept, sample.labels[: len(kept)], sample.mismatch)
+        labels = sample.labels[: len(kept)]
+        if not sample.mismatch and all(label == IGNORE_INDEX for label in labels):
+            raise SampleError(
+                f"Sample {sample_id} is too long: {len(sample.input_ids) + extra} tokens, and no answer token is left "
+                f"within --model_max_length {self.model_max_length}; raise --model_max_length or shorten the prompt."
+            )
+        return TokenizedSample(kept, labels, sample.mismatch)
 
     def _load_image(self, name: str, sample_id: str) -> torch.Tensor:
         path = os.path.join(self.image_folder or "", name)
+        if not os.path.isfile(path):
+            raise SampleError(
+                f"Sample {sample_id}: image {path} does not exist. Check --image_folder and the sample's 'image' path."
+            )
         try:
-            image = Image.open(path).convert("RGB")
-        except (FileNotFoundError, OSError) as err:
-            raise SampleError(f"Sample {sample_id}: cannot open image {path} ({err}). Check --image_folder.") from err
+            with Image.open(path) as opened:
+                image = opened.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise SampleError(
+                f"Sample {sample_id}: image {path} cannot be decoded ({err}); it is corrupt or truncated. Re-create "
+                "the file or remove the sample."
+            ) from err
+        if min(image.size) < 1:
+            raise SampleError(f"Sample {sample_id}: image {path} has size {image.size}; replace it or remove the sample.")
         if self.image_aspect_ratio == "pad":
             image = expand2square(image, tuple(int(round(x * 255)) for x in self.image_processor.image_mean))
-        return self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        try:
+            return self.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        except ValueError as err:
+            raise SampleError(
+                f"Sample {sample_id}: the image processor cannot resize image {path} of size {image.size} ({err}); "
+                "use --image_aspect_ratio pad, or crop/pad the image."
+            ) from err
 
     def _dummy_image(self) -> torch.Tensor:
         """Zeros shaped like the processor's output (the shape is learned once from a blank image)."""
@@ -254,7 +316,29 @@ class LazySupervisedDataset(Dataset):
             self._dummy = torch.zeros_like(self.image_processor(images=[blank], return_tensors="pt")["pixel_values"][0])
         return self._dummy
 
+    @property
+    def skipped(self) -> int:
+        """Distinct bad samples met so far in this process (each data-loader worker counts its own)."""
+        return len(self._bad_indices)
+
+    def _bad_sample(self, index: int, err: SampleError) -> None:
+        if self.on_bad_sample == "raise":
+            raise err
+        if index not in self._bad_indices:
+            self._bad_indices.add(index)
+            logger.warning("Skipping bad sample (%d skipped so far in this process): %s", self.skipped, err)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
+        """Sample ``i``, or (``on_bad_sample="skip"``) the next good one after it."""
+        for offset in range(len(self.records)):
+            current = (i + offset) % len(self.records)
+            try:
+                return self._item(current)
+            except SampleError as err:
+                self._bad_sample(current, err)
+        raise ValueError(f"{self.data_path}: every sample is bad (see the warnings above).")
+
+    def _item(self, i: int) -> dict[str, Any]:
         sample = self._tokenized(i)
         sample_id = self._sample_id(i)
         names = image_files(self.records[i])
@@ -268,15 +352,18 @@ class LazySupervisedDataset(Dataset):
             "labels": torch.tensor(sample.labels, dtype=torch.long),
             "images": images,
             "id": self.records[i].get("id"),
+            "sample_id": sample_id,
         }
 
 
 @dataclass
 class DataCollatorForSupervisedDataset:
     """Right-pads ids (pad id) and labels (``IGNORE_INDEX``); the attention mask comes from the lengths; all images
-    of the batch are stacked in order."""
+    of the batch are stacked in order. ``return_sample_ids`` adds ``sample_ids`` (a list naming each sample, for
+    error messages; a Trainer with ``NonFiniteGuardMixin`` removes it before the forward)."""
 
     tokenizer: Any
+    return_sample_ids: bool = False
 
     def __call__(self, instances: Sequence[dict]) -> dict[str, Any]:
         longest = max(len(x["input_ids"]) for x in instances)
@@ -296,10 +383,15 @@ class DataCollatorForSupervisedDataset:
         images = [img for x in instances for img in x.get("images", [])]
         if images:
             out["images"] = torch.stack(images)
+        if self.return_sample_ids:
+            out[SAMPLE_IDS_KEY] = [x.get("sample_id", x.get("id")) for x in instances]
         return out
 
 
-def make_supervised_data_module(tokenizer: Any, data_args: Any, model_args: Any, training_args: Any, model: Any) -> dict:
+def make_supervised_data_module(
+    tokenizer: Any, data_args: Any, model_args: Any, training_args: Any, model: Any, return_sample_ids: bool = False
+) -> dict:
+    """Dataset and collator for the Trainer (``return_sample_ids`` for a Trainer with ``NonFiniteGuardMixin``)."""
     tower = model.get_vision_tower() if hasattr(model, "get_vision_tower") else None
     processor = tower.image_processor if tower is not None else None
     dataset = LazySupervisedDataset(
@@ -313,5 +405,7 @@ def make_supervised_data_module(tokenizer: Any, data_args: Any, model_args: Any,
         model_max_length=training_args.model_max_length,
         mm_use_im_start_end=model_args.mm_use_im_start_end,
         lazy=data_args.lazy_preprocess,
+        on_bad_sample=getattr(data_args, "on_bad_sample", "skip"),
     )
-    return {"train_dataset": dataset, "eval_dataset": None, "data_collator": DataCollatorForSupervisedDataset(tokenizer)}
+    collator = DataCollatorForSupervisedDataset(tokenizer, return_sample_ids=return_sample_ids)
+    return {"train_dataset": dataset, "eval_dataset": None, "data_collator": collator}

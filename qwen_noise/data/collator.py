@@ -6,6 +6,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from noise_generator import IGNORE_INDEX
+from noise_generator.guards import SAMPLE_IDS_KEY
 
 
 @dataclass
@@ -14,12 +15,15 @@ class QwenDataCollator:
 
     ``pixel_values`` rows and ``image_grid_thw`` rows are concatenated in sample order, which is the order of the
     ``<|image_pad|>`` blocks in the flattened batch (what the model and its 3-D rope expect). Keep
-    ``mm_token_type_ids``: without it Qwen2.5-VL silently falls back to 1-D positions.
+    ``mm_token_type_ids``: without it Qwen2.5-VL silently falls back to 1-D positions. ``return_sample_ids`` adds
+    ``sample_ids`` (each example's ``sample_id``, for error messages; a Trainer with ``NonFiniteGuardMixin`` removes
+    it before the forward).
     """
 
     pad_token_id: int
+    return_sample_ids: bool = False
 
-    def __call__(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: list[dict]) -> dict:
         if not examples:
             raise ValueError("Cannot collate an empty batch.")
         input_ids = pad_sequence([e["input_ids"] for e in examples], batch_first=True, padding_value=self.pad_token_id)
@@ -37,4 +41,6 @@ class QwenDataCollator:
         if with_images:
             batch["pixel_values"] = torch.cat([e["pixel_values"] for e in with_images], dim=0)
             batch["image_grid_thw"] = torch.cat([e["image_grid_thw"] for e in with_images], dim=0)
+        if self.return_sample_ids:
+            batch[SAMPLE_IDS_KEY] = [e.get("sample_id") for e in examples]
         return batch

@@ -11,7 +11,8 @@ Each sample is rendered with Qwen's chat template (default system prompt, ``<|im
 piece by piece, so labels are exact: assistant content and its ``<|im_end|>`` are supervised, everything else is -100.
 Truncation to ``model_max_length`` never splits an image's tokens: such samples, and samples left without any
 supervised token, are bad samples (``on_bad_sample``: ``raise`` names the sample, ``skip`` uses the next good one and
-logs a running count).
+logs a running count). The file is parsed up front (a syntax error names its line); samples are checked when used.
+Each example carries ``sample_id`` (file, index, line of a JSONL file, record id) for error messages.
 """
 
 import json
@@ -45,30 +46,38 @@ class Sample:
     turns: list[tuple[str, str]]
 
 
-def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a JSON list or a JSON-lines file of records."""
+def load_records(path: str | os.PathLike, with_lines: bool = False):
+    """Read a JSON list or a JSON-lines file of records; ``with_lines`` also returns each record's line number in a
+    JSONL file (None for a JSON list)."""
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError(f"Training data {path} does not exist; pass the training JSON/JSONL file as --data_path.")
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Training data {path} does not exist.")
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg}).") from None
+            raise ValueError(
+                f"{path} line {err.lineno}: not valid JSON ({err.msg}, column {err.colno}); fix line {err.lineno}."
+            ) from None
+        lines = [None] * len(records)
     else:
-        records = []
+        records, lines = [], []
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({err.msg}).") from None
-    for index, record in enumerate(records):
+                raise ValueError(
+                    f"{path} line {lineno}: not valid JSON ({err.msg}); fix line {lineno} (one object per line)."
+                ) from None
+            lines.append(lineno)
+    for index, (record, lineno) in enumerate(zip(records, lines)):
         if not isinstance(record, dict):
-            raise ValueError(f"{path}: record {index} is a {type(record).__name__}, expected an object.")
-    return records
+            where = f"line {lineno}" if lineno else f"record {index}"
+            raise ValueError(f"{path}: {where} is a {type(record).__name__}, expected an object.")
+    return (records, lines) if with_lines else records
 
 
 def to_sample(record: dict[str, Any], where: str) -> Sample:
@@ -80,8 +89,12 @@ def to_sample(record: dict[str, Any], where: str) -> Sample:
         raise BadSample(f"{where}: 'image' must be a path or a list of paths.")
 
     if "conversations" in record:
+        if not isinstance(record["conversations"], list) or not record["conversations"]:
+            raise BadSample(f"{where}: the conversation is empty; give it a human turn and a gpt reply.")
         turns = []
         for i, turn in enumerate(record["conversations"]):
+            if not isinstance(turn, dict):
+                raise BadSample(f"{where}: turn {i} is not an object {{from, value}}.")
             role = ROLES.get(turn.get("from", turn.get("role")))
             value = turn.get("value", turn.get("content"))
             if role is None or not isinstance(value, str):
@@ -90,8 +103,11 @@ def to_sample(record: dict[str, Any], where: str) -> Sample:
             if role != expected:
                 raise BadSample(f"{where}: turn {i} is from '{role}', expected '{expected}' (turns alternate, human first).")
             turns.append((role, value))
-        if not turns or turns[-1][0] != "assistant":
-            raise BadSample(f"{where}: a conversation must end with an assistant ('gpt') turn.")
+        if turns[-1][0] != "assistant":
+            raise BadSample(
+                f"{where}: no assistant ('gpt') turn at the end, so nothing would be learned from it; add the reply "
+                "or remove the sample."
+            )
     elif "question" in record and "answer" in record:
         question = record["question"].replace(IMAGE_PLACEHOLDER, "").strip()
         turns = [("user", IMAGE_PLACEHOLDER * len(images) + question), ("assistant", str(record["answer"]))]
@@ -146,7 +162,7 @@ class QwenSupervisedDataset(Dataset):
         if on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}.")
         self.data_path = str(data_path)
-        self.records = load_records(data_path)
+        self.records, self.lines = load_records(data_path, with_lines=True)
         if not self.records:
             raise ValueError(f"{data_path} holds no records.")
         self.processor = processor
@@ -159,7 +175,7 @@ class QwenSupervisedDataset(Dataset):
         self.merge_size = image_processor.merge_size
         self.on_bad_sample = on_bad_sample
         self.system_prompt = system_prompt
-        self.skipped = 0
+        self._bad_indices: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -167,8 +183,19 @@ class QwenSupervisedDataset(Dataset):
     def has_image(self, index: int) -> bool:
         return bool(self.records[index].get("image"))
 
+    @property
+    def skipped(self) -> int:
+        """Distinct bad samples met so far in this process (each data-loader worker counts its own)."""
+        return len(self._bad_indices)
+
     def _where(self, index: int) -> str:
-        return f"{self.data_path} sample {index}"
+        record = self.records[index]
+        where = f"{self.data_path} sample {index}"
+        if self.lines[index] is not None:
+            where += f" (line {self.lines[index]})"
+        if record.get("id") is not None:
+            where += f" id {record['id']}"
+        return where
 
     def load_images(self, paths: list[str], where: str) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Resize with qwen-vl-utils (bounded by min/max pixels) and encode; returns (pixel_values, image_grid_thw)."""
@@ -177,7 +204,7 @@ class QwenSupervisedDataset(Dataset):
         except ImageLoadError as err:
             raise BadSample(f"{where}: {err}") from err
 
-    def encode(self, index: int) -> dict[str, torch.Tensor]:
+    def encode(self, index: int) -> dict[str, Any]:
         """The training example of record ``index``; raises BadSample when it cannot be used."""
         where = self._where(index)
         sample = to_sample(self.records[index], where)
@@ -186,6 +213,7 @@ class QwenSupervisedDataset(Dataset):
         input_ids, labels, types = tokenize_conversation(sample.turns, counts, self.tokenizer, self.system_prompt)
         kept = check_truncation(input_ids, labels, types, self.model_max_length, where)
         example = {
+            "sample_id": where,
             "input_ids": torch.tensor(input_ids[:kept], dtype=torch.long),
             "labels": torch.tensor(labels[:kept], dtype=torch.long),
             "mm_token_type_ids": torch.tensor(types[:kept], dtype=torch.int),
@@ -195,7 +223,7 @@ class QwenSupervisedDataset(Dataset):
             example["image_grid_thw"] = grid
         return example
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         for offset in range(len(self.records)):
             current = (index + offset) % len(self.records)
             try:
@@ -203,6 +231,7 @@ class QwenSupervisedDataset(Dataset):
             except BadSample as err:
                 if self.on_bad_sample == "raise":
                     raise
-                self.skipped += 1
-                logger.warning("Skipping bad sample (%d skipped so far in this process): %s", self.skipped, err)
+                if current not in self._bad_indices:
+                    self._bad_indices.add(current)
+                    logger.warning("Skipping bad sample (%d skipped so far in this process): %s", self.skipped, err)
         raise ValueError(f"{self.data_path}: every sample is bad (see the warnings above).")

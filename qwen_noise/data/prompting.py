@@ -16,6 +16,9 @@ from qwen_vl_utils import fetch_image
 from noise_generator import IGNORE_INDEX
 
 IMAGE_PLACEHOLDER = "<image>"
+# qwen-vl-utils refuses images whose long side is more than this many times the short side.
+MAX_ASPECT_RATIO = 200
+URL_PREFIXES = ("http://", "https://", "file://", "data:image")
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 MM_TEXT, MM_IMAGE = 0, 1
 
@@ -88,22 +91,60 @@ def encode_images(
     max_pixels = image_processor.size["longest_edge"] if max_pixels is None else max_pixels
     loaded = []
     for image in images:
+        name = "the given image"
+        if isinstance(image, str) and image.startswith(URL_PREFIXES):
+            loaded.append(fetch_url_image(image, min_pixels, max_pixels, image_processor.patch_size))
+            continue
         if not isinstance(image, Image.Image):
             path = Path(image)
             if image_folder is not None and not path.is_absolute():
                 path = Path(image_folder) / path
-            image = str(path)
-        try:
-            loaded.append(
-                fetch_image(
-                    {"image": image, "min_pixels": min_pixels, "max_pixels": max_pixels},
-                    image_patch_size=image_processor.patch_size,
-                )
+            name = str(path)
+            image = open_image(path)
+        check_image_size(image, name)
+        loaded.append(
+            fetch_image(
+                {"image": image, "min_pixels": min_pixels, "max_pixels": max_pixels},
+                image_patch_size=image_processor.patch_size,
             )
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
-            raise ImageLoadError(f"cannot read image {image} ({err}); check the image folder / path.") from err
+        )
     encoded = image_processor(images=loaded, do_resize=False, return_tensors="pt")
     return encoded["pixel_values"], encoded["image_grid_thw"]
+
+
+def fetch_url_image(url: str, min_pixels: int, max_pixels: int, patch_size: int) -> Image.Image:
+    """A URL, ``file://`` or base64 image, fetched and resized by qwen-vl-utils."""
+    try:
+        return fetch_image({"image": url, "min_pixels": min_pixels, "max_pixels": max_pixels}, image_patch_size=patch_size)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageLoadError(f"cannot read image {url[:200]} ({err}); check the address.") from err
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode an image file fully (so truncation shows here); errors say whether it is missing or corrupt."""
+    if not path.is_file():
+        raise ImageLoadError(f"image {path} does not exist; check the image folder and the sample's 'image' path.")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageLoadError(
+            f"image {path} cannot be decoded ({err}); it is corrupt or truncated. Re-create the file or remove the sample."
+        ) from err
+
+
+def check_image_size(image: Image.Image, name: str) -> None:
+    """Zero-size images and aspect ratios beyond qwen-vl-utils' limit cannot be resized to multiples of 28 px."""
+    width, height = image.size
+    if min(width, height) < 1:
+        raise ImageLoadError(f"image {name} has size {width}x{height}; replace it or remove the sample.")
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageLoadError(
+            f"image {name} is {width}x{height} (aspect ratio {ratio:.0f}); Qwen2.5-VL's resizing accepts at most "
+            f"{MAX_ASPECT_RATIO}:1 (each side becomes a multiple of 28 px). Pad or crop the image, or remove the sample."
+        )
 
 
 def build_inference_inputs(

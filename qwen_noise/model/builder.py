@@ -27,6 +27,8 @@ from noise_generator import (
     load_generator_weights,
     load_noise_generator_state,
 )
+from noise_generator.guards import looks_like_local_path
+from noise_generator.load_report import HeldLoadReport
 from noise_generator.training import find_noise_generator
 
 from .configuration import Qwen2_5_VLNoiseConfig
@@ -125,24 +127,28 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     device_map: Optional[str | dict] = None,
     bits: int = 16,
+    generator_restored: bool = False,
     **kwargs,
 ) -> Qwen2_5_VLNoiseForConditionalGeneration:
     """``from_pretrained`` of a full folder as our class, with the loading report checked.
 
     ``generator`` attaches a (new or to-be-restored) generator; ``generator_may_be_missing`` says whether its weights
-    may be absent from the folder (a stock base, or weights restored afterwards).
+    may be absent from the folder (a stock base, or weights restored afterwards). ``generator_restored``: the caller
+    loads the generator's weights right after, so transformers' MISSING report for them is held back.
     """
     config = noise_config(model_path, generator)
     quant = quantization_config(bits, dtype)
-    model, info = Qwen2_5_VLNoiseForConditionalGeneration.from_pretrained(
-        model_path,
-        config=config,
-        dtype=dtype,
-        device_map=device_map,
-        quantization_config=quant,
-        output_loading_info=True,
-        **kwargs,
-    )
+    with HeldLoadReport((GENERATOR_PREFIX,) if generator_restored else ()) as report:
+        model, info = Qwen2_5_VLNoiseForConditionalGeneration.from_pretrained(
+            model_path,
+            config=config,
+            dtype=dtype,
+            device_map=device_map,
+            quantization_config=quant,
+            output_loading_info=True,
+            **kwargs,
+        )
+    report.release_unless_expected(info)
     check_loading_info(info, str(model_path), generator_may_be_missing)
     return model
 
@@ -168,7 +174,10 @@ def describe_folder(model_path: str | os.PathLike) -> str:
     """'adapter', 'full' or 'generator' from the files in ``model_path``."""
     path = Path(model_path)
     if not path.is_dir():
-        raise FileNotFoundError(f"Model folder {path} does not exist.")
+        raise FileNotFoundError(
+            f"--model-path {path} does not exist or is not a folder (only local checkpoints are supported; download "
+            "the model first)."
+        )
     if (path / ADAPTER_CONFIG).is_file():
         return "adapter"
     if any((path / name).is_file() for name in FULL_WEIGHT_FILES):
@@ -217,16 +226,23 @@ def load_pretrained_model(
             dtype=dtype,
             device_map=device_map,
             bits=bits,
+            generator_restored=generator_dir is not None,
         )
         processor_source = model_path
     else:
+        what = "LoRA adapter" if kind == "adapter" else "noise generator checkpoint"
+        named_by_adapter = False
         if kind == "adapter" and model_base is None:
             with open(Path(model_path) / ADAPTER_CONFIG, encoding="utf-8") as handle:
                 model_base = json.load(handle).get("base_model_name_or_path")
+            named_by_adapter = model_base is not None
         if model_base is None:
-            raise ValueError(
-                f"{model_path} is a {'LoRA adapter' if kind == 'adapter' else 'noise generator checkpoint'} without "
-                "the base weights; pass --model-base <Qwen2.5-VL folder>."
+            raise ValueError(f"{model_path} is a {what} without the base weights; pass --model-base <Qwen2.5-VL folder>.")
+        if looks_like_local_path(model_base) and not Path(model_base).is_dir():
+            source = f"the base named in {Path(model_path) / ADAPTER_CONFIG}" if named_by_adapter else "--model-base"
+            raise FileNotFoundError(
+                f"{model_path} is a {what}; {source} ({model_base}) does not exist here. Pass the Qwen2.5-VL folder it "
+                "was trained on as --model-base."
             )
         model = load_model(
             model_base,
@@ -235,6 +251,7 @@ def load_pretrained_model(
             dtype=dtype,
             device_map=device_map,
             bits=bits,
+            generator_restored=generator_dir is not None,
         )
         if kind == "adapter":
             from peft import PeftModel

@@ -6,7 +6,10 @@ from typing import Optional
 
 import transformers
 
+from noise_generator.guards import ON_NONFINITE, check_model_path, check_on_nonfinite
+
 TUNES = ("noise", "noise_lora", "lora", "dora", "full")
+ON_BAD_SAMPLE = ("skip", "raise")
 # LoRA goes on the language model's linear layers only (never the vision tower, merger, generator or lm_head).
 LLM_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -38,6 +41,7 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
+        check_model_path(self.model_name_or_path, "--model_name_or_path")
         if self.tune not in TUNES:
             raise ValueError(f"--tune {self.tune!r} is not one of {', '.join(TUNES)}.")
         if self.bits not in (4, 8, 16):
@@ -74,6 +78,10 @@ class DataArguments:
         },
     )
 
+    def __post_init__(self) -> None:
+        if self.on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f"--on_bad_sample {self.on_bad_sample!r} is not supported; use {' or '.join(ON_BAD_SAMPLE)}.")
+
 
 @dataclass
 class TrainingArguments(transformers.TrainingArguments):
@@ -83,3 +91,11 @@ class TrainingArguments(transformers.TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep every batch key (mm_token_type_ids is needed for 3-D rope)."}
     )
+    on_nonfinite: str = field(
+        default="raise",
+        metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},
+    )
+
+    def __post_init__(self) -> None:
+        check_on_nonfinite(self.on_nonfinite)
+        super().__post_init__()

@@ -1,0 +1,193 @@
+"""Fail-fast guards for training with a noise generator, shared by both backbones' Trainers.
+
+- ``check_generator_flags``: the ``--ng_*`` values are checked right after parsing, before any model is loaded.
+- ``NonFiniteGuardMixin`` (put it before ``Trainer`` in a Trainer's bases): a NaN/inf in the generator's output or in
+  the loss is caught at the step it appears and reported with the global step and the ids of the batch's samples
+  (the collator's ``sample_ids`` key), instead of being trained on. ``--on_nonfinite raise`` (default) stops the run;
+  ``skip_step`` drops that batch (no gradient from it) and counts it in the logs. Skipped bad samples of the dataset
+  (``dataset.skipped``) are logged the same way.
+- fp16 with a gradient scaler needs float32 master weights: trainable float16 parameters are upcast (the generator
+  computes in its own dtype and hands back the inputs' dtype, so the frozen fp16 model is unaffected).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from .config import INITS, INJECTIONS, KINDS, MODES
+from .generator import NoiseGenerator
+
+logger = logging.getLogger(__name__)
+
+ON_NONFINITE = ("raise", "skip_step")
+SAMPLE_IDS_KEY = "sample_ids"
+
+
+class NonFiniteError(FloatingPointError):
+    """A NaN or inf in the generator's output or the loss during training; the message names the step and samples."""
+
+
+def check_generator_flags(ng_args: Any) -> None:
+    """Raise a ``ValueError`` naming the ``--ng_*`` flag whose value cannot work (checked before loading a model)."""
+    choices = {"ng_kind": KINDS, "ng_injection": INJECTIONS, "ng_inference_mode": MODES, "ng_init": INITS}
+    for name, allowed in choices.items():
+        value = getattr(ng_args, name)
+        if value not in allowed:
+            raise ValueError(f"--{name} {value!r} is not supported; choose one of {', '.join(allowed)}.")
+    if ng_args.ng_heads < 1:
+        raise ValueError(f"--ng_heads must be at least 1, got {ng_args.ng_heads}.")
+    if ng_args.ng_num_samples < 1:
+        raise ValueError(f"--ng_num_samples must be at least 1, got {ng_args.ng_num_samples}.")
+    if not ng_args.ng_log_sigma_min < ng_args.ng_log_sigma_max:
+        raise ValueError(
+            f"--ng_log_sigma_min ({ng_args.ng_log_sigma_min}) must be below --ng_log_sigma_max "
+            f"({ng_args.ng_log_sigma_max})."
+        )
+    if ng_args.ng_gaussian_std < 0:
+        raise ValueError(f"--ng_gaussian_std must be >= 0, got {ng_args.ng_gaussian_std}.")
+    if ng_args.ng_lr is not None and ng_args.ng_lr <= 0:
+        raise ValueError(f"--ng_lr must be positive, got {ng_args.ng_lr}.")
+
+
+def looks_like_local_path(name: str) -> bool:
+    """True for absolute/relative filesystem paths; False for hub ids such as ``org/model``."""
+    name = str(name)
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def check_model_path(name: Optional[str], flag: str) -> None:
+    """Fail fast (before transformers tries the hub) when ``flag`` names a local folder that does not exist."""
+    if not name:
+        raise ValueError(f"{flag} is required.")
+    if looks_like_local_path(name) and not os.path.exists(os.path.expanduser(str(name))):
+        raise FileNotFoundError(f"{flag} {name} does not exist; pass the folder of a downloaded checkpoint.")
+
+
+def check_on_nonfinite(value: str) -> None:
+    if value not in ON_NONFINITE:
+        raise ValueError(f"--on_nonfinite {value!r} is not supported; choose one of {', '.join(ON_NONFINITE)}.")
+
+
+class GeneratorOutputMonitor:
+    """Forward hook on a ``NoiseGenerator`` that remembers whether any output tensor held a NaN/inf.
+
+    The flag stays a device tensor (no host sync per call); ``pop()`` returns it (or None) and resets it.
+    """
+
+    def __init__(self, generator: NoiseGenerator):
+        self._flag: Optional[torch.Tensor] = None
+        self._handle = generator.register_forward_hook(self._record)
+
+    def _record(self, module: nn.Module, args: tuple, output: Any) -> None:
+        tensors = [t for group in (output.image_embeds, output.noise, output.mu, output.log_sigma) if group for t in group]
+        tensors = [t for t in tensors if t.numel()]
+        if not tensors:
+            return
+        bad = torch.stack([~torch.isfinite(t.detach()).all() for t in tensors]).any()
+        self._flag = bad if self._flag is None else self._flag | bad.to(self._flag.device)
+
+    def pop(self) -> Optional[torch.Tensor]:
+        flag, self._flag = self._flag, None
+        return flag
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def upcast_trainable_half_params(model: nn.Module) -> int:
+    """Cast trainable float16 parameters to float32 (a gradient scaler cannot unscale fp16 gradients); returns how
+    many were cast."""
+    count = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype == torch.float16:
+            param.data = param.data.float()
+            count += 1
+    return count
+
+
+def _describe_ids(sample_ids: Optional[list]) -> str:
+    if not sample_ids:
+        return "unknown (the collator did not pass sample_ids)"
+    return ", ".join(str(x) for x in sample_ids)
+
+
+class NonFiniteGuardMixin:
+    """Trainer mixin: pops ``sample_ids`` from the batch, stops (or skips) on a non-finite generator output or loss,
+    logs skip counts, and keeps fp16 master weights in float32. Reads ``args.on_nonfinite`` (default ``raise``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        check_on_nonfinite(self._on_nonfinite)
+        self.nonfinite_skipped = 0
+        self._generator_monitor: Optional[GeneratorOutputMonitor] = None
+        self._monitor_ready = False
+        if getattr(self.accelerator, "scaler", None) is not None:
+            cast = upcast_trainable_half_params(self.model)
+            if cast:
+                logger.info("fp16 with loss scaling: %d trainable float16 parameters kept in float32.", cast)
+
+    @property
+    def _on_nonfinite(self) -> str:
+        return getattr(self.args, "on_nonfinite", "raise")
+
+    def _monitor(self) -> Optional[GeneratorOutputMonitor]:
+        if not self._monitor_ready:
+            generator = next((m for m in self.model.modules() if isinstance(m, NoiseGenerator)), None)
+            self._generator_monitor = GeneratorOutputMonitor(generator) if generator is not None else None
+            self._monitor_ready = True
+        return self._generator_monitor
+
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        sample_ids = inputs.pop(SAMPLE_IDS_KEY, None)
+        monitor = self._monitor()
+        if monitor is not None:
+            monitor.pop()  # forget outputs of calls outside the training loop
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+        if not model.training:
+            return result
+        loss = result[0] if return_outputs else result
+        generator_bad = monitor.pop() if monitor is not None else None
+        loss_bad = ~torch.isfinite(loss.detach()).all()
+        flags = torch.stack([loss_bad, generator_bad.to(loss_bad.device)]) if generator_bad is not None else loss_bad[None]
+        flags = flags.tolist()  # the one host sync per step
+        if not any(flags):
+            return result
+        what = " and ".join(
+            name for name, bad in zip(("loss", "noise generator output"), flags) if bad
+        )
+        step = self.state.global_step + 1
+        message = (
+            f"Non-finite (NaN/inf) {what} at global step {step} (epoch {self.state.epoch or 0:.2f}); "
+            f"samples in this batch: {_describe_ids(sample_ids)}."
+        )
+        if self._on_nonfinite == "raise":
+            raise NonFiniteError(
+                message + " Check these samples, lower the learning rate, prefer bf16 over fp16, tighten "
+                "--ng_log_sigma_max, or pass --on_nonfinite skip_step to drop such batches."
+            )
+        self.nonfinite_skipped += 1
+        logger.warning("%s Batch dropped (--on_nonfinite skip_step; %d so far).", message, self.nonfinite_skipped)
+        dropped = self._dropped_loss(model, loss)
+        return (dropped, result[1]) if return_outputs else dropped
+
+    def _dropped_loss(self, model: nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        """A zero loss that adds no gradient. One process: a leaf, so parameters get no gradient at all and the
+        optimizer leaves them untouched if the whole step is dropped. Several processes / DeepSpeed: zero times
+        every trainable parameter, so gradient collectives still line up across ranks."""
+        if self.args.world_size > 1 or self.is_deepspeed_enabled:
+            trainable = [p for p in model.parameters() if p.requires_grad]
+            return sum((p.sum() * 0.0 for p in trainable), torch.zeros((), device=loss.device)).float()
+        return torch.zeros((), device=loss.device, dtype=torch.float32, requires_grad=True)
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        skipped = getattr(self.train_dataset, "skipped", 0)
+        if skipped:
+            logs["skipped_samples"] = skipped
+        if self.nonfinite_skipped:
+            logs["nonfinite_skipped_batches"] = self.nonfinite_skipped
+        super().log(logs, *args, **kwargs)
