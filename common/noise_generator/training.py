@@ -1,18 +1,28 @@
-"""Training-side helpers shared by the backbones: command-line flags, ZeRO-3-safe saving, optimizer groups."""
+"""Training-side helpers shared by the backbones: command-line flags, ZeRO-3-safe saving, optimizer groups, DeepSpeed
+on CPU, the newest complete checkpoint to resume from, and a per-rank record of data-parallel runs."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 import torch
 from torch import nn
+from transformers import TrainerCallback
 
 from .config import NoiseGeneratorConfig
 from .generator import NoiseGenerator
 from .io import save_noise_generator
+
+logger = logging.getLogger(__name__)
+
+RANK_LOG_ENV = "MUNG_RANK_LOG_DIR"
+TRAINER_STATE_FILE = "trainer_state.json"  # the Trainer writes it last into checkpoint-N
 
 
 @dataclass
@@ -123,3 +133,130 @@ def optimizer_groups(
             group["lr"] = active[owner]
         groups.append(group)
     return groups
+
+
+def gather_parameters(named: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Full CPU copies of ``named`` tensors; ZeRO-3 partitions are gathered (collective: call on every rank)."""
+    named = list(named)
+    partitioned = [p for _, p in named if hasattr(p, "ds_id")]
+    if partitioned:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None):
+            return {name: p.detach().cpu().clone() for name, p in named}
+    return {name: p.detach().cpu().clone() for name, p in named}
+
+
+def prepare_cpu_deepspeed(deepspeed_config: Optional[str | dict]) -> None:
+    """DeepSpeed without GPUs: open the gloo process group before ``from_pretrained`` (ZeRO-3 partitions while
+    loading and needs it then). A single plain ``python`` process gets a one-rank world.
+
+    DeepSpeed builds its shared-memory all-reduce op with g++ the first time a process group opens on CPU (30 s to
+    minutes); training never uses it (only DeepSpeed's inference all-reduce does), so it is marked unavailable here
+    and gloo carries every collective.
+    """
+    if not deepspeed_config or torch.cuda.is_available():
+        return
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1"),
+                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29511")):
+        os.environ.setdefault(key, value)
+    import deepspeed
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> Optional[str]:
+    """The newest ``checkpoint-N`` in ``output_dir`` that was written to the end (holds trainer_state.json, which
+    the Trainer writes last), or None. Newer incomplete ones (a run killed while saving) are skipped with a warning."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for path in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir():
+            steps.append((int(match.group(1)), path))
+    for _, path in sorted(steps, reverse=True):
+        if (path / TRAINER_STATE_FILE).is_file():
+            return str(path)
+        logger.warning("Not resuming from %s: it has no %s (the run stopped while saving it).", path, TRAINER_STATE_FILE)
+    return None
+
+
+class RankLogCallback(TrainerCallback):
+    """Per-rank record of a (data-parallel) run, to check that the ranks stay in step.
+
+    After every optimizer step each rank appends ``{"step", "loss", "digest"}`` to ``<directory>/rank<k>.jsonl``:
+    its own training loss (the mean over its micro-batches, as the Trainer computed it) and a float64 digest (sum,
+    sum of squares) of the full trainable parameters. At the end of training the main process writes the full
+    trainable tensors to ``<directory>/trainables.pt``. Under ZeRO-3 the parameters are gathered, so every rank must
+    run it (the Trainer runs callbacks on every rank). The trainers enable it when ``MUNG_RANK_LOG_DIR`` is set.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self._losses: list[float] = []
+
+    @classmethod
+    def from_env(cls) -> Optional["RankLogCallback"]:
+        directory = os.environ.get(RANK_LOG_ENV)
+        return cls(directory) if directory else None
+
+    def record_loss(self, loss: torch.Tensor) -> None:
+        self._losses.append(float(loss.detach().float().mean()))
+
+    @staticmethod
+    def _trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        return [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        tensors = gather_parameters(self._trainable(model))
+        digest = [sum(float(t.double().sum()) for t in tensors.values()),
+                  sum(float(t.double().pow(2).sum()) for t in tensors.values())]
+        loss = sum(self._losses) / len(self._losses) if self._losses else None
+        self._losses = []
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / f"rank{args.process_index}.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": state.global_step, "loss": loss, "digest": digest}) + "\n")
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        tensors = gather_parameters(self._trainable(model))
+        if args.should_save:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            torch.save(tensors, self.directory / "trainables.pt")
+
+
+class RankLogMixin:
+    """Trainer mixin: with ``MUNG_RANK_LOG_DIR`` set, adds a ``RankLogCallback`` and hands it every training step's
+    loss. Put it before ``Trainer`` in the bases."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rank_log = RankLogCallback.from_env()
+        if self.rank_log is not None:
+            self.add_callback(self.rank_log)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.rank_log is not None:
+            self.rank_log.record_loss(loss)
+        return loss
+
+
+def checkpoint_to_resume(resume_from_checkpoint: Optional[str], output_dir: str | os.PathLike) -> Optional[str]:
+    """What to resume from: ``--resume_from_checkpoint PATH`` as given; ``last``/``true`` or nothing: the newest
+    complete ``checkpoint-N`` in ``--output_dir`` if there is one (as LLaVA users expect), else None (fresh start)."""
+    if resume_from_checkpoint and resume_from_checkpoint.lower() not in ("last", "true"):
+        if not Path(resume_from_checkpoint, TRAINER_STATE_FILE).is_file():
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {resume_from_checkpoint}: no {TRAINER_STATE_FILE} there; pass a complete "
+                "checkpoint-N folder of an earlier run (or leave the flag out to resume from the newest one in "
+                "--output_dir)."
+            )
+        return resume_from_checkpoint
+    found = last_complete_checkpoint(output_dir)
+    if found:
+        logger.info("Resuming from %s (the newest complete checkpoint in %s).", found, output_dir)
+    return found

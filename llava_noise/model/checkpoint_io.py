@@ -17,6 +17,8 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
+from noise_generator.training import gather_parameters
+
 PROJECTOR_FILE = "mm_projector.bin"
 NON_LORA_FILE = "non_lora_trainables.bin"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -24,14 +26,7 @@ ADAPTER_CONFIG_FILE = "adapter_config.json"
 
 def gather_named(named: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Full CPU copies of ``named`` parameters; gathers ZeRO-3 partitions (collective: call on every rank)."""
-    named = list(named)
-    partitioned = [p for _, p in named if hasattr(p, "ds_id")]
-    if partitioned:
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None):
-            return {name: p.detach().cpu().clone() for name, p in named}
-    return {name: p.detach().cpu().clone() for name, p in named}
+    return gather_parameters(named)
 
 
 def _check_complete(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
@@ -41,11 +36,20 @@ def _check_complete(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
 
 
 def _torch_save(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Write atomically: a hidden temporary file beside ``path``, flushed to disk, then renamed over it. A run killed
+    while saving leaves the previous complete file (or none), never a half-written one."""
     _check_complete(tensors, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(dict(tensors), tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(dict(tensors), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def projector_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -8,17 +8,16 @@ Modes follow from the flags: ``--tune_mm_mlp_adapter`` (pretraining, projector o
 from __future__ import annotations
 
 import logging
-import os
-import pathlib
 import re
 from typing import Optional
 
 import torch
 import transformers
-from transformers import AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoTokenizer, BitsAndBytesConfig, set_seed
 
 from noise_generator import describe_trainable
-from noise_generator.training import NoiseGeneratorArguments
+from noise_generator.guards import check_generator_flags, check_model_path
+from noise_generator.training import NoiseGeneratorArguments, checkpoint_to_resume, prepare_cpu_deepspeed
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from ..model import LlavaLlamaForCausalLM
@@ -29,18 +28,6 @@ from .data import make_supervised_data_module
 from .trainer import LLaVATrainer
 
 logger = logging.getLogger(__name__)
-
-
-def prepare_cpu_distributed(training_args: TrainingArguments) -> None:
-    """DeepSpeed without GPUs: a gloo process group before ``from_pretrained`` (ZeRO-3 needs it at load time)."""
-    if not training_args.deepspeed or torch.cuda.is_available():
-        return
-    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1"),
-                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29511")):
-        os.environ.setdefault(key, value)
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
 
 
 def resolve_attention(requested: str) -> str:
@@ -101,7 +88,10 @@ def train(attn_implementation: Optional[str] = None) -> None:
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     if not model_args.vision_tower:
         raise ValueError("--vision_tower is required (a local CLIPVisionModel folder).")
-    prepare_cpu_distributed(training_args)
+    check_model_path(model_args.vision_tower, "--vision_tower")
+    check_generator_flags(ng_args)  # before any weights load
+    prepare_cpu_deepspeed(training_args.deepspeed)
+    set_seed(training_args.seed)  # the generator's and LoRA's initial weights
 
     model = build_model(model_args, training_args)
     if attn_implementation:
@@ -163,10 +153,9 @@ def train(attn_implementation: Optional[str] = None) -> None:
     set_trainable(model, model_args, training_args)
     logger.info("LLaVA %s", describe_trainable(model))
 
-    data_module = make_supervised_data_module(tokenizer, data_args, model_args, training_args, model)
+    data_module = make_supervised_data_module(tokenizer, data_args, model_args, training_args, model, return_sample_ids=True)
     trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, ng_lr=ng_args.ng_lr, **data_module)
-    resume = bool(list(pathlib.Path(training_args.output_dir).glob("checkpoint-*")))
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir))
     mismatches = data_module["train_dataset"].mismatches
     if mismatches:
         logger.warning("%d sample(s) had tokenisation mismatches and were not supervised.", mismatches)

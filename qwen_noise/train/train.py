@@ -11,10 +11,15 @@ from typing import Optional
 
 import torch
 from transformers import AutoProcessor, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from noise_generator import describe_trainable
-from noise_generator.training import NoiseGeneratorArguments, find_noise_generator
+from noise_generator.guards import check_generator_flags
+from noise_generator.training import (
+    NoiseGeneratorArguments,
+    checkpoint_to_resume,
+    find_noise_generator,
+    prepare_cpu_deepspeed,
+)
 
 from ..data import QwenDataCollator, QwenSupervisedDataset
 from ..model.builder import load_model, noise_config
@@ -89,10 +94,12 @@ def build_model(model_args: ModelArguments, ng_args: NoiseGeneratorArguments, tr
 def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
     parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    check_generator_flags(ng_args)  # before any weights load
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
     )
+    prepare_cpu_deepspeed(training_args.deepspeed)
     set_seed(training_args.seed)
 
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
@@ -115,15 +122,12 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         model=model,
         args=training_args,
         train_dataset=dataset,
-        data_collator=QwenDataCollator(pad_token_id=processor.tokenizer.pad_token_id),
+        data_collator=QwenDataCollator(pad_token_id=processor.tokenizer.pad_token_id, return_sample_ids=True),
         processing_class=processor,
         tune=model_args.tune,
         ng_lr=ng_args.ng_lr,
     )
-    resume = training_args.resume_from_checkpoint
-    if resume == "last":
-        resume = get_last_checkpoint(training_args.output_dir)
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir))
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
     if dataset.skipped:
