@@ -122,6 +122,23 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
         output = self.noise_generator(per_sample, inputs_embeds, key_mask, mode=noise_mode)
         return torch.cat(output.image_embeds, dim=0)
 
+    def blank_image_features(
+        self, input_ids: Optional[torch.Tensor], inputs_embeds: Optional[torch.Tensor]
+    ) -> BaseModelOutputWithPooling:
+        """Zero rows of the merger output for a blank minimal image (one merged token), kept in the autograd graph.
+
+        A training batch without images runs the vision tower and merger on it, as LLaVA's collator does with its
+        dummy image, and uses none of its features (they enter with zero weight).
+        """
+        vision = self.config.vision_config
+        side = vision.spatial_merge_size
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
+        pixels = torch.zeros(side * side, patch_dim, device=device)
+        grid = torch.tensor([[1, side, side]], device=device)
+        features = self.get_image_features(pixels, grid, return_dict=True).pooler_output
+        return BaseModelOutputWithPooling(pooler_output=(torch.cat(features, dim=0)[0:0],))
+
     def forward(
         self,
         input_ids: Optional[torch.LongTensor] = None,
@@ -148,6 +165,11 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
             `sample`, `mean` or `off` for this call; default: sampling in training, the config's
             `inference_mode` otherwise.
         """
+        no_visual_input = pixel_values is None and pixel_values_videos is None and (mm_encoder_outputs or {}).get("image") is None
+        if self.training and no_visual_input:
+            # Every data-parallel rank must run the same modules: ZeRO-3 gathers each module's parameters
+            # collectively, so a rank that skipped the vision tower on a text-only batch would hang its peers.
+            mm_encoder_outputs = {**(mm_encoder_outputs or {}), "image": self.blank_image_features(input_ids, inputs_embeds)}
         stock_inputs = dict(
             input_ids=input_ids,
             attention_mask=attention_mask,
