@@ -122,9 +122,7 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
         output = self.noise_generator(per_sample, inputs_embeds, key_mask, mode=noise_mode)
         return torch.cat(output.image_embeds, dim=0)
 
-    def blank_image_features(
-        self, input_ids: Optional[torch.Tensor], inputs_embeds: Optional[torch.Tensor]
-    ) -> BaseModelOutputWithPooling:
+    def blank_image_features(self, inputs_embeds: torch.Tensor) -> BaseModelOutputWithPooling:
         """Zero rows of the merger output for a blank minimal image (one merged token), kept in the autograd graph.
 
         A training batch without images runs the vision tower and merger on it, as LLaVA's collator does with its
@@ -132,7 +130,7 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
         """
         vision = self.config.vision_config
         side = vision.spatial_merge_size
-        device = (input_ids if input_ids is not None else inputs_embeds).device
+        device = inputs_embeds.device
         patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
         pixels = torch.zeros(side * side, patch_dim, device=device)
         grid = torch.tensor([[1, side, side]], device=device)
@@ -167,9 +165,12 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
         """
         no_visual_input = pixel_values is None and pixel_values_videos is None and (mm_encoder_outputs or {}).get("image") is None
         if self.training and no_visual_input:
-            # Every data-parallel rank must run the same modules: ZeRO-3 gathers each module's parameters
-            # collectively, so a rank that skipped the vision tower on a text-only batch would hang its peers.
-            mm_encoder_outputs = {**(mm_encoder_outputs or {}), "image": self.blank_image_features(input_ids, inputs_embeds)}
+            # Every data-parallel rank must run the same modules in the same order: ZeRO-3 gathers each module's
+            # parameters collectively, so a rank that skipped the vision tower on a text-only batch would hang its
+            # peers. Embed first, then encode, as the stock forward does with images.
+            if inputs_embeds is None:
+                inputs_embeds = self.get_input_embeddings()(input_ids)
+            mm_encoder_outputs = {**(mm_encoder_outputs or {}), "image": self.blank_image_features(inputs_embeds)}
         stock_inputs = dict(
             input_ids=input_ids,
             attention_mask=attention_mask,
