@@ -39,6 +39,9 @@ from noise_generator.training import optimizer_groups
 
 BACKBONES = ("llava", "qwen")
 REFERENCE = "LoRA r32"
+# What the memory processes' fork server imports once (not this module: the children run it as their main module).
+PRELOAD = ("benchmarks.backbones", "benchmarks.memory", "llava_noise.train.train", "llava_noise.train.data",
+           "qwen_noise.train.train", "qwen_noise.data")
 
 
 @dataclass
@@ -149,7 +152,7 @@ def measure(backbone: str, preset: str, world: Optional[str] = None, batch_size:
         if device.startswith("cuda"):
             row["memory"] = step_memory(*args)
         else:
-            row["memory"] = run_in_fresh_process(step_memory, *args, preload=("benchmarks.training_step",))
+            row["memory"] = run_in_fresh_process(step_memory, *args, preload=PRELOAD)
     return rows
 
 
@@ -209,6 +212,10 @@ def main() -> None:
             f"forward + backward + optimizer step, float32. 'CPU ms' = process CPU time of a step (all threads; "
             f"not inflated by waiting for a busy core, but it counts spin-waiting). 'train peak' = {memory_note} "
             f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores."
+            "\n\nMuNG needs the full backward through the frozen LLM (the generator sits below it), as LoRA does; it "
+            "saves LoRA's adapter matmuls, their gradients and optimizer state, and adds the generator's "
+            "cross-attention and six d×d projections over the image tokens only. DoRA adds a weight-norm per "
+            "adapted layer and step."
         )
         print("\n" + body, flush=True)
         if not args.no_write:
