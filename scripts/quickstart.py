@@ -1,0 +1,425 @@
+"""MuNG quickstart on the tiny world, CPU, one command (``bash scripts/quickstart.sh [--backbone llava|qwen]``).
+
+Stages (each one the project's own command, run as a subprocess with its log under ``<out>/<backbone>/logs/``):
+
+0. world  ``python -m tiny_world`` (or ``--tiny-world DIR``, a world built before).
+1. base   a quick full fine-tuning of the tiny random model on the white-background train split
+          (``scripts/v1_5/finetune.sh`` / ``scripts/qwen/finetune_full.sh``): the "pretrained" model a user starts
+          from, as real users start from LLaVA-1.5 or Qwen2.5-VL.
+2. MuNG   from that base, on the dark noisy domain-shift train split: generator + LoRA for LLaVA
+          (``scripts/v1_5/finetune_noise_lora.sh``), generator only for Qwen (``scripts/qwen/finetune_noise.sh``).
+3. eval   ``model_vqa_loader`` on the shift eval split, before = the base as it is (no generator, so no noise:
+          what the user has before MuNG; stage 2 at step 0 differs from it only by the untrained generator's random
+          noise, which would flatter the gain), after = the MuNG checkpoint in its stored inference mode.
+          The base is also scored on the white-background eval split (what stage 1 reached).
+4. score  ``tiny_world.score_answers`` per family, overall, with each family's chance accuracy.
+5. CLI    one shift-eval question through ``python -m <backbone>.serve.cli``, typed on stdin.
+6. report printed and written to ``<out>/<backbone>/quickstart_report.json``.
+
+``--fast`` shrinks every stage (a few steps, a few questions) to check the plumbing in about a minute; its
+accuracies mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parent.parent
+REPORT_NAME = "quickstart_report.json"
+TRAINABLE_RE = re.compile(r"trainable params: ([\d,]+) \|\| all params: ([\d,]+) \|\| trainable%: ([\d.]+)")
+MAX_NEW_TOKENS = 8
+SAMPLES = 5
+
+
+# ----------------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Stage:
+    """One training run: optimiser steps, per-device batch and learning rate (``ng_lr``: the generator's)."""
+
+    steps: int
+    batch: int
+    lr: float
+    ng_lr: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    base: Stage
+    mung: Stage
+    eval_questions: Optional[int]  # None: the whole split
+    eval_batch: int
+
+
+# Tuned on the tiny preset (2 cores): see the report in the project notes for the numbers they give.
+PLANS = {
+    "llava": Plan(base=Stage(steps=250, batch=16, lr=2e-3), mung=Stage(steps=120, batch=16, lr=1e-3, ng_lr=1e-3),
+                  eval_questions=None, eval_batch=32),
+    "qwen": Plan(base=Stage(steps=250, batch=16, lr=2e-3), mung=Stage(steps=120, batch=16, lr=1e-3),
+                 eval_questions=None, eval_batch=1),
+}
+FAST_PLAN = Plan(base=Stage(steps=2, batch=4, lr=1e-3), mung=Stage(steps=2, batch=4, lr=1e-3, ng_lr=1e-3),
+                 eval_questions=6, eval_batch=6)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    base_recipe: str
+    mung_recipe: str
+    mung_label: str
+    eval_module: str
+    cli_module: str
+    train_json: str  # manifest keys
+    shift_train_json: str
+
+
+BACKBONES = {
+    "llava": Backbone("llava", "scripts/v1_5/finetune.sh", "scripts/v1_5/finetune_noise_lora.sh",
+                      "noise generator + LoRA (r 32) + projector", "llava_noise.eval.model_vqa_loader",
+                      "llava_noise.serve.cli", "llava_train_json", "llava_shift_train_json"),
+    "qwen": Backbone("qwen", "scripts/qwen/finetune_full.sh", "scripts/qwen/finetune_noise.sh",
+                     "noise generator only (MLLM frozen)", "qwen_noise.eval.model_vqa_loader",
+                     "qwen_noise.serve.cli", "qwen_train_json", "qwen_shift_train_json"),
+}
+
+
+# ----------------------------------------------------------------------------------------------------- running
+class StepFailed(RuntimeError):
+    """A stage's command exited non-zero; the message names the command and its log."""
+
+
+def child_env(threads: int, extra: Optional[dict] = None) -> dict:
+    """The environment of every stage: this interpreter's bin first on PATH (the recipes call ``python``), one
+    BLAS/OpenMP thread per process unless the caller set OMP_NUM_THREADS (with 2 cores, one trains while a
+    DataLoader worker decodes images; more threads than free cores slow a tiny model down many times over)."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["HAS_GPU"] = "0"  # the quickstart is the CPU demo; the recipes pick DeepSpeed/bf16 on GPUs themselves
+    env.update({k: str(v) for k, v in (extra or {}).items()})
+    return env
+
+
+def run(name: str, cmd: list[str], log: Path, env: dict, stdin: Optional[str] = None) -> tuple[float, str]:
+    """Run ``cmd`` from the repository root with stdout+stderr to ``log``; (seconds, output). Fails loudly."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[quickstart] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as handle:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, input=stdin, stdout=handle, stderr=subprocess.STDOUT,
+                              text=True)
+    seconds = time.perf_counter() - start
+    output = log.read_text(encoding="utf-8", errors="replace")
+    if proc.returncode != 0:
+        tail = "\n".join(output.splitlines()[-25:])
+        raise StepFailed(f"{name} failed (exit {proc.returncode}) after {seconds:.0f} s: {' '.join(cmd)}\n"
+                         f"last lines of {log}:\n{tail}")
+    print(f"[quickstart] {name}: done in {seconds:.1f} s", flush=True)
+    return seconds, output
+
+
+# ----------------------------------------------------------------------------------------------------- stages
+def training_env(backbone: Backbone, stage: Stage, model: str, data: str, manifest: dict, output_dir: Path,
+                 seed: int) -> dict:
+    """Environment variables of the recipe (see scripts/v1_5/_launch.sh and scripts/qwen/_launch.sh)."""
+    env = {
+        "MODEL_PATH": model,
+        "DATA_PATH": data,
+        "IMAGE_FOLDER": manifest["image_folder"],
+        "OUTPUT_DIR": str(output_dir),
+        "MAX_STEPS": stage.steps,
+        "BATCH_SIZE": stage.batch,
+        "LR": stage.lr,
+        "LOGGING_STEPS": 1,
+        "SAVE_STEPS": 10**6,  # no intermediate checkpoint-N: only the final folder
+        "NUM_WORKERS": 1,
+        "EXTRA_ARGS": f"--seed {seed} --data_seed {seed}",
+    }
+    if backbone.name == "llava":
+        env.update(VISION_TOWER=manifest["llava_vision_tower"], PRETRAIN_MM_MLP_ADAPTER="", GRAD_ACCUM=1)
+    else:
+        env.update(GLOBAL_BATCH=stage.batch)  # gradient accumulation 1
+    if stage.ng_lr is not None:
+        env["NG_LR"] = stage.ng_lr
+    return env
+
+
+def loss_summary(output_dir: Path) -> dict:
+    """Training losses from the Trainer's ``trainer_state.json`` (logged every step)."""
+    state_file = output_dir / "trainer_state.json"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{state_file} is missing: the training run did not save its state.")
+    history = json.loads(state_file.read_text(encoding="utf-8"))["log_history"]
+    curve = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h]
+    if not curve:
+        raise ValueError(f"{state_file} logs no training loss.")
+    k = max(1, len(curve) // 10)
+    losses = [loss for _, loss in curve]
+    return {
+        "loss_start": losses[0],
+        "loss_end": losses[-1],
+        "loss_start_mean": sum(losses[:k]) / k,  # mean over the first / last tenth of the steps
+        "loss_end_mean": sum(losses[-k:]) / k,
+        "loss_curve": curve,
+    }
+
+
+def trainable_summary(log_text: str, log: Path) -> dict:
+    """Trainable parameters from the training log's ``describe_trainable`` line."""
+    found = TRAINABLE_RE.findall(log_text)
+    if not found:
+        raise ValueError(f"{log} has no 'trainable params: …' line; cannot report the trainable share.")
+    trainable, total, share = found[-1]
+    return {"trainable_params": int(trainable.replace(",", "")), "total_params": int(total.replace(",", "")),
+            "trainable_percent": float(share)}
+
+
+def subset(src: str, dst: Path, limit: Optional[int]) -> str:
+    """The first ``limit`` lines of a jsonl (the file itself when ``limit`` is None)."""
+    if limit is None:
+        return src
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, encoding="utf-8") as handle:
+        lines = [line for line in handle if line.strip()][:limit]
+    dst.write_text("".join(lines), encoding="utf-8")
+    return str(dst)
+
+
+def eval_cmd(backbone: Backbone, model: str, base: Optional[str], questions: str, manifest: dict, answers: Path,
+             plan: Plan, seed: int) -> list[str]:
+    cmd = [sys.executable, "-m", backbone.eval_module, "--model-path", model, "--question-file", questions,
+           "--image-folder", manifest["image_folder"], "--answers-file", str(answers), "--temperature", "0",
+           "--max_new_tokens", str(MAX_NEW_TOKENS), "--device", "cpu", "--seed", str(seed)]
+    if base:
+        cmd += ["--model-base", base]
+    if backbone.name == "llava":
+        cmd += ["--conv-mode", "vicuna_v1", "--batch-size", str(plan.eval_batch), "--num-workers", "1"]
+    return cmd
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def scores_of(answers: Path, truth: str) -> dict:
+    from tiny_world import score_answers
+
+    scores = score_answers(str(answers), truth)
+    for key in ("overall",):
+        if not math.isfinite(scores[key]):
+            raise ValueError(f"scoring {answers} gave a non-finite {key}: {scores[key]}")
+    return scores
+
+
+def cli_reply(output: str) -> str:
+    """The assistant's reply in a CLI transcript ("USER: ASSISTANT: <reply>\\nUSER: exit...")."""
+    match = re.search(r"ASSISTANT: (.*?)\s*(?:\n|USER:|$)", output)
+    if match is None:
+        raise ValueError(f"no 'ASSISTANT:' reply in the CLI output:\n{output[-2000:]}")
+    return match.group(1).strip()
+
+
+def pick_samples(questions: str, truth: str, before: Path, after: Path, n: int) -> list[dict]:
+    """The first question of each family (in file order, not chosen by outcome), up to ``n``."""
+    from tiny_world import normalize_answer
+
+    truths = {row["question_id"]: row for row in read_jsonl(truth)}
+    b = {row["question_id"]: row["text"] for row in read_jsonl(before)}
+    a = {row["question_id"]: row["text"] for row in read_jsonl(after)}
+    samples, seen = [], set()
+    for q in read_jsonl(questions):
+        t = truths[q["question_id"]]
+        if t["family"] in seen:
+            continue
+        seen.add(t["family"])
+        samples.append({"question_id": q["question_id"], "image": q.get("image"), "family": t["family"],
+                        "question": q["text"].split("\n")[0], "truth": t["answer"],
+                        "before": b.get(q["question_id"]), "after": a.get(q["question_id"]),
+                        "before_correct": normalize_answer(b.get(q["question_id"], "")) == t["answer"],
+                        "after_correct": normalize_answer(a.get(q["question_id"], "")) == t["answer"]})
+        if len(samples) == n:
+            break
+    return samples
+
+
+# ----------------------------------------------------------------------------------------------------- main flow
+def quickstart(args: argparse.Namespace) -> dict:
+    import tiny_world
+
+    t0 = time.perf_counter()
+    backbone = BACKBONES[args.backbone]
+    plan = FAST_PLAN if args.fast else PLANS[args.backbone]
+    out = Path(args.out).resolve()
+    run_dir = out / backbone.name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # the quickstart's own outputs from an earlier run (recipes would resume them)
+    logs = run_dir / "logs"
+    env = child_env(args.threads)
+    seconds: dict[str, float] = {}
+
+    # 0. world
+    if args.tiny_world:
+        world_dir = Path(args.tiny_world).resolve()
+        seconds["world"] = 0.0
+    else:
+        world_dir = out / "tiny_world"
+        seconds["world"], _ = run("world", [sys.executable, "-m", "tiny_world", "--out", str(world_dir), "--seed",
+                                            str(args.world_seed)], logs / "world.log", env)
+    manifest = tiny_world.load_manifest(str(world_dir))
+
+    # 1. base
+    base_dir = run_dir / "base"
+    start_model = manifest["llava_llm"] if backbone.name == "llava" else manifest["qwen_model"]
+    base_env = training_env(backbone, plan.base, start_model, manifest[backbone.train_json], manifest, base_dir,
+                            args.seed)
+    seconds["base"], _ = run("stage 1: base (full fine-tuning, white backgrounds)", ["bash", backbone.base_recipe],
+                             logs / "stage1_base.log", child_env(args.threads, base_env))
+    # 2. MuNG
+    mung_dir = run_dir / "mung"
+    mung_env = training_env(backbone, plan.mung, str(base_dir), manifest[backbone.shift_train_json], manifest,
+                            mung_dir, args.seed)
+    seconds["mung"], mung_log = run(f"stage 2: MuNG ({backbone.mung_label}, dark noisy backgrounds)",
+                                    ["bash", backbone.mung_recipe], logs / "stage2_mung.log",
+                                    child_env(args.threads, mung_env))
+
+    # 3-4. eval + score
+    eval_dir = run_dir / "eval"
+    shift_q = subset(manifest["shift_eval_questions"], eval_dir / "shift_eval_questions.jsonl", plan.eval_questions)
+    shift_t = subset(manifest["shift_eval_answers"], eval_dir / "shift_eval_answers.jsonl", plan.eval_questions)
+    white_q = subset(manifest["eval_questions"], eval_dir / "eval_questions.jsonl", plan.eval_questions)
+    white_t = subset(manifest["eval_answers"], eval_dir / "eval_answers.jsonl", plan.eval_questions)
+    answers = {k: eval_dir / f"{k}.jsonl" for k in ("base_white", "before", "after")}
+    if not args.fast:  # what stage 1 reached; --fast skips it to keep the plumbing check short
+        seconds["eval_base_white"], _ = run(
+            "eval: base on the white-background eval split",
+            eval_cmd(backbone, str(base_dir), None, white_q, manifest, answers["base_white"], plan, args.seed),
+            logs / "eval_base_white.log", env)
+    seconds["eval_before"], _ = run(
+        "eval before: base, no generator, on the shift eval split",
+        eval_cmd(backbone, str(base_dir), None, shift_q, manifest, answers["before"], plan, args.seed),
+        logs / "eval_before.log", env)
+    seconds["eval_after"], _ = run(
+        "eval after: MuNG checkpoint on the shift eval split",
+        eval_cmd(backbone, str(mung_dir), str(base_dir), shift_q, manifest, answers["after"], plan, args.seed),
+        logs / "eval_after.log", env)
+    noise_mode = read_jsonl(answers["after"])[0].get("metadata", {}).get("noise_mode")
+
+    # 5. CLI
+    first = read_jsonl(shift_q)[0]
+    truth = read_jsonl(shift_t)[0]
+    image = str(Path(manifest["image_folder"]) / first["image"])
+    question = first["text"]
+    cli_cmd = [sys.executable, "-m", backbone.cli_module, "--model-path", str(mung_dir), "--model-base",
+               str(base_dir), "--image-file", image, "--device", "cpu", "--temperature", "0",
+               "--max-new-tokens", str(MAX_NEW_TOKENS), "--seed", str(args.seed)]
+    seconds["cli"], cli_out = run("CLI: one question on stdin", cli_cmd, logs / "cli.log", env,
+                                  stdin=question.replace("\n", " ") + "\n")
+    seconds["total"] = time.perf_counter() - t0
+
+    chance = manifest["chance"]
+    report = {
+        "backbone": backbone.name,
+        "fast": args.fast,
+        "seed": args.seed,
+        "tiny_world": str(world_dir),
+        "plan": asdict(plan),
+        "recipes": {"base": backbone.base_recipe, "mung": backbone.mung_recipe},
+        "tuned": backbone.mung_label,
+        "base_checkpoint": str(base_dir),
+        "checkpoint": str(mung_dir),
+        "trainable": trainable_summary(mung_log, logs / "stage2_mung.log"),
+        "loss": {"base": loss_summary(base_dir), "mung": loss_summary(mung_dir)},
+        "seconds": seconds,
+        "chance": chance,
+        "base_on_white": None if args.fast else scores_of(answers["base_white"], white_t),
+        "before": {"label": "stage-1 base as is (no generator, no noise)", **scores_of(answers["before"], shift_t)},
+        "after": {"label": f"MuNG checkpoint (noise: {noise_mode})", **scores_of(answers["after"], shift_t)},
+        "eval_split": "shift_eval (dark noisy backgrounds)",
+        "samples": pick_samples(shift_q, shift_t, answers["before"], answers["after"], SAMPLES),
+        "cli": {"command": " ".join(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
+                "reply": cli_reply(cli_out)},
+    }
+    report["chance_overall"] = sum(chance[t["family"]] for t in read_jsonl(shift_t)) / len(read_jsonl(shift_t))
+    report_file = run_dir / REPORT_NAME
+    report_file.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    report["report_file"] = str(report_file)
+    print(format_report(report), flush=True)
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------- report
+def format_report(r: dict) -> str:
+    pct = lambda x: f"{100 * x:5.1f}%"  # noqa: E731
+    s, tr, loss = r["seconds"], r["trainable"], r["loss"]
+    lines = [
+        f"MuNG quickstart — {r['backbone']}{' (--fast: plumbing only, numbers mean nothing)' if r['fast'] else ''}",
+        f"  stage 1 base : {r['recipes']['base']}, {r['plan']['base']['steps']} steps, white backgrounds, "
+        f"loss {loss['base']['loss_start']:.3f} -> {loss['base']['loss_end']:.3f}"
+        + (f"; white-background eval {pct(r['base_on_white']['overall'])}" if r["base_on_white"] else ""),
+        f"  stage 2 MuNG : {r['recipes']['mung']} ({r['tuned']}), {r['plan']['mung']['steps']} steps, dark noisy backgrounds",
+        f"  trainable    : {tr['trainable_params']:,} of {tr['total_params']:,} parameters ({tr['trainable_percent']:.2f}%)",
+        f"  loss stage 2 : {loss['mung']['loss_start']:.3f} (step 1) -> {loss['mung']['loss_end']:.3f} (last); "
+        f"mean of first/last tenth {loss['mung']['loss_start_mean']:.3f} -> {loss['mung']['loss_end_mean']:.3f}",
+        f"  accuracy on {r['eval_split']}, {r['before']['n']} questions:",
+        f"    {'family':<10} {'chance':>7} {'before':>7} {'after':>7}",
+    ]
+    for family in sorted(r["before"]["per_family"]):
+        lines.append(f"    {family:<10} {pct(r['chance'][family]):>7} {pct(r['before']['per_family'][family]):>7} "
+                     f"{pct(r['after']['per_family'][family]):>7}")
+    lines += [
+        f"    {'overall':<10} {pct(r['chance_overall']):>7} {pct(r['before']['overall']):>7} {pct(r['after']['overall']):>7}",
+        f"    before = {r['before']['label']}; after = {r['after']['label']}",
+        "  samples (first question of each family):",
+    ]
+    for x in r["samples"]:
+        lines.append(f"    [{x['family']}] {x['question']}  truth {x['truth']!r} | before {x['before']!r} | "
+                     f"after {x['after']!r}")
+    lines += [
+        f"  CLI          : {r['cli']['question'].splitlines()[0]} -> {r['cli']['reply']!r} (truth {r['cli']['truth']!r})",
+        "  wall time    : " + ", ".join(f"{k} {v:.0f} s" for k, v in s.items()),
+        f"  checkpoint   : {r['checkpoint']} (base: {r['base_checkpoint']})",
+        f"  report       : {r.get('report_file', '')}",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="llava")
+    parser.add_argument("--out", default=str(REPO / "outputs" / "quickstart"),
+                        help="output root: <out>/tiny_world and <out>/<backbone>/{base,mung,eval,logs,%s}" % REPORT_NAME)
+    parser.add_argument("--tiny-world", default=None, help="use this already built tiny world instead of building one")
+    parser.add_argument("--world-seed", type=int, default=0, help="seed of the tiny world to build")
+    parser.add_argument("--seed", type=int, default=0, help="training and noise-sampling seed")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OMP/MKL threads per process unless OMP_NUM_THREADS is set (default 1)")
+    parser.add_argument("--fast", action="store_true", help="a few steps and questions: checks the plumbing only")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        quickstart(args)
+    except StepFailed as err:
+        print(f"[quickstart] {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
