@@ -7,7 +7,6 @@ from typing import Any, Optional
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
-from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from noise_generator import NoiseGenerator
@@ -21,15 +20,20 @@ class LlavaPreTrainedModel(LlamaPreTrainedModel):
     # The tower's weights are read from mm_vision_tower by ``load_model()``; copies inside a checkpoint are skipped.
     _keys_to_ignore_on_load_unexpected = [r"model\.vision_tower\..*"]
 
+    def _initialize_weights(self, module, is_custom_code: bool = False):
+        # transformers counts a module without direct parameters (the generator keeps its tensors in child Linears)
+        # as initialised once its children are, which would leave the generator with Llama's generic Linear init:
+        # run its own init after the children (loaded tensors are left alone by the init guard).
+        if isinstance(module, NoiseGenerator) and not getattr(module, "_is_hf_initialized", False):
+            self._init_weights(module)
+            module._is_hf_initialized = True
+            return
+        super()._initialize_weights(module, is_custom_code)
+
     def _init_weights(self, module):
         if isinstance(module, NoiseGenerator):
-            if is_deepspeed_zero3_enabled():
-                import deepspeed
-
-                with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=0):
-                    module.reset_parameters()
-            else:
-                module.reset_parameters()
+            # Under ZeRO-3 transformers calls this inside GatheredParameters(modifier_rank=0) of the missing tensors.
+            module.reset_parameters()
             return
         super()._init_weights(module)
 
