@@ -13,7 +13,7 @@ from transformers import Trainer
 
 from noise_generator import load_generator_weights, load_noise_generator_state
 from noise_generator.guards import NonFiniteGuardMixin
-from noise_generator.training import find_noise_generator, optimizer_groups, save_generator_from_model
+from noise_generator.training import RankLogMixin, find_noise_generator, optimizer_groups, save_generator_from_model
 
 from ..model.checkpoint_io import (
     NON_LORA_FILE,
@@ -63,7 +63,7 @@ class ModalityLengthGroupedSampler(Sampler):
         return iter(modality_grouped_indices(self.lengths, self.megabatch_size, generator))
 
 
-class LLaVATrainer(NonFiniteGuardMixin, Trainer):
+class LLaVATrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
     def __init__(self, *args, ng_lr: Optional[float] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.ng_lr = ng_lr

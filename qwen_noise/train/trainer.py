@@ -17,7 +17,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 
 from noise_generator import is_noise_generator_dir, load_generator_weights, load_noise_generator_state
 from noise_generator.guards import NonFiniteGuardMixin
-from noise_generator.training import find_noise_generator, optimizer_groups, save_generator_from_model
+from noise_generator.training import RankLogMixin, find_noise_generator, optimizer_groups, save_generator_from_model
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _is_peft(model: torch.nn.Module) -> bool:
     return hasattr(model, "peft_config")
 
 
-class NoiseTrainer(NonFiniteGuardMixin, Trainer):
+class NoiseTrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
     """`Trainer` that saves generator / adapter / full weights per ``tune`` and gives the generator its own lr."""
 
     def __init__(self, *args, tune: str = "noise", ng_lr: Optional[float] = None, **kwargs):
