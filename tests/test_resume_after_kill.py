@@ -23,7 +23,7 @@ from distributed_utils import REPO, child_env, kill_group, rank_logs, tail
 from noise_generator import WEIGHTS_NAME
 from noise_generator.training import RANK_LOG_ENV
 
-STEPS = 12
+STEPS = 9
 SAVE_STEPS = 3
 BACKBONES = os.environ.get("MUNG_RESUME_BACKBONES", "qwen").split(",")
 
@@ -106,7 +106,8 @@ def runs(recipe, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     train(recipe, root / "uninterrupted" / "out")
     kill_after_first_checkpoint(recipe, root / "killed" / "out")
-    train(recipe, root / "explicit" / "out", "--resume_from_checkpoint", str(root / "killed" / "out" / f"checkpoint-{SAVE_STEPS}"))
+    first_checkpoint = root / "killed" / "out" / f"checkpoint-{SAVE_STEPS}"
+    train(recipe, root / "explicit" / "out", "--resume_from_checkpoint", str(first_checkpoint))
     shutil.copytree(root / "killed" / "out", root / "auto" / "out")
     (root / "auto" / "out" / "checkpoint-999").mkdir()  # a checkpoint cut short by a kill while saving
     (root / "auto" / "out" / "checkpoint-999" / WEIGHTS_NAME).write_bytes(b"partial")

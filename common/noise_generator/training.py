@@ -181,7 +181,9 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> Optional[str]:
     for _, path in sorted(steps, reverse=True):
         if (path / TRAINER_STATE_FILE).is_file():
             return str(path)
-        logger.warning("Not resuming from %s: it has no %s (the run stopped while saving it).", path, TRAINER_STATE_FILE)
+        logger.warning(
+            "Not resuming from %s: it has no %s (the run stopped while saving it).", path, TRAINER_STATE_FILE
+        )
     return None
 
 

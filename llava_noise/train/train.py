@@ -155,7 +155,8 @@ def train(attn_implementation: Optional[str] = None) -> None:
 
     data_module = make_supervised_data_module(tokenizer, data_args, model_args, training_args, model, return_sample_ids=True)
     trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, ng_lr=ng_args.ng_lr, **data_module)
-    trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir))
+    resume = checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    trainer.train(resume_from_checkpoint=resume)
     mismatches = data_module["train_dataset"].mismatches
     if mismatches:
         logger.warning("%d sample(s) had tokenisation mismatches and were not supervised.", mismatches)

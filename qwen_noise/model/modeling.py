@@ -163,8 +163,8 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
             `sample`, `mean` or `off` for this call; default: sampling in training, the config's
             `inference_mode` otherwise.
         """
-        no_visual_input = pixel_values is None and pixel_values_videos is None and (mm_encoder_outputs or {}).get("image") is None
-        if self.training and no_visual_input:
+        encoded = (mm_encoder_outputs or {}).get("image")
+        if self.training and pixel_values is None and pixel_values_videos is None and encoded is None:
             # Every data-parallel rank must run the same modules in the same order: ZeRO-3 gathers each module's
             # parameters collectively, so a rank that skipped the vision tower on a text-only batch would hang its
             # peers. Embed first, then encode, as the stock forward does with images.

@@ -127,7 +127,8 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         tune=model_args.tune,
         ng_lr=ng_args.ng_lr,
     )
-    trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir))
+    resume = checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
     if dataset.skipped:
