@@ -53,11 +53,11 @@ def expected_answer(question, scene):
     """The answer worked out from the scene description alone, independently of the builder's question code."""
     shapes = scene["shapes"]
     question = question.split("\n")[0]
-    if m := re.fullmatch(r"What color is the (\w+)\?", question):
-        (only,) = [s for s in shapes if s["shape"] == m[1]]
+    if question == "What color is the shape?":
+        (only,) = shapes
         return only["colour"]
-    if m := re.fullmatch(r"What shape is the (\w+) object\?", question):
-        (only,) = [s for s in shapes if s["colour"] == m[1]]
+    if question == "What shape is shown?":
+        (only,) = shapes
         return only["shape"]
     if m := re.fullmatch(r"How many (\w+)s are there\?", question):
         return COUNT_WORDS[sum(s["shape"] == m[1] for s in shapes) - 1]
@@ -161,9 +161,41 @@ def test_training_answers_follow_from_the_images(tiny_world):
                 assert gpt["value"] == expected_answer(question, scenes[record["image"]]), record
 
 
-def test_families_are_balanced_in_eval(tiny_world):
-    families = [row["family"] for row in read_jsonl(tiny_world["eval_answers"])]
-    assert {f: families.count(f) for f in tiny_world["families"]} == {f: 60 for f in tiny_world["families"]}
+def test_eval_splits_are_mostly_colour_and_shape_with_every_family_present(tiny_world):
+    for key in ("eval_answers", "shift_eval_answers"):
+        families = [row["family"] for row in read_jsonl(tiny_world[key])]
+        expected = {"colour": 120, "shape": 120, "count": 20, "yesno": 20, "position": 20}
+        assert {f: families.count(f) for f in tiny_world["families"]} == expected, key
+
+
+def test_training_splits_are_mostly_colour_and_shape_with_every_family_present(tiny_world):
+    for key in ("llava_train_json", "llava_shift_train_json"):
+        families = [r["family"] for r in read_json(tiny_world[key])]
+        share = {f: families.count(f) / len(families) for f in tiny_world["families"]}
+        assert 0.35 <= share["colour"] <= 0.4 and 0.35 <= share["shape"] <= 0.4, (key, share)
+        assert all(0.04 <= share[f] <= 0.07 for f in ("count", "yesno", "position")), (key, share)
+
+
+def test_colour_and_shape_questions_show_one_large_shape(tiny_world):
+    scenes = read_json(tiny_world["scenes"])
+    questions = [q for k in QUESTION_FILES for q in read_jsonl(tiny_world[k]) if q["category"] in ("colour", "shape")]
+    assert questions
+    sides = []
+    for question in questions:
+        (only,) = scenes[question["image"]]["shapes"]
+        sides.append(2 * only["half"] / 112)
+        assert 0 <= only["x"] - only["half"] and only["x"] + only["half"] < 112, question
+    assert 0.38 <= min(sides) and max(sides) <= 0.72 and max(sides) - min(sides) > 0.2
+    centres = {(scenes[q["image"]]["shapes"][0]["x"], scenes[q["image"]]["shapes"][0]["y"]) for q in questions}
+    assert len(centres) > len(questions) // 4  # the position is jittered
+
+
+def test_count_yesno_and_position_questions_use_multi_shape_scenes(tiny_world):
+    scenes = read_json(tiny_world["scenes"])
+    questions = [q for k in QUESTION_FILES for q in read_jsonl(tiny_world[k])
+                 if q["category"] in ("count", "yesno", "position")]
+    sizes = [len(scenes[q["image"]]["shapes"]) for q in questions]
+    assert max(sizes) == 4 and sum(n > 1 for n in sizes) > len(sizes) // 2
 
 
 def test_eval_and_training_images_do_not_overlap(tiny_world):

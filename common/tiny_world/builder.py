@@ -112,9 +112,10 @@ def _build_into(root: str, preset: Preset, seed: int, log: Callable[[str], None]
     splits = {
         "train": make_split("train", preset.n_train, seed, training=True),
         "shift_train": make_split("shift_train", preset.n_shift_train, seed, training=True),
-        "eval": make_split("eval", preset.n_eval, seed, training=False),
-        "shift_eval": make_split("shift_eval", preset.n_shift_eval, seed, training=False),
     }
+    seen = frozenset(scene.appearance() for split in splits.values() for scene in split.scenes.values())
+    splits["eval"] = make_split("eval", preset.n_eval, seed, training=False, avoid=seen)
+    splits["shift_eval"] = make_split("shift_eval", preset.n_shift_eval, seed, training=False, avoid=seen)
     scenes = {path: scene for split in splits.values() for path, scene in split.scenes.items()}
     formats.write_json(paths["scenes"], {path: scene.to_dict() for path, scene in scenes.items()}, indent=None)
     counts["images"] = len(scenes)

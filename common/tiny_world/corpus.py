@@ -9,11 +9,11 @@ from __future__ import annotations
 import itertools
 
 from .questions import (
-    colour_question,
+    COLOUR_QUESTION,
+    SHAPE_QUESTION,
     count_question,
     multi_image_question,
     position_question,
-    shape_question,
     text_question,
     yesno_question,
 )
@@ -50,8 +50,7 @@ def corpus_lines() -> list[str]:
 
 def _questions() -> list[tuple[str, tuple[str, ...]]]:
     colours = tuple(COLOURS)
-    asked = [(colour_question(s), colours) for s in SHAPES]
-    asked += [(shape_question(c), SHAPES) for c in colours]
+    asked = [(COLOUR_QUESTION, colours), (SHAPE_QUESTION, SHAPES)]
     asked += [(count_question(s), COUNT_WORDS) for s in SHAPES]
     asked += [(yesno_question(c, s), ("yes", "no")) for c in colours for s in SHAPES]
     asked += [(position_question(s), SIDES) for s in SHAPES]

@@ -9,7 +9,9 @@ from typing import Optional
 from .presets import IMAGE_SIZE
 
 BACKGROUNDS = ("white", "dark")
-MIN_HALF, MAX_HALF = 10, 15  # half side of a shape's bounding box, in pixels
+MIN_HALF, MAX_HALF = 10, 15  # half side of a shape's bounding box in multi-shape scenes, in pixels
+# A single-shape scene's one large shape: its side is ~40-70% of the image side.
+BIG_MIN_HALF, BIG_MAX_HALF = round(0.2 * IMAGE_SIZE), round(0.35 * IMAGE_SIZE)
 EDGE_MARGIN = 3
 GAP = 4  # minimum free pixels between two bounding boxes
 # A shape counts as "on the left/right" only if its centre is clearly off the middle.
@@ -49,6 +51,11 @@ class Scene:
             (shape is None or s.shape == shape) and (colour is None or s.colour == colour) for s in self.shapes
         )
 
+    def appearance(self) -> tuple:
+        """What determines the rendered pixels: equal appearances give identical images (a white background
+        ignores the noise seed)."""
+        return self.background, self.shapes, self.noise_seed if self.background != "white" else 0
+
     def to_dict(self) -> dict:
         shapes = [{"shape": s.shape, "colour": s.colour, "x": s.x, "y": s.y, "half": s.half} for s in self.shapes]
         return {"background": self.background, "noise_seed": self.noise_seed, "shapes": shapes}
@@ -65,6 +72,7 @@ class Spec:
     shape: str
     colour: str
     side: Optional[str] = None
+    big: bool = False  # one large shape (single-shape scenes) instead of a small one
 
 
 def place(specs: list[Spec], background: str, rng: random.Random) -> Scene:
@@ -87,7 +95,7 @@ def place(specs: list[Spec], background: str, rng: random.Random) -> Scene:
 
 def _try_place(spec: Spec, placed: list[Shape], rng: random.Random) -> Optional[Shape]:
     for _ in range(200):
-        half = rng.randint(MIN_HALF, MAX_HALF)
+        half = rng.randint(BIG_MIN_HALF, BIG_MAX_HALF) if spec.big else rng.randint(MIN_HALF, MAX_HALF)
         lo, hi = half + EDGE_MARGIN, IMAGE_SIZE - 1 - half - EDGE_MARGIN
         x_lo, x_hi = lo, hi
         if spec.side == "left":

@@ -15,6 +15,11 @@ MULTI_TURN_SHARE = 0.04
 IMAGE_AFTER_TEXT_SHARE = 0.1  # samples whose <image> follows the question (LLaVA must handle both places)
 MULTI_IMAGE_SHARE = 0.03  # extra two-image samples, Qwen/MMPR files only
 
+# Relative weights of the single-image families in every split: mostly colour and shape questions about one large
+# shape (what the tiny models can learn in a quickstart), and a smaller remainder of multi-shape families.
+FAMILY_WEIGHTS = {"colour": 6, "shape": 6, "count": 1, "yesno": 1, "position": 1}
+assert tuple(FAMILY_WEIGHTS) == FAMILIES
+
 SPLIT_BACKGROUNDS = {"train": "white", "eval": "white", "shift_train": "dark", "shift_eval": "dark"}
 
 
@@ -39,7 +44,9 @@ def split_rng(seed: int, name: str) -> random.Random:
     return random.Random(f"tiny_world/{seed}/{name}")
 
 
-def make_split(name: str, n: int, seed: int, training: bool) -> Split:
+def make_split(name: str, n: int, seed: int, training: bool, avoid: frozenset = frozenset()) -> Split:
+    """``avoid``: scene appearances (Scene.appearance) not to draw, e.g. the training images when building an
+    evaluation split (one large shape on white has few enough variants that a repeat would otherwise happen)."""
     if name not in SPLIT_BACKGROUNDS:
         raise ValueError(f"unknown split {name!r}; choose one of {sorted(SPLIT_BACKGROUNDS)}")
     rng = split_rng(seed, name)
@@ -53,6 +60,8 @@ def make_split(name: str, n: int, seed: int, training: bool) -> Split:
             continue
         family = kind[1] if isinstance(kind, tuple) else kind
         scene, qa = make_scene(family, background, rng)
+        while scene.appearance() in avoid:
+            scene, qa = make_scene(family, background, rng)
         turns = (qa, _second_turn(scene, qa, rng)) if isinstance(kind, tuple) else (qa,)
         path = f"{name}/{index:05d}.png"
         split.scenes[path] = scene
@@ -67,8 +76,9 @@ def _plan(n: int, training: bool, rng: random.Random) -> list:
     n_text = round(n * TEXT_ONLY_SHARE) if training else 0
     n_multi = round(n * MULTI_TURN_SHARE) if training else 0
     n_single = n - n_text - n_multi
-    # Round-robin families keep every family (and so every answer word) equally frequent.
-    kinds: list = [FAMILIES[i % len(FAMILIES)] for i in range(n_single)]
+    # A weighted round-robin fixes each family's share exactly (40/40/6.7/6.7/6.7 %).
+    cycle = [family for family, weight in FAMILY_WEIGHTS.items() for _ in range(weight)]
+    kinds: list = [cycle[i % len(cycle)] for i in range(n_single)]
     kinds += [(MULTI_TURN_FAMILY, FAMILIES[i % len(FAMILIES)]) for i in range(n_multi)]
     kinds += [TEXT_FAMILY] * n_text
     rng.shuffle(kinds)
