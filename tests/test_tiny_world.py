@@ -185,7 +185,7 @@ def test_colour_and_shape_questions_show_one_large_shape(tiny_world):
         (only,) = scenes[question["image"]]["shapes"]
         sides.append(2 * only["half"] / 112)
         assert 0 <= only["x"] - only["half"] and only["x"] + only["half"] < 112, question
-    assert 0.38 <= min(sides) and max(sides) <= 0.72 and max(sides) - min(sides) > 0.2
+    assert 0.48 <= min(sides) and max(sides) <= 0.72 and max(sides) - min(sides) > 0.15
     centres = {(scenes[q["image"]]["shapes"][0]["x"], scenes[q["image"]]["shapes"][0]["y"]) for q in questions}
     assert len(centres) > len(questions) // 4  # the position is jittered
 
