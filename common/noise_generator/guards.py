@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Optional
@@ -52,6 +53,35 @@ def check_generator_flags(ng_args: Any) -> None:
         raise ValueError(f"--ng_gaussian_std must be >= 0, got {ng_args.ng_gaussian_std}.")
     if ng_args.ng_lr is not None and ng_args.ng_lr <= 0:
         raise ValueError(f"--ng_lr must be positive, got {ng_args.ng_lr}.")
+
+
+def check_deepspeed_lr_groups(deepspeed_config: Optional[str | dict], lr_flags: dict[str, Optional[float]]) -> None:
+    """Refuse per-group learning rates that a DeepSpeed config would silently drop.
+
+    When the DeepSpeed config defines its own ``optimizer``, DeepSpeed builds it over all parameters as one group,
+    so ``--ng_lr`` / ``--mm_projector_lr`` would be ignored without a word.
+    """
+    requested = sorted(flag for flag, lr in lr_flags.items() if lr is not None)
+    if not deepspeed_config or not requested:
+        return
+    if isinstance(deepspeed_config, dict):
+        config, source = deepspeed_config, "the DeepSpeed config"
+    else:
+        source = str(deepspeed_config)
+        try:
+            with open(deepspeed_config, encoding="utf-8") as handle:
+                config = json.load(handle)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--deepspeed {deepspeed_config}: no such file.") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--deepspeed {deepspeed_config} is not valid JSON (line {err.lineno}: {err.msg}).") from None
+    if "optimizer" in config:
+        raise ValueError(
+            f"{source} defines its own \"optimizer\", which DeepSpeed builds over all parameters as one group, so "
+            f"{' and '.join(requested)} would be silently ignored. Remove the \"optimizer\" (and \"scheduler\") "
+            "blocks (with optimizer offload also set \"zero_force_ds_cpu_optimizer\": false, as "
+            "scripts/zero3_offload.json does), or drop those flags."
+        )
 
 
 def looks_like_local_path(name: str) -> bool:

@@ -16,7 +16,7 @@ import transformers
 from transformers import AutoTokenizer, BitsAndBytesConfig, set_seed
 
 from noise_generator import describe_trainable
-from noise_generator.guards import check_generator_flags, check_model_path
+from noise_generator.guards import check_deepspeed_lr_groups, check_generator_flags, check_model_path
 from noise_generator.training import NoiseGeneratorArguments, checkpoint_to_resume, prepare_cpu_deepspeed
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
@@ -90,6 +90,9 @@ def train(attn_implementation: Optional[str] = None) -> None:
         raise ValueError("--vision_tower is required (a local CLIPVisionModel folder).")
     check_model_path(model_args.vision_tower, "--vision_tower")
     check_generator_flags(ng_args)  # before any weights load
+    check_deepspeed_lr_groups(
+        training_args.deepspeed, {"--ng_lr": ng_args.ng_lr, "--mm_projector_lr": training_args.mm_projector_lr}
+    )
     prepare_cpu_deepspeed(training_args.deepspeed)
     set_seed(training_args.seed)  # the generator's and LoRA's initial weights
 

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoProcessor, HfArgumentParser, set_seed
 
 from noise_generator import describe_trainable
-from noise_generator.guards import check_generator_flags
+from noise_generator.guards import check_deepspeed_lr_groups, check_generator_flags
 from noise_generator.training import (
     NoiseGeneratorArguments,
     checkpoint_to_resume,
@@ -95,6 +95,7 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
     parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_generator_flags(ng_args)  # before any weights load
+    check_deepspeed_lr_groups(training_args.deepspeed, {"--ng_lr": ng_args.ng_lr})
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
