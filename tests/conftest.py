@@ -15,3 +15,9 @@ def tiny_world(tmp_path_factory) -> dict:
     """
     out_dir = os.environ.get("MUNG_TINY_WORLD") or str(tmp_path_factory.mktemp("tiny_world"))
     return build_tiny_world(out_dir, preset="tiny", seed=0, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def world(tiny_world) -> dict:
+    """The tiny world under the short name the LLaVA tests use."""
+    return tiny_world

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 from PIL import Image
 from transformers import AutoTokenizer, LlamaConfig
@@ -15,16 +14,6 @@ from llava_noise.mm_utils import process_images, tokenizer_image_token
 from llava_noise.model import LlavaLlamaForCausalLM
 from llava_noise.model.builder import load_llava_config
 from noise_generator import NoiseGeneratorConfig
-
-
-@pytest.fixture(scope="session")
-def world(request, tmp_path_factory):
-    try:
-        return request.getfixturevalue("tiny_world")
-    except pytest.FixtureLookupError:
-        import tiny_world
-
-        return tiny_world.build(str(tmp_path_factory.getbasetemp() / "llava_tiny_world"), "tiny", 0, verbose=False)
 
 
 class VisionArgs:

@@ -27,16 +27,6 @@ TURNS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def world(request, tmp_path_factory):
-    try:
-        return request.getfixturevalue("tiny_world")
-    except pytest.FixtureLookupError:
-        import tiny_world
-
-        return tiny_world.build(str(tmp_path_factory.getbasetemp() / "llava_tiny_world"), "tiny", 0, verbose=False)
-
-
 @pytest.fixture(scope="module")
 def tokenizer(world):
     tok = AutoTokenizer.from_pretrained(world["llava_llm"])

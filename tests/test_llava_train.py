@@ -16,16 +16,6 @@ from llava_noise.model.checkpoint_io import read_tensor_file
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def world(request, tmp_path_factory):
-    try:
-        return request.getfixturevalue("tiny_world")
-    except pytest.FixtureLookupError:
-        import tiny_world
-
-        return tiny_world.build(str(tmp_path_factory.getbasetemp() / "llava_tiny_world"), "tiny", 0, verbose=False)
-
-
 def run_recipe(script, world, output_dir, **env):
     full_env = dict(
         os.environ,
