@@ -74,7 +74,11 @@ class LlavaLlamaForCausalLM(LlavaPreTrainedModel, LlamaForCausalLM, LlavaMetaFor
     ) -> CausalLMOutputWithPast:
         """Llama's forward; ``input_ids`` may hold ``-200`` placeholders that ``images`` fill (noised by the
         generator in ``noise_mode``: None = sample in training, config's inference_mode otherwise)."""
-        if inputs_embeds is None and input_ids is not None and (images is not None or (input_ids < 0).any()):
+        # Placeholders only appear in a prompt: decoding steps (a cache is present) skip the host-syncing scan.
+        prompt_has_placeholders = (
+            input_ids is not None and past_key_values is None and bool((input_ids < 0).any())
+        )
+        if inputs_embeds is None and input_ids is not None and (images is not None or prompt_has_placeholders):
             generator = getattr(self.model, "noise_generator", None)
             num_samples = generator.config.num_samples if generator is not None and self.training else 1
             (input_ids, position_ids, attention_mask, past_key_values, inputs_embeds, labels) = (
