@@ -167,6 +167,15 @@ def prepare_cpu_deepspeed(deepspeed_config: Optional[str | dict]) -> None:
     deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
 
 
+def close_process_group() -> None:
+    """End of a training process: wait for every rank (rank 0 may still be writing files), then tear the process
+    group down. Left to interpreter shutdown, gloo can destroy a worker thread that is still joinable, which aborts a
+    rank that had finished cleanly ("terminate called without an active exception", exit -6)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> Optional[str]:
     """The newest ``checkpoint-N`` in ``output_dir`` that was written to the end (holds trainer_state.json, which
     the Trainer writes last), or None. Newer incomplete ones (a run killed while saving) are skipped with a warning."""

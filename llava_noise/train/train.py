@@ -17,7 +17,12 @@ from transformers import AutoTokenizer, BitsAndBytesConfig, set_seed
 
 from noise_generator import describe_trainable
 from noise_generator.guards import check_deepspeed_lr_groups, check_generator_flags, check_model_path
-from noise_generator.training import NoiseGeneratorArguments, checkpoint_to_resume, prepare_cpu_deepspeed
+from noise_generator.training import (
+    NoiseGeneratorArguments,
+    checkpoint_to_resume,
+    close_process_group,
+    prepare_cpu_deepspeed,
+)
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from ..model import LlavaLlamaForCausalLM
@@ -200,3 +205,4 @@ def set_trainable(model, model_args: ModelArguments, training_args: TrainingArgu
 
 if __name__ == "__main__":
     train()
+    close_process_group()

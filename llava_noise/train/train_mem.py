@@ -1,4 +1,7 @@
+from noise_generator.training import close_process_group
+
 from llava_noise.train.train import train
 
 if __name__ == "__main__":
     train(attn_implementation="flash_attention_2")
+    close_process_group()

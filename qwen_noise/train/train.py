@@ -17,6 +17,7 @@ from noise_generator.guards import check_deepspeed_lr_groups, check_generator_fl
 from noise_generator.training import (
     NoiseGeneratorArguments,
     checkpoint_to_resume,
+    close_process_group,
     find_noise_generator,
     prepare_cpu_deepspeed,
 )
@@ -139,6 +140,7 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
 
 def main() -> None:
     train(sys.argv[1:])
+    close_process_group()
 
 
 if __name__ == "__main__":
