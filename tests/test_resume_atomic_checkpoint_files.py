@@ -99,3 +99,45 @@ def test_explicit_incomplete_checkpoint_is_refused_with_the_path(tmp_path):
     partial = make_checkpoint(tmp_path, 12, complete=False)
     with pytest.raises(FileNotFoundError, match="checkpoint-12.*trainer_state.json"):
         checkpoint_to_resume(partial, tmp_path)
+
+
+class TwoLayers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.Linear(8, 16)
+        self.down = nn.Linear(16, 8)
+
+    def forward(self, x):
+        return self.down(self.up(x))
+
+
+def lora_model():
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    return get_peft_model(TwoLayers(), LoraConfig(r=2, lora_alpha=4, target_modules=["up", "down"], init_lora_weights=False))
+
+
+def test_atomic_adapter_save_writes_what_peft_writes(tmp_path):
+    model = lora_model()
+    model.save_pretrained(tmp_path / "plain")
+    written = generator_io.save_pretrained_atomically(model, tmp_path / "atomic")
+    plain = sorted(p.name for p in (tmp_path / "plain").iterdir())
+    assert sorted(written) == plain == sorted(p.name for p in (tmp_path / "atomic").iterdir())
+    assert written.index("adapter_model.safetensors") < written.index("adapter_config.json")  # weights land first
+    for name in plain:
+        assert (tmp_path / "atomic" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes(), name
+
+
+def test_failed_adapter_save_keeps_the_previous_adapter_and_leaves_no_staging(tmp_path, monkeypatch):
+    import peft.peft_model
+
+    model = lora_model()
+    generator_io.save_pretrained_atomically(model, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with torch.no_grad():
+        model.base_model.model.up.lora_A["default"].weight.add_(1.0)
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", die_half_way(peft.peft_model.safe_save_file))
+    with pytest.raises(HalfWritten):
+        generator_io.save_pretrained_atomically(model, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

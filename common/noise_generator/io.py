@@ -2,15 +2,18 @@
 
 A generator checkpoint is a folder with ``noise_generator.safetensors`` (tensor names as in ``NoiseGenerator``,
 no prefix) and ``noise_generator_config.json``. Files are written atomically (temporary name, then rename) so a
-run killed while saving never leaves a half-written generator behind.
+run killed while saving never leaves a half-written generator behind; ``atomic_write`` and
+``save_pretrained_atomically`` give the backbones' other checkpoint files (projector, non-LoRA tensors, peft
+adapters) the same guarantee.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 from safetensors import SafetensorError
@@ -23,16 +26,46 @@ from .generator import NoiseGenerator
 WEIGHTS_NAME = "noise_generator.safetensors"
 
 
-def _atomic_write(path: Path, write) -> None:
+def _fsync(path: str | os.PathLike) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
+    """``write(tmp)`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``. A
+    run killed while saving leaves the previous complete file (or none), never a half-written one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_pretrained_atomically(obj, output_dir: str | os.PathLike, **kwargs) -> list[str]:
+    """``obj.save_pretrained(output_dir, **kwargs)`` (a peft adapter, a config, a processor), each file written into a
+    hidden staging folder inside ``output_dir`` first and then renamed into place: weights before the JSON files
+    that describe them, so a folder never pairs a new config with missing or half-written weights. Returns the
+    names written."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=output_dir))
+    try:
+        obj.save_pretrained(str(staging), **kwargs)
+        files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (p.suffix == ".json", str(p)))
+        for source in files:
+            target = output_dir / source.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _fsync(source)
+            os.replace(source, target)
+        return [str(p.relative_to(staging)) for p in files]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def is_noise_generator_dir(directory: str | os.PathLike) -> bool:
@@ -66,8 +99,8 @@ def save_noise_generator(
             )
     tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     weights_path = directory / WEIGHTS_NAME
-    _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "kind": generator.config.kind}))
-    _atomic_write(directory / CONFIG_NAME, generator.config.to_json_file)
+    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "kind": generator.config.kind}))
+    atomic_write(directory / CONFIG_NAME, generator.config.to_json_file)
     return weights_path
 
 

@@ -17,6 +17,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
+from noise_generator.io import atomic_write
 from noise_generator.training import gather_parameters
 
 PROJECTOR_FILE = "mm_projector.bin"
@@ -36,20 +37,8 @@ def _check_complete(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
 
 
 def _torch_save(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
-    """Write atomically: a hidden temporary file beside ``path``, flushed to disk, then renamed over it. A run killed
-    while saving leaves the previous complete file (or none), never a half-written one."""
     _check_complete(tensors, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(dict(tensors), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(dict(tensors), tmp))
 
 
 def projector_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ from torch.utils.data import Sampler
 from transformers import Trainer
 
 from noise_generator import load_generator_weights, load_noise_generator_state
+from noise_generator.io import save_pretrained_atomically
 from noise_generator.guards import NonFiniteGuardMixin
 from noise_generator.training import RankLogMixin, find_noise_generator, optimizer_groups, save_generator_from_model
 
@@ -118,7 +119,7 @@ class LLaVATrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
             lora_state = gather_named((n, p) for n, p in self.model.named_parameters() if "lora_" in n)
             save_non_lora_trainables(self.model, output_dir, is_main_process=main)
             if main:
-                self.model.save_pretrained(output_dir, state_dict=lora_state)
+                save_pretrained_atomically(self.model, output_dir, state_dict=lora_state)
         elif mode == "projector":
             save_projector(self.model, output_dir, is_main_process=main)
         elif mode == "full":

@@ -17,6 +17,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 
 from noise_generator import is_noise_generator_dir, load_generator_weights, load_noise_generator_state
 from noise_generator.guards import NonFiniteGuardMixin
+from noise_generator.io import save_pretrained_atomically
 from noise_generator.training import RankLogMixin, find_noise_generator, optimizer_groups, save_generator_from_model
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class NoiseTrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
             if self._zero3():  # adapter tensors are partitioned: gather the trainable ones (collective)
                 state_dict = self.deepspeed._zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)
             if self.args.should_save:
-                model.save_pretrained(output_dir, state_dict=state_dict)
+                save_pretrained_atomically(model, output_dir, state_dict=state_dict)
         if self.args.should_save:
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
