@@ -46,7 +46,7 @@ SAMPLES = 5
 @dataclass(frozen=True)
 class Stage:
     """One training run: optimiser steps, per-device batch and learning rate (``ng_lr``: the generator's,
-    ``projector_lr``: LLaVA's multimodal projector's, ``--mm_projector_lr``)."""
+    ``projector_lr``: the vision-to-LLM connector's, LLaVA's ``--mm_projector_lr`` or Qwen's ``--merger_lr``)."""
 
     steps: int
     batch: int
@@ -160,9 +160,8 @@ def training_env(backbone: Backbone, stage: Stage, model: str, data: str, manife
     if stage.ng_lr is not None:
         env["NG_LR"] = stage.ng_lr
     if stage.projector_lr is not None:
-        if backbone.name != "llava":
-            raise ValueError(f"projector_lr is a LLaVA flag (--mm_projector_lr); the {backbone.name} plan sets it")
-        env["EXTRA_ARGS"] += f" --mm_projector_lr {stage.projector_lr}"
+        flag = "--mm_projector_lr" if backbone.name == "llava" else "--merger_lr"
+        env["EXTRA_ARGS"] += f" {flag} {stage.projector_lr}"
     return env
 
 

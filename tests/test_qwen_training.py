@@ -261,3 +261,48 @@ def test_noise_recipe_runs_on_the_tiny_world_on_cpu(tiny_world, data_path, tmp_p
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--tune noise: trainable params" in result.stdout
     assert describe_folder(tmp_path / "out") == "generator"
+
+
+def full_tune_trainer(tiny_world, tmp_path, *extra):
+    from transformers import HfArgumentParser
+
+    from noise_generator.training import NoiseGeneratorArguments
+    from qwen_noise.train.args import DataArguments, ModelArguments, TrainingArguments
+    from qwen_noise.train.train import build_model, check_group_lr_flags
+    from qwen_noise.train.trainer import NoiseTrainer
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
+    model_args, _, ng_args, training_args = parser.parse_args_into_dataclasses(args=[
+        "--model_name_or_path", tiny_world["qwen_model"], "--data_path", "unused.json", "--output_dir", str(tmp_path),
+        "--tune", "full", "--learning_rate", "1e-3", "--use_cpu", "--report_to", "none", *extra,
+    ])
+    check_group_lr_flags(model_args, training_args)
+    model = build_model(model_args, ng_args, training_args)
+    return NoiseTrainer(model=model, args=training_args, tune="full")
+
+
+def test_full_tune_gives_merger_and_vision_tower_their_own_learning_rates(tiny_world, tmp_path):
+    trainer = full_tune_trainer(
+        tiny_world, tmp_path, "--tune_vision_tower", "True", "--merger_lr", "1e-2", "--vision_lr", "2e-4"
+    )
+    optimizer = trainer.create_optimizer()
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    lr_of = {names[id(p)]: group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert set(lr_of) == trainable
+    merger = {n for n in trainable if ".visual.merger." in n}
+    vision = {n for n in trainable if ".visual." in n} - merger
+    assert merger and vision and trainable - merger - vision
+    assert all(lr_of[n] == 1e-2 for n in merger)
+    assert all(lr_of[n] == 2e-4 for n in vision)
+    assert all(lr_of[n] == 1e-3 for n in trainable - merger - vision)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(("--merger_lr", "1e-2", "--tune", "noise"), "--merger_lr applies to --tune full only"),
+     (("--vision_lr", "1e-4"), "--vision_lr needs --tune full --tune_vision_tower True")],
+)
+def test_group_learning_rates_of_frozen_parts_are_refused(tiny_world, tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        full_tune_trainer(tiny_world, tmp_path, *flags)

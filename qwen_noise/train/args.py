@@ -91,6 +91,15 @@ class TrainingArguments(transformers.TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep every batch key (mm_token_type_ids is needed for 3-D rope)."}
     )
+    merger_lr: Optional[float] = field(
+        default=None,
+        metadata={"help": "Learning rate of the vision merger (--tune full); default: --learning_rate. A higher one "
+                  "helps a new merger catch up with a pretrained LLM, as --mm_projector_lr does for LLaVA."},
+    )
+    vision_lr: Optional[float] = field(
+        default=None,
+        metadata={"help": "Learning rate of the vision tower's blocks (--tune full --tune_vision_tower True)."},
+    )
     on_nonfinite: str = field(
         default="raise",
         metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},

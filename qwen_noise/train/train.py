@@ -92,11 +92,23 @@ def build_model(model_args: ModelArguments, ng_args: NoiseGeneratorArguments, tr
     return model
 
 
+def check_group_lr_flags(model_args: ModelArguments, training_args: TrainingArguments) -> None:
+    """--merger_lr / --vision_lr only mean something when that part trains; refuse them rather than ignore them."""
+    if training_args.merger_lr is not None and model_args.tune != "full":
+        raise ValueError(f"--merger_lr applies to --tune full only (the merger is frozen with --tune {model_args.tune}).")
+    if training_args.vision_lr is not None and not (model_args.tune == "full" and model_args.tune_vision_tower):
+        raise ValueError("--vision_lr needs --tune full --tune_vision_tower True (the vision tower is frozen otherwise).")
+
+
 def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
     parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_generator_flags(ng_args)  # before any weights load
-    check_deepspeed_lr_groups(training_args.deepspeed, {"--ng_lr": ng_args.ng_lr})
+    check_group_lr_flags(model_args, training_args)
+    check_deepspeed_lr_groups(
+        training_args.deepspeed,
+        {"--ng_lr": ng_args.ng_lr, "--merger_lr": training_args.merger_lr, "--vision_lr": training_args.vision_lr},
+    )
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,

@@ -28,7 +28,8 @@ def _is_peft(model: torch.nn.Module) -> bool:
 
 
 class NoiseTrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
-    """`Trainer` that saves generator / adapter / full weights per ``tune`` and gives the generator its own lr."""
+    """`Trainer` that saves generator / adapter / full weights per ``tune`` and gives the generator, the merger and
+    the vision tower their own learning rates (``--ng_lr``, ``--merger_lr``, ``--vision_lr``)."""
 
     def __init__(self, *args, tune: str = "noise", ng_lr: Optional[float] = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -38,7 +39,13 @@ class NoiseTrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         if self.optimizer is None:
             opt_model = self.model if model is None else model
-            groups = optimizer_groups(opt_model, self.args.weight_decay, {"noise_generator": self.ng_lr})
+            # first matching key wins: the merger lives inside the vision tower ("visual.merger.")
+            lr_overrides = {
+                "noise_generator": self.ng_lr,
+                "visual.merger.": getattr(self.args, "merger_lr", None),
+                "visual.": getattr(self.args, "vision_lr", None),
+            }
+            groups = optimizer_groups(opt_model, self.args.weight_decay, lr_overrides)
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
