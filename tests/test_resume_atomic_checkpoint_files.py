@@ -115,7 +115,8 @@ def lora_model():
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    return get_peft_model(TwoLayers(), LoraConfig(r=2, lora_alpha=4, target_modules=["up", "down"], init_lora_weights=False))
+    config = LoraConfig(r=2, lora_alpha=4, target_modules=["up", "down"], init_lora_weights=False)
+    return get_peft_model(TwoLayers(), config)
 
 
 def test_atomic_adapter_save_writes_what_peft_writes(tmp_path):

@@ -99,7 +99,8 @@ def save_noise_generator(
             )
     tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     weights_path = directory / WEIGHTS_NAME
-    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "kind": generator.config.kind}))
+    metadata = {"format": "pt", "kind": generator.config.kind}
+    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     atomic_write(directory / CONFIG_NAME, generator.config.to_json_file)
     return weights_path
 

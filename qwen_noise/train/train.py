@@ -95,9 +95,13 @@ def build_model(model_args: ModelArguments, ng_args: NoiseGeneratorArguments, tr
 def check_group_lr_flags(model_args: ModelArguments, training_args: TrainingArguments) -> None:
     """--merger_lr / --vision_lr only mean something when that part trains; refuse them rather than ignore them."""
     if training_args.merger_lr is not None and model_args.tune != "full":
-        raise ValueError(f"--merger_lr applies to --tune full only (the merger is frozen with --tune {model_args.tune}).")
+        raise ValueError(
+            f"--merger_lr applies to --tune full only (the merger is frozen with --tune {model_args.tune})."
+        )
     if training_args.vision_lr is not None and not (model_args.tune == "full" and model_args.tune_vision_tower):
-        raise ValueError("--vision_lr needs --tune full --tune_vision_tower True (the vision tower is frozen otherwise).")
+        raise ValueError(
+            "--vision_lr needs --tune full --tune_vision_tower True (the vision tower is frozen otherwise)."
+        )
 
 
 def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
