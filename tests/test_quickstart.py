@@ -1,4 +1,5 @@
-"""The quickstart (scripts/quickstart.py) end to end in --fast mode on the session tiny world, LLaVA backbone.
+"""The quickstart (scripts/quickstart.py) end to end in --fast mode on the session tiny world, LLaVA backbone, and
+the pieces of its plan (loss summary, CLI transcript, each backbone's recipe flags).
 
 --fast runs every stage with a few steps and questions, so these tests check the plumbing and the report, not
 learning (the real run's numbers are in the project notes).
@@ -120,3 +121,17 @@ def test_loss_summary_reads_first_and_last_logged_loss(tmp_path):
     assert summary["loss_start"] == 9.0 and summary["loss_end"] == -10.0
     assert summary["loss_start_mean"] == pytest.approx((9.0 + 8.0) / 2)  # first tenth of 20 steps = 2 steps
     assert summary["loss_end_mean"] == pytest.approx((-9.0 - 10.0) / 2)
+
+
+@pytest.mark.parametrize("backbone, flag", [("llava", "--mm_projector_lr"), ("qwen", "--merger_lr")])
+def test_connector_lr_reaches_each_backbones_recipe_under_its_own_flag(backbone, flag, tmp_path):
+    quickstart = load_quickstart_module()
+    plan = quickstart.PLANS[backbone]
+    manifest = {"image_folder": "images", "llava_vision_tower": "clip"}
+    env = quickstart.training_env(quickstart.BACKBONES[backbone], plan.base, "model", "data.json", manifest,
+                                  tmp_path, seed=3)
+    assert plan.base.projector_lr is not None  # both bases need the connector's own lr to learn shape
+    assert f"{flag} {plan.base.projector_lr}" in env["EXTRA_ARGS"]
+    assert "--seed 3" in env["EXTRA_ARGS"]
+    other = {"--mm_projector_lr", "--merger_lr"} - {flag}
+    assert not any(o in env["EXTRA_ARGS"] for o in other)
