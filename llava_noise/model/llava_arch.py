@@ -112,7 +112,7 @@ class LlavaMetaForCausalLM:
         return generator(image_features, text_embeds, key_mask, mode=noise_mode).image_embeds
 
     def _split_features(
-        self, input_ids: torch.Tensor, images: Optional[torch.Tensor | list[torch.Tensor]]
+        self, ids_host: torch.Tensor, images: Optional[torch.Tensor | list[torch.Tensor]]
     ) -> list[torch.Tensor]:
         """Per sample, its images' projected features concatenated ([n_i, d]).
 
@@ -120,7 +120,7 @@ class LlavaMetaForCausalLM:
         without placeholders (the original LLaVA collator's convention; its features are dropped). ``None`` is
         allowed when no sample has a placeholder (text-only inference).
         """
-        counts = (input_ids == IMAGE_TOKEN_INDEX).sum(dim=1).tolist()
+        counts = (ids_host == IMAGE_TOKEN_INDEX).sum(dim=1).tolist()
         if images is None:
             if any(counts):
                 raise ValueError("input_ids contain <image> placeholders (-200) but no images were given.")
@@ -168,13 +168,18 @@ class LlavaMetaForCausalLM:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         attention_mask = attention_mask.bool()
-        per_sample = self._split_features(input_ids, images)
+        # Where the padding and placeholders are is planned on the host from one copy of each, taken before any
+        # model work is queued: per-sample device->host reads would each wait for the vision tower and generator.
+        ids_host, mask_host = input_ids.cpu(), attention_mask.cpu()
+        per_sample = self._split_features(ids_host, images)
 
         generator = getattr(model, "noise_generator", None)
         num_samples = generator.config.num_samples if generator is not None and self.training else 1
         if num_samples > 1:
             input_ids = repeat_for_noise_samples(input_ids, num_samples)
             attention_mask = repeat_for_noise_samples(attention_mask, num_samples)
+            ids_host = repeat_for_noise_samples(ids_host, num_samples)
+            mask_host = repeat_for_noise_samples(mask_host, num_samples)
             labels = repeat_for_noise_samples(labels, num_samples)
             per_sample = [f for f in per_sample for _ in range(num_samples)]
 
@@ -190,7 +195,8 @@ class LlavaMetaForCausalLM:
         embeds_list, labels_list = [], []
         for i in range(input_ids.shape[0]):
             embeds, sample_labels = self._splice_one(
-                i, input_ids[i], attention_mask[i], text_embeds[i], labels[i] if labels is not None else None, per_sample[i], max_len
+                i, ids_host[i], mask_host[i], text_embeds[i], labels[i] if labels is not None else None, per_sample[i],
+                max_len,
             )
             embeds_list.append(embeds)
             labels_list.append(sample_labels)
@@ -200,18 +206,22 @@ class LlavaMetaForCausalLM:
     def _splice_one(
         self,
         index: int,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
+        ids_host: torch.Tensor,
+        mask_host: torch.Tensor,
         embeds: torch.Tensor,
         labels: Optional[torch.Tensor],
         features: torch.Tensor,
         max_len: Optional[int],
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """One sample: drop padding, put its image features where its placeholders are, truncate to ``max_len``."""
-        keep = mask.nonzero().squeeze(-1)
-        ids, embeds = ids[keep], embeds[keep]
-        labels = labels[keep] if labels is not None else None
+        """One sample: drop padding, put its image features where its placeholders are, truncate to ``max_len``.
+        ``ids_host`` / ``mask_host`` are the sample's ids and attention mask on the CPU."""
+        keep = mask_host.nonzero().squeeze(-1)
+        ids = ids_host[keep]
         positions = (ids == IMAGE_TOKEN_INDEX).nonzero().squeeze(-1).tolist()
+        if keep.shape[0] < mask_host.shape[0]:  # padded: gather the kept rows (the index goes host -> device)
+            keep = keep.to(embeds.device)
+            embeds = embeds[keep]
+            labels = labels[keep] if labels is not None else None
         n_images = len(positions)
         per_image = features.shape[0] // n_images if n_images else 0
         parts, label_parts, start = [], [], 0
