@@ -167,6 +167,15 @@ def prepare_cpu_deepspeed(deepspeed_config: Optional[str | dict]) -> None:
     deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
 
 
+def compute_dtype(training_args) -> torch.dtype:
+    """The dtype models are loaded in for training: ``--bf16`` / ``--fp16`` (transformers flags), else float32."""
+    if training_args.bf16:
+        return torch.bfloat16
+    if training_args.fp16:
+        return torch.float16
+    return torch.float32
+
+
 def close_process_group() -> None:
     """End of a training process: wait for every rank (rank 0 may still be writing files), then tear the process
     group down. Left to interpreter shutdown, gloo can destroy a worker thread that is still joinable, which aborts a

@@ -21,6 +21,7 @@ from noise_generator.training import (
     NoiseGeneratorArguments,
     checkpoint_to_resume,
     close_process_group,
+    compute_dtype,
     prepare_cpu_deepspeed,
 )
 
@@ -45,14 +46,6 @@ def resolve_attention(requested: str) -> str:
         return requested
     logger.info("flash_attention_2 is not available here (no GPU or no flash-attn); using sdpa.")
     return "sdpa"
-
-
-def compute_dtype(training_args: TrainingArguments) -> torch.dtype:
-    if training_args.bf16:
-        return torch.bfloat16
-    if training_args.fp16:
-        return torch.float16
-    return torch.float32
 
 
 def llm_lora_targets(model: torch.nn.Module) -> str:

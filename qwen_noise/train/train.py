@@ -9,7 +9,6 @@ import logging
 import sys
 from typing import Optional
 
-import torch
 from transformers import AutoProcessor, HfArgumentParser, set_seed
 
 from noise_generator import describe_trainable
@@ -18,6 +17,7 @@ from noise_generator.training import (
     NoiseGeneratorArguments,
     checkpoint_to_resume,
     close_process_group,
+    compute_dtype,
     find_noise_generator,
     prepare_cpu_deepspeed,
 )
@@ -30,14 +30,6 @@ from .trainer import NoiseTrainer
 logger = logging.getLogger("qwen_noise.train")
 
 BASE_MODEL_TYPE = "qwen2_5_vl"
-
-
-def compute_dtype(training_args: TrainingArguments) -> torch.dtype:
-    if training_args.bf16:
-        return torch.bfloat16
-    if training_args.fp16:
-        return torch.float16
-    return torch.float32
 
 
 def build_model(model_args: ModelArguments, ng_args: NoiseGeneratorArguments, training_args: TrainingArguments):
