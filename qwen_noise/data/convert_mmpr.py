@@ -17,23 +17,13 @@ import os
 import random
 from pathlib import Path
 
+from .dataset import load_records
+
 IMAGE_PLACEHOLDER = "<image>"
 
 
 def resolve(base: Path, path: str) -> str:
     return str(Path(path) if os.path.isabs(path) else (base / path).resolve())
-
-
-def read_jsonl(path: str) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path} line {lineno}: not valid JSON ({err.msg}).") from None
-    return rows
 
 
 def convert_row(row: dict, root: str, where: str) -> dict:
@@ -71,8 +61,9 @@ def convert(meta_path: str, out_path: str, seed: int = 0) -> dict[str, int]:
                 raise ValueError(f"{meta_path}: source '{name}' has no '{key}'.")
         root = resolve(base, source["root"])
         annotation = resolve(base, source["annotation"])
-        rows = read_jsonl(annotation)
-        items = [convert_row(row, root, f"{annotation} line {i + 1}") for i, row in enumerate(rows)]
+        rows, lines = load_records(annotation, with_lines=True, expected=f"the annotation file of source '{name}'")
+        where = [f"{annotation} line {line}" if line else f"{annotation} item {i}" for i, line in enumerate(lines)]
+        items = [convert_row(row, root, at) for row, at in zip(rows, where)]
         items = apply_repeat_time(items, float(source.get("repeat_time", 1)), rng)
         counts[name] = len(items)
         all_items.extend(items)

@@ -46,11 +46,14 @@ class Sample:
     turns: list[tuple[str, str]]
 
 
-def load_records(path: str | os.PathLike, with_lines: bool = False):
-    """Read a JSON list or a JSON-lines file of records; ``with_lines`` also returns each record's line number in a
-    JSONL file (None for a JSON list)."""
+def load_records(
+    path: str | os.PathLike, with_lines: bool = False, expected: str = "the training JSON/JSONL file as --data_path"
+):
+    """Read a JSON list or a JSON-lines file of records (training data, question files, MMPR annotations);
+    ``with_lines`` also returns each record's line number in a JSONL file (None for a JSON list). ``expected`` says
+    what to pass instead when ``path`` is missing."""
     if not path or not Path(path).is_file():
-        raise FileNotFoundError(f"Training data {path} does not exist; pass the training JSON/JSONL file as --data_path.")
+        raise FileNotFoundError(f"{path} does not exist; pass {expected}.")
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):

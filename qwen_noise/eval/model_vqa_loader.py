@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 from transformers import set_seed
 
-from ..data import build_inference_inputs
+from ..data import build_inference_inputs, load_records
 from ..data.prompting import IMAGE_PLACEHOLDER
 from ..model.builder import load_pretrained_model
 
@@ -25,19 +25,6 @@ def get_chunk(items: list, num_chunks: int, chunk_idx: int) -> list:
         raise ValueError(f"--chunk-idx {chunk_idx} must be in [0, {num_chunks}).")
     size = math.ceil(len(items) / num_chunks)
     return items[chunk_idx * size : (chunk_idx + 1) * size]
-
-
-def read_questions(path: str) -> list[dict]:
-    questions = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                questions.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({err.msg}).") from None
-    return questions
 
 
 @torch.inference_mode()
@@ -78,7 +65,8 @@ def eval_model(args: argparse.Namespace) -> None:
         args.model_path, args.model_base, device=args.device, load_8bit=args.load_8bit, load_4bit=args.load_4bit
     )
     model_id = Path(args.model_path.rstrip("/")).name
-    questions = get_chunk(read_questions(args.question_file), args.num_chunks, args.chunk_idx)
+    questions = load_records(args.question_file, expected="the question JSONL file as --question-file")
+    questions = get_chunk(questions, args.num_chunks, args.chunk_idx)
     os.makedirs(os.path.dirname(os.path.abspath(args.answers_file)), exist_ok=True)
     with open(args.answers_file, "w", encoding="utf-8") as out:
         for question in tqdm(questions, desc="answering"):
