@@ -11,7 +11,7 @@ import argparse
 import os
 from collections import defaultdict
 
-from .jsonl import read_jsonl
+from ..jsonl import read_jsonl
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 

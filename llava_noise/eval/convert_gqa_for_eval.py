@@ -7,7 +7,7 @@ The prediction is the answer text with trailing periods removed, lower-cased —
 
 import argparse
 
-from .jsonl import read_jsonl, write_json
+from ..jsonl import read_jsonl, write_json
 
 
 def gqa_predictions(results):

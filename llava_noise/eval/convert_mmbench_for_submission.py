@@ -11,7 +11,7 @@ import argparse
 import csv
 import os
 
-from .jsonl import read_jsonl
+from ..jsonl import read_jsonl
 from .mmbench_tsv import OPTION_LETTERS, is_missing, read_mmbench_tsv
 from .xlsx import write_xlsx
 

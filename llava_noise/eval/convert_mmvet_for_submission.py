@@ -5,7 +5,7 @@ The json is what MM-Vet's GPT-4 grader (online, needs network; not run here) tak
 
 import argparse
 
-from .jsonl import read_jsonl, write_json
+from ..jsonl import read_jsonl, write_json
 
 
 def mmvet_submission(results):

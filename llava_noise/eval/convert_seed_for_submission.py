@@ -9,7 +9,7 @@ questions; unanswered questions count as wrong and are reported. The upload file
 
 import argparse
 
-from .jsonl import read_json, read_jsonl, write_jsonl
+from ..jsonl import read_json, read_jsonl, write_jsonl
 
 
 def option_of(text):

@@ -5,7 +5,7 @@ Every question of ``--annotation-file`` (the question jsonl) must be answered; a
 
 import argparse
 
-from .jsonl import index_by, read_jsonl, write_json
+from ..jsonl import index_by, read_jsonl, write_json
 from .vqa_normalize import normalize_answer
 
 

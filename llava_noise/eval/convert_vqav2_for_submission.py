@@ -8,7 +8,7 @@ Reads ``<dir>/answers/<split>/<ckpt>/merge.jsonl``, writes ``<dir>/answers_uploa
 import argparse
 import os
 
-from .jsonl import read_jsonl, write_json
+from ..jsonl import read_jsonl, write_json
 from .vqa_normalize import normalize_answer
 
 

@@ -7,7 +7,7 @@ the scene graphs and choices files and are left to that script.
 
 import argparse
 
-from .jsonl import read_json
+from ..jsonl import read_json
 
 
 def gqa_accuracy(predictions, questions, predictions_path="predictions"):

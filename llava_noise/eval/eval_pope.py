@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from .jsonl import index_by, read_jsonl, write_json
+from ..jsonl import index_by, read_jsonl, write_json
 
 LABEL_PREFIX = "coco_pope_"
 

@@ -10,7 +10,7 @@ import argparse
 import os
 import re
 
-from .jsonl import read_json, read_jsonl, write_json
+from ..jsonl import read_json, read_jsonl, write_json
 
 _ANSWER_IS = re.compile(r"The answer is ([A-Z])\.")
 

@@ -10,7 +10,7 @@ leave-one-out VQA accuracy over the ten human answers (``--simple-accuracy``: mi
 import argparse
 import os
 
-from .jsonl import read_json, read_jsonl
+from ..jsonl import read_json, read_jsonl
 from .vqa_normalize import vqa_accuracy
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."

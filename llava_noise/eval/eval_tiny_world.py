@@ -7,7 +7,7 @@ as JSON. Unanswered questions count as wrong and are reported.
 
 import argparse
 
-from .jsonl import write_json
+from ..jsonl import write_json
 
 
 def main(argv=None):

@@ -29,7 +29,7 @@ from transformers import StoppingCriteriaList, set_seed
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 from ..conversation import SeparatorStyle, conv_templates
 from ..mm_utils import KeywordsStoppingCriteria, get_model_name_from_path, process_images, tokenizer_image_token
-from .jsonl import ensure_parent
+from ..jsonl import ensure_parent
 
 NOISE_MODES = ("sample", "mean", "off")
 

@@ -10,7 +10,7 @@ import os
 
 from .chunking import add_chunk_args, get_chunk
 from .inference import Question, add_generation_args, add_model_args, answer_questions, load_for_inference
-from .jsonl import read_jsonl
+from ..jsonl import read_jsonl
 
 
 def questions_from_jsonl(path, image_folder):

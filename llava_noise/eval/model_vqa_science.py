@@ -10,7 +10,7 @@ import os
 
 from .chunking import add_chunk_args, get_chunk
 from .inference import Question, add_generation_args, add_model_args, answer_questions, load_for_inference
-from .jsonl import read_json
+from ..jsonl import read_json
 
 SINGLE_PRED_PROMPT = "Answer with the option's letter from the given choices directly."
 

@@ -11,7 +11,7 @@ import argparse
 import glob
 import os
 
-from .jsonl import read_jsonl
+from ..jsonl import read_jsonl
 
 
 def summarize_reviews(reviews, ignore=()):

@@ -14,7 +14,6 @@ message naming the file, the sample and what to do.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from noise_generator.guards import SAMPLE_IDS_KEY
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from ..conversation import Conversation, SeparatorStyle, get_conv_template
+from ..jsonl import read_json, read_jsonl
 from ..mm_utils import expand2square, tokenize_image_prompt
 
 logger = logging.getLogger(__name__)
@@ -140,23 +140,7 @@ def load_records(path: str) -> list[dict]:
     """A JSON list or JSONL file of samples; errors name the file and line."""
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"--data_path {path} does not exist; pass the training JSON/JSONL file.")
-    with open(path, encoding="utf-8") as handle:
-        if path.endswith(".jsonl"):
-            records = []
-            for lineno, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}); fix line {lineno}.") from None
-            return records
-        try:
-            records = json.load(handle)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{path}:{err.lineno}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); fix the "
-                "file (a .jsonl file holds one object per line)."
-            ) from None
+    records = read_jsonl(path) if path.endswith(".jsonl") else read_json(path)
     if not isinstance(records, list):
         raise ValueError(f"{path} must hold a JSON list of samples (or one JSON object per line in a .jsonl file).")
     if not records:

@@ -24,7 +24,10 @@ def read_json(path):
         try:
             return json.load(f)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON at line {err.lineno} ({err.msg})") from err
+            raise ValueError(
+                f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); fix the file (a .jsonl file "
+                "holds one object per line)"
+            ) from err
 
 
 def index_by(rows, key, path):
