@@ -10,10 +10,9 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import CLIPVisionConfig
 
+from llava_builders import tiny_llava_config
 from llava_noise.model import LlavaLlamaForCausalLM
-from llava_noise.model.builder import load_llava_config
 from llava_noise.model.builder import load_pretrained_model as load_llava
 from llava_noise.model.checkpoint_io import save_non_lora_trainables, save_projector
 from noise_generator import NoiseGenerator, NoiseGeneratorConfig, save_noise_generator
@@ -34,12 +33,8 @@ def llava_checkpoints(tiny_world, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
 
     root = tmp_path_factory.mktemp("llava_ckpts")
-    config = load_llava_config(tiny_world["llava_llm"])
+    config = tiny_llava_config(tiny_world, generator={"base_model_type": "llava_noise"})
     assert config.hidden_size == LLAVA_HIDDEN
-    config.mm_vision_tower = tiny_world["llava_vision_tower"]
-    config.mm_hidden_size = CLIPVisionConfig.from_pretrained(tiny_world["llava_vision_tower"]).hidden_size
-    config.mm_projector_type = "mlp2x_gelu"
-    config.noise_generator = NoiseGeneratorConfig(hidden_size=LLAVA_HIDDEN, num_heads=4, base_model_type="llava_noise").to_dict()
     model = LlavaLlamaForCausalLM.from_pretrained(tiny_world["llava_llm"], config=config)
     save_noise_generator(model.get_model().noise_generator, root / "generator")
     (root / "projector").mkdir()

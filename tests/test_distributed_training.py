@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from distributed_utils import REPO, child_env, free_port, logged_losses, rank_logs, run_group
+from llava_builders import tiny_llava_config
 from noise_generator import WEIGHTS_NAME
 from noise_generator.training import RANK_LOG_ENV
 
@@ -62,18 +63,12 @@ def deepspeed_config(name: str, directory: Path) -> str:
 @pytest.fixture(scope="module")
 def llava_base(tiny_world, tmp_path_factory):
     """A full tiny LLaVA-1.5 (Llama, CLIP tower name, random mlp2x_gelu projector): base of generator-only runs."""
-    from transformers import AutoTokenizer, CLIPVisionConfig
+    from transformers import AutoTokenizer
 
     from llava_noise.model import LlavaLlamaForCausalLM
-    from llava_noise.model.builder import load_llava_config
 
     out = tmp_path_factory.mktemp("llava_base")
-    config = load_llava_config(tiny_world["llava_llm"])
-    config.mm_vision_tower = tiny_world["llava_vision_tower"]
-    config.mm_hidden_size = CLIPVisionConfig.from_pretrained(tiny_world["llava_vision_tower"]).hidden_size
-    config.mm_projector_type = "mlp2x_gelu"
-    config.mm_vision_select_layer = -2
-    config.image_aspect_ratio = "pad"
+    config = tiny_llava_config(tiny_world, mm_vision_select_layer=-2, image_aspect_ratio="pad")
     torch.manual_seed(0)
     LlavaLlamaForCausalLM.from_pretrained(tiny_world["llava_llm"], config=config).save_pretrained(out)
     AutoTokenizer.from_pretrained(tiny_world["llava_llm"]).save_pretrained(out)

@@ -9,6 +9,7 @@ from argparse import Namespace
 
 import pytest
 
+from llava_builders import tiny_llava_config
 from llava_noise.eval import model_vqa_loader, model_vqa_mmbench, model_vqa_science, run_llava
 from llava_noise.eval.inference import answer_questions, load_for_inference
 from llava_noise.eval.model_vqa_loader import questions_from_jsonl
@@ -18,21 +19,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def build_tiny_llava(tiny_world, out_dir, inference_mode="mean"):
     """A LLaVA-1.5 + generator checkpoint from the tiny world's Llama and CLIP (projector/generator random)."""
-    from transformers import AutoTokenizer, CLIPVisionConfig
+    from transformers import AutoTokenizer
 
     from llava_noise.model import LlavaLlamaForCausalLM
-    from llava_noise.model.builder import load_llava_config
-    from noise_generator import NoiseGeneratorConfig
 
-    config = load_llava_config(tiny_world["llava_llm"])
-    config.mm_vision_tower = tiny_world["llava_vision_tower"]
-    config.mm_hidden_size = CLIPVisionConfig.from_pretrained(tiny_world["llava_vision_tower"]).hidden_size
-    config.mm_projector_type = "mlp2x_gelu"
-    config.mm_vision_select_layer = -2
-    config.image_aspect_ratio = "pad"
-    config.noise_generator = NoiseGeneratorConfig(
-        hidden_size=config.hidden_size, num_heads=4, inference_mode=inference_mode, base_model_type="llava_noise"
-    ).to_dict()
+    config = tiny_llava_config(
+        tiny_world,
+        generator={"inference_mode": inference_mode, "base_model_type": "llava_noise"},
+        mm_vision_select_layer=-2,
+        image_aspect_ratio="pad",
+    )
     model = LlavaLlamaForCausalLM.from_pretrained(tiny_world["llava_llm"], config=config)
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(tiny_world["llava_llm"]).save_pretrained(out_dir)

@@ -78,18 +78,12 @@ def test_qwen_forward_in_half_precision_matches_float32(tiny_world, qwen_process
 
 @pytest.mark.parametrize("dtype", LOW_PRECISION)
 def test_llava_forward_in_half_precision_matches_float32(tiny_world, dtype):
-    from transformers import CLIPVisionConfig
-
+    from llava_builders import tiny_llava_config
     from llava_noise.constants import IMAGE_TOKEN_INDEX
     from llava_noise.model import LlavaLlamaForCausalLM
-    from llava_noise.model.builder import load_llava_config
 
     torch.manual_seed(0)
-    config = load_llava_config(tiny_world["llava_llm"])
-    config.mm_vision_tower = tiny_world["llava_vision_tower"]
-    config.mm_hidden_size = CLIPVisionConfig.from_pretrained(tiny_world["llava_vision_tower"]).hidden_size
-    config.mm_projector_type = "mlp2x_gelu"
-    config.noise_generator = NoiseGeneratorConfig(hidden_size=config.hidden_size, num_heads=4, inference_mode="mean").to_dict()
+    config = tiny_llava_config(tiny_world, generator={"inference_mode": "mean"})
     model = LlavaLlamaForCausalLM.from_pretrained(tiny_world["llava_llm"], config=config).eval()
     model.get_vision_tower().load_model()
     inputs = {"input_ids": torch.tensor([[1, IMAGE_TOKEN_INDEX, 30, 31, 32]]), "images": torch.randn(1, 3, 56, 56)}
