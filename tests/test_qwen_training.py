@@ -15,7 +15,8 @@ from transformers import AutoProcessor
 
 from noise_generator import WEIGHTS_NAME, NoiseGeneratorConfig, count_parameters
 from qwen_noise.data import QwenDataCollator, QwenSupervisedDataset
-from qwen_noise.model.builder import describe_folder, load_model, load_pretrained_model
+from mung.checkpoints import checkpoint_kind as describe_folder
+from qwen_noise.model.builder import load_model, load_pretrained_model
 from qwen_noise.train.train import train
 
 STEPS = 30
@@ -130,7 +131,7 @@ def test_noise_checkpoints_hold_only_generator_tensors(runs):
 def test_noise_lora_checkpoints_hold_adapter_and_generator(runs):
     out, _ = runs["noise_lora"]
     for folder in (out, out / "checkpoint-15"):
-        assert describe_folder(folder) == "adapter"
+        assert describe_folder(folder) == "lora"
         assert (folder / "adapter_model.safetensors").is_file() and (folder / WEIGHTS_NAME).is_file()
         adapter = load_file(folder / "adapter_model.safetensors")
         assert adapter and all("lora_" in k and "noise_generator" not in k and "visual" not in k for k in adapter)
@@ -189,35 +190,35 @@ def test_generator_checkpoint_refuses_a_base_of_another_width(runs, tiny_world, 
 
 
 def test_eval_writes_llava_format_answers(runs, tiny_world, tmp_path):
-    from qwen_noise.eval.model_vqa_loader import build_parser, eval_model
+    from qwen_noise.eval.model_vqa_loader import main
 
     questions = tmp_path / "questions.jsonl"
     lines = open(tiny_world["eval_questions"]).read().splitlines()[:4]
     questions.write_text("\n".join(lines) + "\n")
     answers = tmp_path / "answers" / "a.jsonl"
-    args = build_parser().parse_args([
+    args = [
         "--model-path", str(runs["noise"][0]), "--model-base", tiny_world["qwen_model"],
         "--image-folder", tiny_world["image_folder"], "--question-file", str(questions),
-        "--answers-file", str(answers), "--noise-mode", "mean", "--max_new_tokens", "3",
-    ])
-    eval_model(args)
+        "--answers-file", str(answers), "--noise-mode", "mean", "--max_new_tokens", "3", "--num-workers", "0",
+    ]
+    main(args)
     rows = [json.loads(line) for line in answers.read_text().splitlines()]
     assert [r["question_id"] for r in rows] == [json.loads(line)["question_id"] for line in lines]
     assert all(set(r) == {"question_id", "prompt", "text", "answer_id", "model_id", "metadata"} for r in rows)
     assert all(isinstance(r["text"], str) and r["metadata"]["noise_mode"] == "mean" for r in rows)
-    eval_model(args)  # mean mode is deterministic
+    main(args)  # mean mode is deterministic
     assert [json.loads(line)["text"] for line in answers.read_text().splitlines()] == [r["text"] for r in rows]
 
 
 def test_cli_streams_replies_over_turns_and_exits_on_empty_line(runs, tiny_world, monkeypatch, capsys):
-    from qwen_noise.serve.cli import build_parser, chat
+    from qwen_noise.serve.cli import main
 
     image = json.loads(open(tiny_world["eval_questions"]).readline())["image"]
     monkeypatch.setattr("sys.stdin", io.StringIO("What colour is it?\nAnd the shape?\n\n"))
-    chat(build_parser().parse_args([
+    main([
         "--model-path", str(runs["noise_lora"][0]), "--image-file", f"{tiny_world['image_folder']}/{image}",
         "--temperature", "0", "--max-new-tokens", "3", "--noise-mode", "mean",
-    ]))
+    ])
     printed = capsys.readouterr().out
     assert printed.count("ASSISTANT: ") == 2 and printed.rstrip().endswith("exit...")
 

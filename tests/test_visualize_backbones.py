@@ -49,7 +49,7 @@ def test_llava_figures_have_the_image_size_and_change_with_the_question(tiny_wor
 
 
 def test_llava_padding_box_matches_the_square_the_tower_sees():
-    from llava_noise.visualize import padded_content_box
+    from llava_noise.adapter import padded_content_box
 
     assert padded_content_box(Image.new("RGB", (200, 100)), "pad") == (0.0, 0.25, 1.0, 0.75)
     assert padded_content_box(Image.new("RGB", (200, 100)), "resize") is None

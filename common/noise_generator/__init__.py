@@ -7,6 +7,7 @@ Layout (as a small PEFT-style tuner): ``config`` (NoiseGeneratorConfig), ``gener
 from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, NoiseGeneratorConfig
 from .generator import NoiseGenerator, NoiseOutput
 from .injection import IGNORE_INDEX, repeat_for_noise_samples, text_key_mask
+from .model import CapturedNoise, capture_noise, find_noise_generator, module_name_of
 from .io import (
     WEIGHTS_NAME,
     check_generator_fits,
@@ -21,6 +22,7 @@ from .io import (
 
 __all__ = [
     "CONFIG_NAME",
+    "CapturedNoise",
     "IGNORE_INDEX",
     "INITS",
     "INJECTIONS",
@@ -30,13 +32,16 @@ __all__ = [
     "NoiseGeneratorConfig",
     "NoiseOutput",
     "WEIGHTS_NAME",
+    "capture_noise",
     "check_generator_fits",
     "count_parameters",
     "describe_trainable",
+    "find_noise_generator",
     "is_noise_generator_dir",
     "load_generator_weights",
     "load_noise_generator",
     "load_noise_generator_state",
+    "module_name_of",
     "repeat_for_noise_samples",
     "save_noise_generator",
     "text_key_mask",
