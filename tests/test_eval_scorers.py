@@ -21,7 +21,7 @@ from llava_noise.eval import (
     eval_textvqa,
     summarize_llavabench,
 )
-from llava_noise.eval.chunking import get_chunk
+from mung.chunking import get_chunk
 from llava_noise.eval.vqa_normalize import normalize_answer, vqa_accuracy
 
 

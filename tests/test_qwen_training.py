@@ -15,7 +15,7 @@ from transformers import AutoProcessor
 
 from noise_generator import WEIGHTS_NAME, NoiseGeneratorConfig, count_parameters
 from qwen_noise.data import QwenDataCollator, QwenSupervisedDataset
-from mung.checkpoints import checkpoint_kind as describe_folder
+from mung.checkpoints import checkpoint_kind
 from qwen_noise.model.builder import load_model, load_pretrained_model
 from qwen_noise.train.train import train
 
@@ -120,7 +120,7 @@ def test_generator_gets_its_own_learning_rate(runs):
 def test_noise_checkpoints_hold_only_generator_tensors(runs):
     out, trainer = runs["noise"]
     for folder in (out, out / "checkpoint-15", out / f"checkpoint-{STEPS}"):
-        assert describe_folder(folder) == "generator"
+        assert checkpoint_kind(folder) == "generator"
         tensors = load_file(folder / WEIGHTS_NAME)
         generator = trainer.model.model.noise_generator
         assert set(tensors) == set(generator.state_dict())
@@ -131,7 +131,7 @@ def test_noise_checkpoints_hold_only_generator_tensors(runs):
 def test_noise_lora_checkpoints_hold_adapter_and_generator(runs):
     out, _ = runs["noise_lora"]
     for folder in (out, out / "checkpoint-15"):
-        assert describe_folder(folder) == "lora"
+        assert checkpoint_kind(folder) == "lora"
         assert (folder / "adapter_model.safetensors").is_file() and (folder / WEIGHTS_NAME).is_file()
         adapter = load_file(folder / "adapter_model.safetensors")
         assert adapter and all("lora_" in k and "noise_generator" not in k and "visual" not in k for k in adapter)
@@ -173,7 +173,7 @@ def test_loader_decides_from_files_not_folder_names(runs, tiny_world, tmp_path):
     out, _ = runs["noise"]
     misleading = tmp_path / "qwen-lora-full-merged"
     shutil.copytree(out, misleading)
-    assert describe_folder(misleading) == "generator"
+    assert checkpoint_kind(misleading) == "generator"
     with pytest.raises(ValueError, match="--model-base"):
         load_pretrained_model(misleading)
     _, model = load_pretrained_model(misleading, tiny_world["qwen_model"])
@@ -261,7 +261,7 @@ def test_noise_recipe_runs_on_the_tiny_world_on_cpu(tiny_world, data_path, tmp_p
     result = subprocess.run(["bash", "scripts/qwen/finetune_noise.sh"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--tune noise: trainable params" in result.stdout
-    assert describe_folder(tmp_path / "out") == "generator"
+    assert checkpoint_kind(tmp_path / "out") == "generator"
 
 
 def full_tune_trainer(tiny_world, tmp_path, *extra):
