@@ -189,3 +189,44 @@ def test_num_samples_repeats_batch_and_keeps_the_mean_loss(world):
     model.model.noise_generator.config.num_samples = 3
     counted = model(input_ids=ids, labels=labels, images=pixels, num_items_in_batch=n_items)
     torch.testing.assert_close(counted.loss, single.loss)
+
+
+def record_generator_calls(generator):
+    """Forward hook: every call's key mask (the generator's third argument) and its noise."""
+    calls = []
+    hook = lambda module, args, out: calls.append((args[2].clone(), [n.clone() for n in out.noise]))  # noqa: E731
+    return calls, generator.register_forward_hook(hook)
+
+
+def test_answer_tokens_are_keys_only_in_training_with_condition_on_answer(world):
+    """Eval with labels (e.g. a validation loss) must not let the generator see the answer it is scored on."""
+    T, F = True, False
+    ids = torch.tensor([[1, IMAGE_TOKEN_INDEX, 40, 41, 42, 43], [1, IMAGE_TOKEN_INDEX, 44, 45, 46, 0]])
+    other = torch.tensor([[1, IMAGE_TOKEN_INDEX, 40, 51, 52, 53], [1, IMAGE_TOKEN_INDEX, 44, 45, 56, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
+    answer = torch.tensor([[F, F, F, T, T, T], [F, F, F, F, T, F]])
+    # Written out by hand: keys are the non-padding text tokens, without the answer unless it may be seen.
+    with_answer = [[T, F, T, T, T, T], [T, F, T, T, T, F]]
+    prompt_only = [[T, F, T, F, F, F], [T, F, T, T, F, F]]
+    pixels = torch.randn(2, 3, 56, 56)
+    for condition_on_answer in (True, False):
+        model = build_llava(world, seed=5)
+        ng = NoiseGeneratorConfig(hidden_size=model.config.hidden_size, num_heads=4, sample_noise=False,
+                                  inference_mode="mean", condition_on_answer=condition_on_answer)
+        model.get_model().initialize_noise_generator(ng)
+        for training in (False, True):
+            model.train(training)
+            calls, handle = record_generator_calls(model.model.noise_generator)
+            with torch.no_grad():
+                for input_ids in (ids, other):
+                    model(input_ids=input_ids, attention_mask=mask, labels=input_ids.masked_fill(~answer, -100),
+                          images=pixels)
+            handle.remove()
+            (keys, noise), (keys_other, noise_other) = calls
+            sees_answer = training and condition_on_answer
+            assert keys.tolist() == keys_other.tolist() == (with_answer if sees_answer else prompt_only), (
+                f"training={training}, condition_on_answer={condition_on_answer}"
+            )
+            changed = [not torch.equal(a, b) for a, b in zip(noise, noise_other)]
+            # Sample 1's only answer token changed (45 -> 56 is at position 4): both samples see their answer.
+            assert changed == [sees_answer, sees_answer], f"training={training}, condition={condition_on_answer}"

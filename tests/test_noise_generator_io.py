@@ -15,7 +15,9 @@ from noise_generator import (
     describe_trainable,
     is_noise_generator_dir,
     load_noise_generator,
+    noise_draws,
     repeat_for_noise_samples,
+    scale_num_items,
     save_noise_generator,
     text_key_mask,
 )
@@ -126,9 +128,23 @@ def test_text_key_mask_excludes_padding_images_and_optionally_answers():
     attention = torch.tensor([[1, 1, 1, 1, 0]])
     image = torch.tensor([[0, 1, 0, 0, 0]], dtype=torch.bool)
     labels = torch.tensor([[-100, -100, -100, 7, -100]])
-    assert text_key_mask(attention, image, labels, include_answer=True).tolist() == [[True, False, True, True, False]]
-    assert text_key_mask(attention, image, labels, include_answer=False).tolist() == [[True, False, True, False, False]]
+    with_answer, prompt_only = [[True, False, True, True, False]], [[True, False, True, False, False]]
+    assert text_key_mask(attention, image, labels, training=True, condition_on_answer=True).tolist() == with_answer
+    assert text_key_mask(attention, image, labels, training=True, condition_on_answer=False).tolist() == prompt_only
+    # Outside training the answer is never a key, whatever condition_on_answer says (the default is eval).
+    assert text_key_mask(attention, image, labels, training=False, condition_on_answer=True).tolist() == prompt_only
+    assert text_key_mask(attention, image, labels).tolist() == prompt_only
     assert text_key_mask(None, image).tolist() == [[True, False, True, True, True]]
+
+
+def test_noise_draws_and_the_token_count_follow_training_and_mode():
+    gen = NoiseGenerator(NoiseGeneratorConfig(hidden_size=8, num_heads=2, num_samples=3))
+    assert noise_draws(gen, training=True) == 3
+    assert noise_draws(gen, training=True, mode="mean") == 3
+    assert noise_draws(gen, training=True, mode="off") == 1  # identical copies would only cost time
+    assert noise_draws(gen, training=False) == 1 and noise_draws(None, training=True) == 1
+    assert scale_num_items(torch.tensor(7), 3).item() == 21 and scale_num_items(7, 1) == 7
+    assert scale_num_items(None, 3) is None
 
 
 def test_repeat_for_noise_samples_is_sample_major():

@@ -205,3 +205,40 @@ def test_trainable_share_of_generator_on_3b_shaped_model():
     print(f"Qwen2.5-VL-3B-shaped: {describe_trainable(model)}")
     assert trainable == 6 * (2048 * 2048 + 2048)
     assert 0.6 < 100 * trainable / total < 0.75
+
+
+def record_generator_calls(generator):
+    """Forward hook: every call's key mask (the generator's third argument) and its noise."""
+    calls = []
+    hook = lambda module, args, out: calls.append((args[2].clone(), [n.clone() for n in out.noise]))  # noqa: E731
+    return calls, generator.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("condition_on_answer", [True, False])
+def test_answer_tokens_are_keys_only_in_training_with_condition_on_answer(qwen_path, batch, condition_on_answer):
+    """Eval with labels (e.g. a validation loss) must not let the generator see the answer it is scored on."""
+    answer_len = 3  # the batch is left-padded: its last three columns are real tokens of every row
+    ids = batch["input_ids"]
+    assert batch["attention_mask"][:, -answer_len:].all()
+    other = ids.clone()
+    other[:, -answer_len:] = torch.tensor([100, 101, 102])
+    model = load_model(qwen_path, generator=generator_config(sample_noise=False, inference_mode="mean",
+                                                             condition_on_answer=condition_on_answer))
+    text = batch["attention_mask"].bool() & (ids != model.config.image_token_id)
+    prompt_only = text.clone()
+    prompt_only[:, -answer_len:] = False
+    for training in (False, True):
+        model.train(training)
+        calls, handle = record_generator_calls(model.model.noise_generator)
+        with torch.no_grad():
+            for input_ids in (ids, other):
+                labels = torch.full_like(input_ids, -100)
+                labels[:, -answer_len:] = input_ids[:, -answer_len:]
+                model(**{**batch, "input_ids": input_ids}, labels=labels)
+        handle.remove()
+        (keys, noise), (keys_other, noise_other) = calls
+        sees_answer = training and condition_on_answer
+        expected = text if sees_answer else prompt_only
+        assert torch.equal(keys, expected) and torch.equal(keys_other, expected), f"training={training}"
+        changed = [not torch.equal(a, b) for a, b in zip(noise, noise_other) if a.numel()]
+        assert changed == [sees_answer, sees_answer], f"training={training}"  # the two samples with images
