@@ -21,6 +21,7 @@ from noise_generator import (
     save_noise_generator,
     text_key_mask,
 )
+from noise_generator.guards import check_generator_flags
 from noise_generator.training import (
     NoiseGeneratorArguments,
     find_noise_generator,
@@ -197,3 +198,17 @@ def test_ng_flags_parse_into_a_generator_config():
     bad = NoiseGeneratorArguments(ng_kind="bogus")
     with pytest.raises(ValueError, match="bogus"):
         bad.to_config(hidden_size=64)
+
+
+def test_ng_init_normal_and_its_std_parse_and_are_checked_before_loading():
+    (args,) = HfArgumentParser(NoiseGeneratorArguments).parse_args_into_dataclasses(
+        ["--ng_init", "normal", "--ng_init_std", "0.03"]
+    )
+    check_generator_flags(args)
+    cfg = args.to_config(hidden_size=64)
+    assert (cfg.init, cfg.init_std) == ("normal", 0.03)
+    assert NoiseGeneratorArguments().to_config(hidden_size=64).init_std == 0.02
+    with pytest.raises(ValueError, match="--ng_init_std"):
+        check_generator_flags(NoiseGeneratorArguments(ng_init="normal", ng_init_std=0.0))
+    with pytest.raises(ValueError, match="--ng_init 'gauss'.*xavier, normal, zero"):
+        check_generator_flags(NoiseGeneratorArguments(ng_init="gauss"))
