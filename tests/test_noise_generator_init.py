@@ -17,7 +17,9 @@ STD = 0.05
 
 def llava_generator_state(tiny_world, **generator) -> dict:
     config = tiny_llava_config(tiny_world, generator=generator)
-    model, info = LlavaLlamaForCausalLM.from_pretrained(tiny_world["llava_llm"], config=config, output_loading_info=True)
+    model, info = LlavaLlamaForCausalLM.from_pretrained(
+        tiny_world["llava_llm"], config=config, output_loading_info=True
+    )
     model_generator_keys = {f"model.noise_generator.{k}" for k in model.model.noise_generator.state_dict()}
     assert model_generator_keys <= set(info["missing_keys"])  # (the plain Llama base has no projector either)
     return model.model.noise_generator.state_dict()

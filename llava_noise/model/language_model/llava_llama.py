@@ -86,7 +86,8 @@ class LlavaLlamaForCausalLM(LlavaPreTrainedModel, LlamaForCausalLM, LlavaMetaFor
             )
             if "num_items_in_batch" in kwargs:
                 # The splice repeated the batch once per noise draw; so were its answer tokens.
-                kwargs["num_items_in_batch"] = scale_num_items(kwargs["num_items_in_batch"], self.noise_repeats(noise_mode))
+                repeats = self.noise_repeats(noise_mode)
+                kwargs["num_items_in_batch"] = scale_num_items(kwargs["num_items_in_batch"], repeats)
         return LlamaForCausalLM.forward(
             self,
             input_ids=input_ids,
