@@ -6,7 +6,7 @@ Layout (as a small PEFT-style tuner): ``config`` (NoiseGeneratorConfig), ``gener
 
 from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, NoiseGeneratorConfig
 from .generator import NoiseGenerator, NoiseOutput
-from .injection import IGNORE_INDEX, repeat_for_noise_samples, text_key_mask
+from .injection import IGNORE_INDEX, noise_draws, repeat_for_noise_samples, scale_num_items, text_key_mask
 from .io import (
     WEIGHTS_NAME,
     check_generator_fits,
@@ -37,7 +37,9 @@ __all__ = [
     "load_generator_weights",
     "load_noise_generator",
     "load_noise_generator_state",
+    "noise_draws",
     "repeat_for_noise_samples",
     "save_noise_generator",
+    "scale_num_items",
     "text_key_mask",
 ]
