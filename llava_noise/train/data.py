@@ -50,7 +50,7 @@ def normalise_image_tokens(
 ) -> list[dict]:
     """Put the ``<image>`` tokens of each turn at the front of that turn, as LLaVA's preprocess_multimodal does.
 
-    A turn holding ``<image>`` (any turn, any place) becomes ``<image>\n`` + its text without them, stripped (a
+    A turn holding ``<image>`` (any turn, any place) becomes ``<image>\\n`` + its text without them, stripped (a
     turn of ``<image>`` alone stays ``<image>``); several in one turn stay several (one per image, in order).
     ``mmtag`` wraps each as ``<Image><image></Image>``, ``mm_use_im_start_end`` as ``<im_start><image><im_end>``.
     A sample with images but no ``<image>`` token gets them in front of its first turn; a token count that
