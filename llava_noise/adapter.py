@@ -39,9 +39,9 @@ def image_token(mm_use_im_start_end: bool) -> str:
 
 def stop_string(conv) -> Optional[str]:
     """The text that ends an assistant turn in this template (None when the template has none)."""
-    if conv.sep_style in (SeparatorStyle.TWO, SeparatorStyle.PLAIN, SeparatorStyle.LLAMA_2):
+    if conv.sep_style in (SeparatorStyle.TWO, SeparatorStyle.LLAMA_2):
         return conv.sep2 or None
-    return conv.sep or None
+    return conv.sep or None  # plain: the "\n" that ends a caption
 
 
 def infer_conv_mode(model: Any, tokenizer: Any) -> str:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-INITS = ("xavier", "zero")
+INITS = ("xavier", "normal", "zero")
+# init="normal": not the backbones' initializer_range (0.02), so the generic Linear init would be told apart.
+NORMAL_STD = 0.05
 BACKBONES = ("llava", "qwen")
 LOG_SIGMA_MIN = -10.0
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "mu_proj", "log_sigma_proj")
@@ -37,7 +39,8 @@ def load_under_zero3(manifest: dict, out: str) -> None:
     results = {}
     for init in INITS:
         generator = lambda hidden, kind: NoiseGeneratorConfig(  # noqa: E731
-            hidden_size=hidden, num_heads=4, init=init, log_sigma_min=LOG_SIGMA_MIN, base_model_type=kind
+            hidden_size=hidden, num_heads=4, init=init, init_std=NORMAL_STD, log_sigma_min=LOG_SIGMA_MIN,
+            base_model_type=kind,
         ).to_dict()
         hidden = noise_config(manifest["qwen_model"]).text_config.hidden_size
         qwen = load_model(manifest["qwen_model"], generator=generator(hidden, "qwen2_5_vl"))
@@ -93,6 +96,16 @@ def test_xavier_init_fills_every_linear_within_the_xavier_bound(built, backbone)
     state = built[f"{backbone}-xavier"]["state"]
     for layer in LINEARS:
         assert_xavier(state, layer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_normal_init_draws_every_linear_from_n_0_init_std(built, backbone):
+    from init_checks import assert_normal
+
+    state = built[f"{backbone}-normal"]["state"]
+    for layer in LINEARS:
+        assert_normal(state, layer, NORMAL_STD)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from PIL import Image
 from transformers import AutoTokenizer, LlamaConfig
@@ -13,7 +14,7 @@ from llava_noise.conversation import conv_templates
 from llava_noise.mm_utils import process_images, tokenizer_image_token
 from llava_noise.model import LlavaLlamaForCausalLM
 from llava_noise.model.builder import load_llava_config
-from noise_generator import NoiseGeneratorConfig
+from noise_generator import NoiseGeneratorConfig, NoiseOutput
 
 
 class VisionArgs:
@@ -189,3 +190,95 @@ def test_num_samples_repeats_batch_and_keeps_the_mean_loss(world):
     model.model.noise_generator.config.num_samples = 3
     counted = model(input_ids=ids, labels=labels, images=pixels, num_items_in_batch=n_items)
     torch.testing.assert_close(counted.loss, single.loss)
+
+
+def record_generator_calls(generator):
+    """Forward hook: every call's key mask (the generator's third argument) and its noise."""
+    calls = []
+    hook = lambda module, args, out: calls.append((args[2].clone(), [n.clone() for n in out.noise]))  # noqa: E731
+    return calls, generator.register_forward_hook(hook)
+
+
+def test_answer_tokens_are_keys_only_in_training_with_condition_on_answer(world):
+    """Eval with labels (e.g. a validation loss) must not let the generator see the answer it is scored on."""
+    T, F = True, False
+    ids = torch.tensor([[1, IMAGE_TOKEN_INDEX, 40, 41, 42, 43], [1, IMAGE_TOKEN_INDEX, 44, 45, 46, 0]])
+    other = torch.tensor([[1, IMAGE_TOKEN_INDEX, 40, 51, 52, 53], [1, IMAGE_TOKEN_INDEX, 44, 45, 56, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
+    answer = torch.tensor([[F, F, F, T, T, T], [F, F, F, F, T, F]])
+    # Written out by hand: keys are the non-padding text tokens, without the answer unless it may be seen.
+    with_answer = [[T, F, T, T, T, T], [T, F, T, T, T, F]]
+    prompt_only = [[T, F, T, F, F, F], [T, F, T, T, F, F]]
+    pixels = torch.randn(2, 3, 56, 56)
+    for condition_on_answer in (True, False):
+        model = build_llava(world, seed=5)
+        ng = NoiseGeneratorConfig(hidden_size=model.config.hidden_size, num_heads=4, sample_noise=False,
+                                  inference_mode="mean", condition_on_answer=condition_on_answer)
+        model.get_model().initialize_noise_generator(ng)
+        for training in (False, True):
+            model.train(training)
+            calls, handle = record_generator_calls(model.model.noise_generator)
+            with torch.no_grad():
+                for input_ids in (ids, other):
+                    model(input_ids=input_ids, attention_mask=mask, labels=input_ids.masked_fill(~answer, -100),
+                          images=pixels)
+            handle.remove()
+            (keys, noise), (keys_other, noise_other) = calls
+            sees_answer = training and condition_on_answer
+            assert keys.tolist() == keys_other.tolist() == (with_answer if sees_answer else prompt_only), (
+                f"training={training}, condition_on_answer={condition_on_answer}"
+            )
+            changed = [not torch.equal(a, b) for a, b in zip(noise, noise_other)]
+            # Sample 1's only answer token changed (45 -> 56 is at position 4): both samples see their answer.
+            assert changed == [sees_answer, sees_answer], f"training={training}, condition={condition_on_answer}"
+
+
+def token_loss_float64(logits, labels):
+    """Mean next-token cross-entropy over the supervised positions, in float64, by hand."""
+    log_probs = logits[:, :-1].double().log_softmax(-1)
+    targets = labels[:, 1:]
+    picked = targets != -100
+    return -log_probs[picked].gather(-1, targets[picked][:, None]).mean()
+
+
+def replace_noised_features(generator, features):
+    """Forward hook that hands ``features`` to the model instead of what the generator computed."""
+    return generator.register_forward_hook(lambda module, args, out: NoiseOutput(image_embeds=features, mode="sample"))
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_num_items_in_batch_gives_the_mean_over_noise_draws(world, m):
+    """A direct forward with the true supervised-token count (as the Trainer passes it) gives the mean loss over the
+    m draws, each draw's loss recomputed by hand (m = 1 run fed that draw's noised features, float64 CE)."""
+    model = build_llava(world, seed=6)
+    ng = NoiseGeneratorConfig(hidden_size=model.config.hidden_size, num_heads=4, num_samples=m)
+    model.get_model().initialize_noise_generator(ng)
+    model.train()
+    generator = model.model.noise_generator
+    ids = torch.tensor([[1, IMAGE_TOKEN_INDEX, 40, 41, 42], [1, IMAGE_TOKEN_INDEX, 43, 44, 45]])
+    labels = torch.tensor([[-100, -100, -100, 41, 42], [-100, -100, 44, 45, 46]])
+    n_items = torch.tensor(5)  # supervised next-token targets: labels[:, 1:] != -100, counted by hand
+    pixels = torch.randn(2, 3, 56, 56)
+    outputs, draws = {}, []
+    with torch.no_grad():
+        for counted in (False, True):
+            handle = generator.register_forward_hook(lambda module, args, out: draws.append(out.image_embeds))
+            torch.manual_seed(11)
+            extra = {"num_items_in_batch": n_items} if counted else {}
+            outputs[counted] = model(input_ids=ids, labels=labels, images=pixels, **extra).loss
+            handle.remove()
+        assert all(torch.equal(a, b) for a, b in zip(*draws))  # both runs drew the same noise
+        features = draws[0]  # sample-major: sample i, draw j at i * m + j
+        generator.config.num_samples = 1
+        n_patches = model.get_vision_tower().num_patches
+        spliced = torch.cat([labels[:, :1], torch.full((2, n_patches), -100), labels[:, 2:]], dim=1)
+        per_draw = []
+        for j in range(m):
+            handle = replace_noised_features(generator, [features[i * m + j] for i in range(2)])
+            per_draw.append(token_loss_float64(model(input_ids=ids, images=pixels).logits, spliced))
+            handle.remove()
+    expected = torch.stack(per_draw).mean()
+    torch.testing.assert_close(outputs[False].double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(outputs[True].double(), expected, rtol=1e-5, atol=1e-6)
+    if m > 1:
+        assert torch.stack(per_draw).std() > 1e-5  # the draws really differ

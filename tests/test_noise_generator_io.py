@@ -15,10 +15,13 @@ from noise_generator import (
     describe_trainable,
     is_noise_generator_dir,
     load_noise_generator,
+    noise_draws,
     repeat_for_noise_samples,
+    scale_num_items,
     save_noise_generator,
     text_key_mask,
 )
+from noise_generator.guards import check_generator_flags
 from noise_generator.training import (
     NoiseGeneratorArguments,
     find_noise_generator,
@@ -126,9 +129,23 @@ def test_text_key_mask_excludes_padding_images_and_optionally_answers():
     attention = torch.tensor([[1, 1, 1, 1, 0]])
     image = torch.tensor([[0, 1, 0, 0, 0]], dtype=torch.bool)
     labels = torch.tensor([[-100, -100, -100, 7, -100]])
-    assert text_key_mask(attention, image, labels, include_answer=True).tolist() == [[True, False, True, True, False]]
-    assert text_key_mask(attention, image, labels, include_answer=False).tolist() == [[True, False, True, False, False]]
+    with_answer, prompt_only = [[True, False, True, True, False]], [[True, False, True, False, False]]
+    assert text_key_mask(attention, image, labels, training=True, condition_on_answer=True).tolist() == with_answer
+    assert text_key_mask(attention, image, labels, training=True, condition_on_answer=False).tolist() == prompt_only
+    # Outside training the answer is never a key, whatever condition_on_answer says (the default is eval).
+    assert text_key_mask(attention, image, labels, training=False, condition_on_answer=True).tolist() == prompt_only
+    assert text_key_mask(attention, image, labels).tolist() == prompt_only
     assert text_key_mask(None, image).tolist() == [[True, False, True, True, True]]
+
+
+def test_noise_draws_and_the_token_count_follow_training_and_mode():
+    gen = NoiseGenerator(NoiseGeneratorConfig(hidden_size=8, num_heads=2, num_samples=3))
+    assert noise_draws(gen, training=True) == 3
+    assert noise_draws(gen, training=True, mode="mean") == 3
+    assert noise_draws(gen, training=True, mode="off") == 1  # identical copies would only cost time
+    assert noise_draws(gen, training=False) == 1 and noise_draws(None, training=True) == 1
+    assert scale_num_items(torch.tensor(7), 3).item() == 21 and scale_num_items(7, 1) == 7
+    assert scale_num_items(None, 3) is None
 
 
 def test_repeat_for_noise_samples_is_sample_major():
@@ -181,3 +198,17 @@ def test_ng_flags_parse_into_a_generator_config():
     bad = NoiseGeneratorArguments(ng_kind="bogus")
     with pytest.raises(ValueError, match="bogus"):
         bad.to_config(hidden_size=64)
+
+
+def test_ng_init_normal_and_its_std_parse_and_are_checked_before_loading():
+    (args,) = HfArgumentParser(NoiseGeneratorArguments).parse_args_into_dataclasses(
+        ["--ng_init", "normal", "--ng_init_std", "0.03"]
+    )
+    check_generator_flags(args)
+    cfg = args.to_config(hidden_size=64)
+    assert (cfg.init, cfg.init_std) == ("normal", 0.03)
+    assert NoiseGeneratorArguments().to_config(hidden_size=64).init_std == 0.02
+    with pytest.raises(ValueError, match="--ng_init_std"):
+        check_generator_flags(NoiseGeneratorArguments(ng_init="normal", ng_init_std=0.0))
+    with pytest.raises(ValueError, match="--ng_init 'gauss'.*xavier, normal, zero"):
+        check_generator_flags(NoiseGeneratorArguments(ng_init="gauss"))

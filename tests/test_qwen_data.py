@@ -213,3 +213,62 @@ def test_mmpr_conversion_applies_repeat_time_and_keeps_all_images(tmp_path, tiny
     assert multi and all(json.dumps(item["image"]).count(".png") == 2 for item in multi)
     assert convert(tiny_world["mmpr_meta"], str(tmp_path / "again.jsonl"), seed=0) == counts
     assert (tmp_path / "again.jsonl").read_text() == out.read_text()  # seeded
+
+
+def fake_mmpr(tmp_path, repeat_times=(0.5, 1, 2.5), rows=10):
+    """meta.json with one source per repeat_time, ``rows`` items each; item i of source s asks "s/i"."""
+    meta = {}
+    for s, repeat_time in enumerate(repeat_times):
+        name = f"source{s}"
+        lines = [json.dumps({"image": f"{name}/{i}.png", "question": f"<image>\n{name}/{i}", "chosen": "yes",
+                             "rejected": "no"}) for i in range(rows)]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+        meta[name] = {"root": "images", "annotation": f"{name}.jsonl", "repeat_time": repeat_time, "length": rows}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    return tmp_path / "meta.json"
+
+
+def multiplicities(out_path) -> dict:
+    """{source: sorted list of how often each of its distinct items was written}."""
+    from collections import Counter
+
+    seen = Counter(json.loads(line)["question"] for line in out_path.read_text().splitlines())
+    by_source = {}
+    for question, count in seen.items():
+        by_source.setdefault(question.split("/")[0], []).append(count)
+    return {name: sorted(counts) for name, counts in by_source.items()}
+
+
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        # MMPR/InternVL: repeat_time 0.5 keeps 5 of 10; 1 keeps all; 2.5 = 2 whole copies + 5 more items.
+        ("internvl", {"source0": [1] * 5, "source1": [1] * 10, "source2": [2] * 5 + [3] * 5}),
+        # The authors' MMPR_shuffle.py: 0.5 -> int(10 * 0.5) = 5 items, x10; 1 as is; 2.5 -> int(2.5) * 10 = 20 copies.
+        ("authors", {"source0": [10] * 5, "source1": [1] * 10, "source2": [20] * 10}),
+    ],
+)
+def test_mmpr_repeat_rules_give_the_hand_computed_counts_per_source(tmp_path, rule, expected):
+    meta = fake_mmpr(tmp_path)
+    out = tmp_path / "mix.jsonl"
+    counts = convert(str(meta), str(out), seed=0, repeat_rule=rule)
+    assert counts == {name: sum(c) for name, c in expected.items()}
+    assert multiplicities(out) == expected
+
+
+def test_mmpr_repeat_rule_is_a_cli_option_and_bad_values_are_refused(tmp_path):
+    import subprocess
+    import sys
+
+    meta = fake_mmpr(tmp_path)
+    run = lambda *extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "qwen_noise.data.convert_mmpr", "--meta", str(meta), "--out", str(tmp_path / "o.jsonl"),
+         *extra], capture_output=True, text=True,
+    )
+    done = run("--repeat-rule", "authors")
+    assert done.returncode == 0, done.stderr
+    assert "total: 260" in done.stdout  # 50 + 10 + 200
+    refused = run("--repeat-rule", "paper")
+    assert refused.returncode != 0 and "internvl" in refused.stderr and "authors" in refused.stderr
+    with pytest.raises(ValueError, match="repeat_rule 'paper'.*internvl, authors"):
+        convert(str(meta), str(tmp_path / "x.jsonl"), repeat_rule="paper")

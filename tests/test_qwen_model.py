@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from noise_generator import NoiseGeneratorConfig, count_parameters, describe_trainable, text_key_mask
+from noise_generator import NoiseGeneratorConfig, NoiseOutput, count_parameters, describe_trainable, text_key_mask
 from qwen_noise.model import Qwen2_5_VLNoiseConfig, Qwen2_5_VLNoiseForConditionalGeneration
 from qwen_noise.model.builder import load_model, noise_config
 
@@ -205,3 +205,82 @@ def test_trainable_share_of_generator_on_3b_shaped_model():
     print(f"Qwen2.5-VL-3B-shaped: {describe_trainable(model)}")
     assert trainable == 6 * (2048 * 2048 + 2048)
     assert 0.6 < 100 * trainable / total < 0.75
+
+
+def record_generator_calls(generator):
+    """Forward hook: every call's key mask (the generator's third argument) and its noise."""
+    calls = []
+    hook = lambda module, args, out: calls.append((args[2].clone(), [n.clone() for n in out.noise]))  # noqa: E731
+    return calls, generator.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("condition_on_answer", [True, False])
+def test_answer_tokens_are_keys_only_in_training_with_condition_on_answer(qwen_path, batch, condition_on_answer):
+    """Eval with labels (e.g. a validation loss) must not let the generator see the answer it is scored on."""
+    answer_len = 3  # the batch is left-padded: its last three columns are real tokens of every row
+    ids = batch["input_ids"]
+    assert batch["attention_mask"][:, -answer_len:].all()
+    other = ids.clone()
+    other[:, -answer_len:] = torch.tensor([100, 101, 102])
+    model = load_model(qwen_path, generator=generator_config(sample_noise=False, inference_mode="mean",
+                                                             condition_on_answer=condition_on_answer))
+    text = batch["attention_mask"].bool() & (ids != model.config.image_token_id)
+    prompt_only = text.clone()
+    prompt_only[:, -answer_len:] = False
+    for training in (False, True):
+        model.train(training)
+        calls, handle = record_generator_calls(model.model.noise_generator)
+        with torch.no_grad():
+            for input_ids in (ids, other):
+                labels = torch.full_like(input_ids, -100)
+                labels[:, -answer_len:] = input_ids[:, -answer_len:]
+                model(**{**batch, "input_ids": input_ids}, labels=labels)
+        handle.remove()
+        (keys, noise), (keys_other, noise_other) = calls
+        sees_answer = training and condition_on_answer
+        expected = text if sees_answer else prompt_only
+        assert torch.equal(keys, expected) and torch.equal(keys_other, expected), f"training={training}"
+        changed = [not torch.equal(a, b) for a, b in zip(noise, noise_other) if a.numel()]
+        assert changed == [sees_answer, sees_answer], f"training={training}"  # the two samples with images
+
+
+def token_loss_float64(logits, labels):
+    """Mean next-token cross-entropy over the supervised positions, in float64, by hand."""
+    log_probs = logits[:, :-1].double().log_softmax(-1)
+    targets = labels[:, 1:]
+    picked = targets != -100
+    return -log_probs[picked].gather(-1, targets[picked][:, None]).mean()
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_num_items_in_batch_gives_the_mean_over_noise_draws(qwen_path, batch, m):
+    """A direct forward with the true supervised-token count gives the mean loss over the m draws, each draw's loss
+    recomputed by hand (an m = 1 run fed that draw's noised features, float64 CE)."""
+    model = load_model(qwen_path, generator=generator_config(num_samples=m)).train()
+    generator = model.model.noise_generator
+    labels = torch.full_like(batch["input_ids"], -100)
+    for row, answer_len in enumerate((2, 3, 4)):  # left-padded: the last columns are real tokens
+        labels[row, -answer_len:] = batch["input_ids"][row, -answer_len:]
+    n_items = torch.tensor(9)  # 2 + 3 + 4 supervised next-token targets, counted by hand
+    outputs, draws = {}, []
+    with torch.no_grad():
+        for counted in (False, True):
+            handle = generator.register_forward_hook(lambda module, args, out: draws.append(out.image_embeds))
+            torch.manual_seed(11)
+            extra = {"num_items_in_batch": n_items} if counted else {}
+            outputs[counted] = model(**batch, labels=labels, **extra).loss
+            handle.remove()
+        assert all(torch.equal(a, b) for a, b in zip(*draws))  # both runs drew the same noise
+        features = draws[0]  # sample-major: sample i, draw j at i * m + j
+        generator.config.num_samples = 1
+        per_draw = []
+        for j in range(m):
+            chosen = [features[i * m + j] for i in range(3)]
+            handle = generator.register_forward_hook(lambda module, args, out: NoiseOutput(image_embeds=chosen))
+            per_draw.append(token_loss_float64(model(**batch).logits, labels))
+            handle.remove()
+    expected = torch.stack(per_draw).mean()
+    torch.testing.assert_close(outputs[False].double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(outputs[True].double(), expected, rtol=1e-5, atol=1e-6)
+    if m > 1:
+        assert torch.stack(per_draw).std() > 1e-5  # the draws really differ

@@ -6,7 +6,7 @@ Layout (as a small PEFT-style tuner): ``config`` (NoiseGeneratorConfig), ``gener
 
 from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, NoiseGeneratorConfig
 from .generator import NoiseGenerator, NoiseOutput
-from .injection import IGNORE_INDEX, repeat_for_noise_samples, text_key_mask
+from .injection import IGNORE_INDEX, noise_draws, repeat_for_noise_samples, scale_num_items, text_key_mask
 from .model import CapturedNoise, capture_noise, find_noise_generator, module_name_of
 from .io import (
     WEIGHTS_NAME,
@@ -42,7 +42,9 @@ __all__ = [
     "load_noise_generator",
     "load_noise_generator_state",
     "module_name_of",
+    "noise_draws",
     "repeat_for_noise_samples",
     "save_noise_generator",
+    "scale_num_items",
     "text_key_mask",
 ]

@@ -14,7 +14,7 @@ from typing import Any, Optional
 KINDS = ("cross_attn", "mlp", "gaussian")
 INJECTIONS = ("add", "mul")
 MODES = ("sample", "mean", "off")
-INITS = ("xavier", "zero")
+INITS = ("xavier", "normal", "zero")
 
 CONFIG_NAME = "noise_generator_config.json"
 
@@ -58,8 +58,18 @@ class NoiseGeneratorConfig:
     init: str = field(
         default="xavier",
         metadata={
-            "help": "xavier: as the authors' code. zero: mu head zero and log sigma at log_sigma_min, so "
-            "training starts from the unchanged base model."
+            "help": "xavier: xavier-uniform weights, zero biases (what the authors' module asks for, but their "
+            "runs never got it: transformers <= 4.51 skips it under from_pretrained). normal: N(0, init_std^2) "
+            "weights, zero biases, which reproduces the authors' effective init. zero: xavier, then mu head zero "
+            "and log sigma at log_sigma_min, so training starts from the unchanged base model."
+        },
+    )
+    init_std: float = field(
+        default=0.02,
+        metadata={
+            "help": "Weight std of init='normal'. 0.02 is Qwen2.5-VL's (and Llama's) initializer_range, which the "
+            "authors' generator started from; kept here, not read from the backbone, so it is stored with the "
+            "generator."
         },
     )
     base_model_type: Optional[str] = field(
@@ -96,6 +106,8 @@ class NoiseGeneratorConfig:
                 f"NoiseGeneratorConfig: log_sigma_min ({self.log_sigma_min}) must be below "
                 f"log_sigma_max ({self.log_sigma_max})."
             )
+        if not self.init_std > 0:
+            raise ValueError(f"NoiseGeneratorConfig.init_std must be > 0, got {self.init_std}.")
         if self.gaussian_std < 0:
             raise ValueError(f"NoiseGeneratorConfig.gaussian_std must be >= 0, got {self.gaussian_std}.")
 

@@ -71,7 +71,8 @@ class NoiseGenerator(nn.Module):
     # --- initialisation --------------------------------------------------------------------------------
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """(Re)initialise every weight as ``config.init`` says.
+        """(Re)initialise every weight as ``config.init`` says: xavier-uniform or N(0, init_std^2) weights
+        (``normal``: the authors' effective init), zero biases; ``zero`` then neutralises the mu and log sigma heads.
 
         Under DeepSpeed ZeRO-3 call this inside ``GatheredParameters(..., modifier_rank=0)`` so the full tensors
         are visible; the backbones do that from their ``_init_weights``.
@@ -79,7 +80,10 @@ class NoiseGenerator(nn.Module):
         cfg = self.config
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
+                if cfg.init == "normal":
+                    nn.init.normal_(module.weight, mean=0.0, std=cfg.init_std)
+                else:
+                    nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
         if cfg.kind != "gaussian" and cfg.init == "zero":
             # Start from the unchanged base model: mu is neutral and sigma is (almost) zero.
@@ -232,4 +236,5 @@ class NoiseGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"kind={c.kind}, heads={c.num_heads}, injection={c.injection}, init={c.init}"
+        init = f"normal(std={c.init_std})" if c.init == "normal" else c.init
+        return f"kind={c.kind}, heads={c.num_heads}, injection={c.injection}, init={init}"

@@ -49,6 +49,8 @@ def check_generator_flags(ng_args: Any) -> None:
             f"--ng_log_sigma_min ({ng_args.ng_log_sigma_min}) must be below --ng_log_sigma_max "
             f"({ng_args.ng_log_sigma_max})."
         )
+    if not ng_args.ng_init_std > 0:
+        raise ValueError(f"--ng_init_std must be > 0, got {ng_args.ng_init_std}.")
     if ng_args.ng_gaussian_std < 0:
         raise ValueError(f"--ng_gaussian_std must be >= 0, got {ng_args.ng_gaussian_std}.")
     if ng_args.ng_lr is not None and ng_args.ng_lr <= 0:

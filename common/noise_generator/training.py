@@ -46,7 +46,14 @@ class NoiseGeneratorArguments:
     ng_log_sigma_max: float = field(default=2.0, metadata={"help": "Upper clamp of log sigma."})
     ng_gaussian_std: float = field(default=0.1, metadata={"help": "Noise std for --ng_kind gaussian."})
     ng_init: str = field(
-        default="xavier", metadata={"help": "xavier (as the authors) | zero (start from the unchanged base model)."}
+        default="xavier",
+        metadata={
+            "help": "xavier (what the authors' module asks for) | normal (N(0, ng_init_std^2): what their runs "
+            "actually started from) | zero (start from the unchanged base model)."
+        },
+    )
+    ng_init_std: float = field(
+        default=0.02, metadata={"help": "Weight std of --ng_init normal (0.02: Qwen2.5-VL's initializer_range)."}
     )
     ng_lr: Optional[float] = field(
         default=None, metadata={"help": "Learning rate of the generator; default: the run's --learning_rate."}
@@ -66,6 +73,7 @@ class NoiseGeneratorArguments:
             log_sigma_max=self.ng_log_sigma_max,
             gaussian_std=self.ng_gaussian_std,
             init=self.ng_init,
+            init_std=self.ng_init_std,
             base_model_type=base_model_type,
         )
 

@@ -12,7 +12,13 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from noise_generator import NoiseGenerator, NoiseGeneratorConfig, repeat_for_noise_samples, text_key_mask
+from noise_generator import (
+    NoiseGenerator,
+    NoiseGeneratorConfig,
+    noise_draws,
+    repeat_for_noise_samples,
+    text_key_mask,
+)
 
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from .multimodal_encoder import CLIPVisionTower, build_vision_tower
@@ -86,6 +92,10 @@ class LlavaMetaForCausalLM:
 
     def get_vision_tower(self) -> Optional[CLIPVisionTower]:
         return self.get_model().get_vision_tower()
+
+    def noise_repeats(self, noise_mode: Optional[str] = None) -> int:
+        """Copies of each sample in this forward, one per noise draw (``num_samples`` in training, else 1)."""
+        return noise_draws(getattr(self.get_model(), "noise_generator", None), self.training, noise_mode)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Pixel values [N, 3, H, W] → projected features [N, num_patches, hidden] in the projector's dtype."""
@@ -174,7 +184,7 @@ class LlavaMetaForCausalLM:
         per_sample = self._split_features(ids_host, images)
 
         generator = getattr(model, "noise_generator", None)
-        num_samples = generator.config.num_samples if generator is not None and self.training else 1
+        num_samples = self.noise_repeats(noise_mode)
         if num_samples > 1:
             input_ids = repeat_for_noise_samples(input_ids, num_samples)
             attention_mask = repeat_for_noise_samples(attention_mask, num_samples)
@@ -187,8 +197,13 @@ class LlavaMetaForCausalLM:
         text_embeds = model.embed_tokens(input_ids.masked_fill(image_mask, 0))
         per_sample = [f.to(text_embeds.dtype) for f in per_sample]
         if generator is not None:
-            include_answer = self.training and generator.config.condition_on_answer
-            keys = text_key_mask(attention_mask, image_mask, labels if self.training else None, include_answer)
+            keys = text_key_mask(
+                attention_mask,
+                image_mask,
+                labels,
+                training=self.training,
+                condition_on_answer=generator.config.condition_on_answer,
+            )
             per_sample = self.inject_noise(per_sample, text_embeds, keys, noise_mode)
 
         max_len = getattr(self.config, "tokenizer_model_max_length", None)

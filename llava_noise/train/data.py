@@ -42,36 +42,49 @@ class SampleError(ValueError):
 
 
 def normalise_image_tokens(
-    conversations: list[dict], n_images: int, sample_id: Any, mm_use_im_start_end: bool = False
+    conversations: list[dict],
+    n_images: int,
+    sample_id: Any,
+    mm_use_im_start_end: bool = False,
+    mmtag: bool = False,
 ) -> list[dict]:
-    """Move the ``<image>`` tokens of the first turn to its front (``<image>\\n`` each), as LLaVA trains.
+    """Put the ``<image>`` tokens of each turn at the front of that turn, as LLaVA's preprocess_multimodal does.
 
-    A sample with images but no ``<image>`` token gets them in front of its first turn. ``<image>`` outside the
-    first turn, or a count that differs from the sample's images, is an error.
+    A turn holding ``<image>`` (any turn, any place) becomes ``<image>\\n`` + its text without them, stripped (a
+    turn of ``<image>`` alone stays ``<image>``); several in one turn stay several (one per image, in order).
+    ``mmtag`` wraps each as ``<Image><image></Image>``, ``mm_use_im_start_end`` as ``<im_start><image><im_end>``.
+    A sample with images but no ``<image>`` token gets them in front of its first turn; a token count that
+    differs from the sample's images is an error.
     """
     turns = copy.deepcopy(conversations)
-    for k, turn in enumerate(turns[1:], start=1):
-        if DEFAULT_IMAGE_TOKEN in turn["value"]:
-            raise SampleError(f"Sample {sample_id}: <image> in turn {k}; LLaVA places images in the first turn only.")
-    if not turns:
-        return turns
-    first = turns[0]["value"]
-    found = first.count(DEFAULT_IMAGE_TOKEN)
+    for k, turn in enumerate(turns):
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            raise SampleError(f"Sample {sample_id}: turn {k} has no text 'value'; give every turn {{from, value}}.")
+    counts = [turn["value"].count(DEFAULT_IMAGE_TOKEN) for turn in turns]
+    found = sum(counts)
     if found and found != n_images:
         raise SampleError(
             f"Sample {sample_id}: {found} <image> tokens but {n_images} image(s); use one <image> per image."
         )
-    if n_images:
-        text = first.replace(DEFAULT_IMAGE_TOKEN, "").strip()
-        token = DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN if mm_use_im_start_end else DEFAULT_IMAGE_TOKEN
-        turns[0]["value"] = (token + "\n") * n_images + text
+    if n_images and not found and turns:
+        counts[0] = n_images
+    token = DEFAULT_IMAGE_TOKEN
+    if mmtag:
+        token = "<Image>" + token + "</Image>"
+    if mm_use_im_start_end:
+        token = token.replace(DEFAULT_IMAGE_TOKEN, DEFAULT_IM_START_TOKEN + DEFAULT_IMAGE_TOKEN + DEFAULT_IM_END_TOKEN)
+    for turn, count in zip(turns, counts):
+        if count:
+            text = turn["value"].replace(DEFAULT_IMAGE_TOKEN, "").strip()
+            turn["value"] = ((token + "\n") * count + text).strip()
     return turns
 
 
 def build_conversation(turns: list[dict], template: Conversation, sample_id: Any) -> Conversation:
     """Fill a copy of ``template`` with the sample's turns (a leading non-human turn is skipped, as LLaVA does)."""
     conv = template.copy()
-    conv.messages = []
+    # A fresh conversation: the template's example turns (v0) are not part of training, as in LLaVA.
+    conv.messages, conv.offset = [], 0
     if turns and ROLE_OF.get(turns[0].get("from")) != 0:
         turns = turns[1:]
     for k, turn in enumerate(turns):
@@ -82,8 +95,8 @@ def build_conversation(turns: list[dict], template: Conversation, sample_id: Any
             raise SampleError(f"Sample {sample_id}: turn {k} breaks the human/gpt alternation.")
         value = turn["value"]
         if template.sep_style == SeparatorStyle.PLAIN and role == 0:
-            # Pretraining keeps only the image of the human turn; the caption is the target.
-            value = DEFAULT_IMAGE_TOKEN if DEFAULT_IMAGE_TOKEN in value else ""
+            # Pretraining keeps only the image(s) of the human turn; the caption is the target.
+            value = DEFAULT_IMAGE_TOKEN * value.count(DEFAULT_IMAGE_TOKEN)
         conv.append_message(conv.roles[role], value)
     if not conv.messages:
         raise SampleError(f"Sample {sample_id}: the conversation is empty; give it a human turn and a gpt reply.")
@@ -239,7 +252,9 @@ class LazySupervisedDataset(Dataset):
         if not isinstance(record.get("conversations"), list):
             raise SampleError(f"Sample {sample_id} has no 'conversations' list; give it [{{from, value}}, ...].")
         n_images = len(image_files(record))
-        turns = normalise_image_tokens(record["conversations"], n_images, sample_id, self.mm_use_im_start_end)
+        turns = normalise_image_tokens(
+            record["conversations"], n_images, sample_id, self.mm_use_im_start_end, self.template.mmtag
+        )
         sample = preprocess(build_conversation(turns, self.template, sample_id), self.tokenizer, sample_id)
         self.mismatches += int(sample.mismatch)
         sample = self._truncate(sample, n_images, sample_id)

@@ -1,13 +1,21 @@
 """Convert MMPR-v1.1 (preference data) into supervised training items ``{image, question, answer}``.
 
     python -m qwen_noise.data.convert_mmpr --meta <meta.json> --out <train.jsonl> [--seed 0]
+        [--repeat-rule internvl|authors]
 
 meta.json maps each source to {root, annotation, repeat_time, length}; ``root`` and ``annotation`` may be relative to
 the folder of meta.json. Annotation lines are {image: str | [str], question, chosen, rejected}: the answer is
 ``chosen``, every image of multi-image items is kept (paths joined with the source's root), ``<image>`` is stripped
-from the question (the trainer places the images). ``repeat_time`` as in MMPR/InternVL: below 1 a seeded random
-fraction of the source is kept, above 1 the source is repeated (the integer part whole, the fraction sampled).
-The output is shuffled with the seed; counts per source are printed.
+from the question (the trainer places the images). The output is shuffled with the seed; counts per source are
+printed.
+
+How a source's ``repeat_time`` weights it in the mix (``--repeat-rule``):
+
+- ``internvl`` (default), as MMPR/InternVL apply it: below 1 a seeded random fraction of the source is kept, above 1
+  the source is repeated (the integer part whole, the fraction sampled). 10 items at 0.5 / 1 / 2.5 give 5 / 10 / 25.
+- ``authors``, the MuNG authors' ``datasets/MMPR_shuffle.py``, i.e. the data of the paper's "one epoch": below 1 a
+  random ``int(n * repeat_time)`` items, each taken 10 times; above 1 every item ``int(repeat_time) * 10`` times;
+  exactly 1 as is. 10 items at 0.5 / 1 / 2.5 give 50 / 10 / 200.
 """
 
 import argparse
@@ -20,6 +28,8 @@ from pathlib import Path
 from .dataset import load_records
 
 IMAGE_PLACEHOLDER = "<image>"
+REPEAT_RULES = ("internvl", "authors")
+AUTHORS_EXTRA_REPEATS = 10  # the authors' converter takes every source with repeat_time != 1 ten times more
 
 
 def resolve(base: Path, path: str) -> str:
@@ -39,17 +49,31 @@ def convert_row(row: dict, root: str, where: str) -> dict:
     return item
 
 
-def apply_repeat_time(items: list[dict], repeat_time: float, rng: random.Random) -> list[dict]:
-    """Integer part: whole copies; fractional part: a seeded random subset of that share of the items."""
+def apply_repeat_time(items: list[dict], repeat_time: float, rng: random.Random, rule: str = "internvl") -> list[dict]:
+    """The items a source contributes under ``rule`` (see the module docstring)."""
     if repeat_time <= 0:
         raise ValueError(f"repeat_time must be positive, got {repeat_time}.")
+    if rule == "authors":
+        return authors_repeat(items, repeat_time, rng)
     whole = math.floor(repeat_time)
     extra = round((repeat_time - whole) * len(items))
     return items * whole + rng.sample(items, extra)
 
 
-def convert(meta_path: str, out_path: str, seed: int = 0) -> dict[str, int]:
-    """Write the converted items; returns {source: items written}."""
+def authors_repeat(items: list[dict], repeat_time: float, rng: random.Random) -> list[dict]:
+    """The authors' rule: below 1 a random int(n * repeat_time) subset x10, above 1 x(int(repeat_time) * 10)."""
+    if repeat_time < 1:
+        return rng.sample(items, int(len(items) * repeat_time)) * AUTHORS_EXTRA_REPEATS
+    if repeat_time > 1:
+        return items * (int(repeat_time) * AUTHORS_EXTRA_REPEATS)
+    return list(items)
+
+
+def convert(meta_path: str, out_path: str, seed: int = 0, repeat_rule: str = "internvl") -> dict[str, int]:
+    """Write the converted items, each source weighted by its repeat_time under ``repeat_rule``; returns
+    {source: items written}."""
+    if repeat_rule not in REPEAT_RULES:
+        raise ValueError(f"repeat_rule {repeat_rule!r} is not supported; choose one of {', '.join(REPEAT_RULES)}.")
     base = Path(meta_path).resolve().parent
     with open(meta_path, encoding="utf-8") as handle:
         meta = json.load(handle)
@@ -64,7 +88,7 @@ def convert(meta_path: str, out_path: str, seed: int = 0) -> dict[str, int]:
         rows, lines = load_records(annotation, with_lines=True, expected=f"the annotation file of source '{name}'")
         where = [f"{annotation} line {line}" if line else f"{annotation} item {i}" for i, line in enumerate(lines)]
         items = [convert_row(row, root, at) for row, at in zip(rows, where)]
-        items = apply_repeat_time(items, float(source.get("repeat_time", 1)), rng)
+        items = apply_repeat_time(items, float(source.get("repeat_time", 1)), rng, repeat_rule)
         counts[name] = len(items)
         all_items.extend(items)
     rng.shuffle(all_items)
@@ -80,8 +104,15 @@ def main() -> None:
     parser.add_argument("--meta", required=True, help="MMPR meta.json")
     parser.add_argument("--out", required=True, help="output .jsonl")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeat-rule",
+        choices=REPEAT_RULES,
+        default="internvl",
+        help="internvl: repeat_time as MMPR/InternVL apply it (default). authors: the MuNG authors' mix (sources "
+        "with repeat_time != 1 ten times more), so one epoch is the paper's data.",
+    )
     args = parser.parse_args()
-    counts = convert(args.meta, args.out, args.seed)
+    counts = convert(args.meta, args.out, args.seed, args.repeat_rule)
     for name, count in counts.items():
         print(f"{name}: {count}")
     print(f"total: {sum(counts.values())} -> {args.out}")

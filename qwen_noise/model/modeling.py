@@ -27,7 +27,14 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 
-from noise_generator import NoiseGenerator, NoiseGeneratorConfig, repeat_for_noise_samples, text_key_mask
+from noise_generator import (
+    NoiseGenerator,
+    NoiseGeneratorConfig,
+    noise_draws,
+    repeat_for_noise_samples,
+    scale_num_items,
+    text_key_mask,
+)
 
 from .configuration import Qwen2_5_VLNoiseConfig
 
@@ -83,10 +90,7 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
 
     def noise_repeats(self, noise_mode: Optional[str] = None) -> int:
         """How many times each training sample is repeated so that it draws ``num_samples`` noises (1 otherwise)."""
-        generator = self.noise_generator
-        if generator is None or not self.training or generator.resolve_mode(noise_mode) == "off":
-            return 1
-        return generator.config.num_samples
+        return noise_draws(self.noise_generator, self.training, noise_mode)
 
     def add_noise_to_image_features(
         self,
@@ -158,7 +162,7 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
     ) -> BaseModelOutputWithPast:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            Only used to tell the generator where the answer is (keys exclude it unless `condition_on_answer`).
+            Only used to tell the generator where the answer is: a key only in training with `condition_on_answer`.
         noise_mode (`str`, *optional*):
             `sample`, `mean` or `off` for this call; default: sampling in training, the config's
             `inference_mode` otherwise.
@@ -239,8 +243,9 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
         key_mask = text_key_mask(
             attention_mask,
             repeat_for_noise_samples(image_mask | video_mask, repeats),
-            labels=labels,
-            include_answer=self.training and self.noise_generator.config.condition_on_answer,
+            labels,
+            training=self.training,
+            condition_on_answer=self.noise_generator.config.condition_on_answer,
         )
         noised = self.add_noise_to_image_features(
             image_features, inputs_embeds, image_mask, key_mask, repeats=repeats, noise_mode=noise_mode
@@ -298,7 +303,8 @@ class Qwen2_5_VLNoiseForConditionalGeneration(Qwen2_5_VLNoisePreTrainedModel, Qw
         noise_mode (`str`, *optional*):
             `sample`, `mean` or `off` for this call; default: sampling in training, the config's
             `inference_mode` otherwise. With `num_samples = m > 1` in training the batch is repeated m times
-            inside the model, so the mean loss averages m noise draws per sample.
+            inside the model, so the mean loss averages m noise draws per sample; a `num_items_in_batch` given
+            for the batch as passed in is scaled with it.
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -323,7 +329,11 @@ class Qwen2_5_VLNoiseForConditionalGeneration(Qwen2_5_VLNoisePreTrainedModel, Qw
 
         loss = None
         if labels is not None:
-            labels = repeat_for_noise_samples(labels, self.model.noise_repeats(noise_mode))
+            # The inner model repeated the batch once per noise draw: so are the labels and their count.
+            repeats = self.model.noise_repeats(noise_mode)
+            labels = repeat_for_noise_samples(labels, repeats)
+            if "num_items_in_batch" in kwargs:
+                kwargs = {**kwargs, "num_items_in_batch": scale_num_items(kwargs["num_items_in_batch"], repeats)}
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )

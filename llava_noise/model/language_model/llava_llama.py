@@ -9,7 +9,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from noise_generator import NoiseGenerator
+from noise_generator import NoiseGenerator, scale_num_items
 
 from ..configuration_llava import LlavaConfig
 from ..llava_arch import LlavaMetaForCausalLM, LlavaMetaModel
@@ -79,16 +79,15 @@ class LlavaLlamaForCausalLM(LlavaPreTrainedModel, LlamaForCausalLM, LlavaMetaFor
             input_ids is not None and past_key_values is None and bool((input_ids < 0).any())
         )
         if inputs_embeds is None and input_ids is not None and (images is not None or prompt_has_placeholders):
-            generator = getattr(self.model, "noise_generator", None)
-            num_samples = generator.config.num_samples if generator is not None and self.training else 1
             (input_ids, position_ids, attention_mask, past_key_values, inputs_embeds, labels) = (
                 self.prepare_inputs_labels_for_multimodal(
                     input_ids, position_ids, attention_mask, past_key_values, labels, images, image_sizes, noise_mode
                 )
             )
-            if num_samples > 1 and kwargs.get("num_items_in_batch") is not None:
-                # The batch was repeated m times inside the splice; so were its answer tokens.
-                kwargs["num_items_in_batch"] = kwargs["num_items_in_batch"] * num_samples
+            if "num_items_in_batch" in kwargs:
+                # The splice repeated the batch once per noise draw; so were its answer tokens.
+                repeats = self.noise_repeats(noise_mode)
+                kwargs["num_items_in_batch"] = scale_num_items(kwargs["num_items_in_batch"], repeats)
         return LlamaForCausalLM.forward(
             self,
             input_ids=input_ids,
