@@ -15,9 +15,7 @@ from noise_generator import (
     describe_trainable,
     is_noise_generator_dir,
     load_noise_generator,
-    noise_draws,
-    repeat_for_noise_samples,
-    scale_num_items,
+    NoiseDraws,
     save_noise_generator,
     text_key_mask,
 )
@@ -140,18 +138,20 @@ def test_text_key_mask_excludes_padding_images_and_optionally_answers():
 
 def test_noise_draws_and_the_token_count_follow_training_and_mode():
     gen = NoiseGenerator(NoiseGeneratorConfig(hidden_size=8, num_heads=2, num_samples=3))
-    assert noise_draws(gen, training=True) == 3
-    assert noise_draws(gen, training=True, mode="mean") == 3
-    assert noise_draws(gen, training=True, mode="off") == 1  # identical copies would only cost time
-    assert noise_draws(gen, training=False) == 1 and noise_draws(None, training=True) == 1
-    assert scale_num_items(torch.tensor(7), 3).item() == 21 and scale_num_items(7, 1) == 7
-    assert scale_num_items(None, 3) is None
+    assert NoiseDraws.for_call(gen, training=True).m == 3
+    assert NoiseDraws.for_call(gen, training=True, mode="mean").m == 3
+    assert NoiseDraws.for_call(gen, training=True, mode="off").m == 1  # identical copies would only cost time
+    assert NoiseDraws.for_call(gen, training=False).m == 1 and NoiseDraws.for_call(None, training=True).m == 1
+    assert NoiseDraws(3).num_items(torch.tensor(7)).item() == 21 and NoiseDraws(1).num_items(7) == 7
+    assert NoiseDraws(3).num_items(None) is None
+    assert NoiseDraws(3).loss_kwargs({"num_items_in_batch": 7, "x": 1}) == {"num_items_in_batch": 21, "x": 1}
 
 
 def test_repeat_for_noise_samples_is_sample_major():
     x = torch.tensor([[1], [2]])
-    assert repeat_for_noise_samples(x, 3).flatten().tolist() == [1, 1, 1, 2, 2, 2]
-    assert repeat_for_noise_samples(x, 1) is x and repeat_for_noise_samples(None, 4) is None
+    assert NoiseDraws(3).repeat(x).flatten().tolist() == [1, 1, 1, 2, 2, 2]
+    assert NoiseDraws(1).repeat(x) is x and NoiseDraws(4).repeat(None) is None
+    assert NoiseDraws(2).repeat_list(["a", "b"]) == ["a", "a", "b", "b"]
 
 
 class _Host(torch.nn.Module):
