@@ -173,7 +173,7 @@ def test_eval_script_runs_one_chunk_per_gpu_and_merges_in_order(tmp_path):
     chunk_calls = sorted(c for c in calls if "model_vqa_loader" in c)
     assert [c.split()[0] for c in chunk_calls] == ["3", "5", "6"]
     assert all("--num-chunks 3" in c and "--model-path /ckpts/my-model" in c for c in chunk_calls)
-    assert "llava_noise.eval.eval_pope" in calls[-1]
+    assert "-m mung.eval.eval_pope " in calls[-1]  # the shared scorer, for any backbone
 
 
 def test_eval_script_falls_back_to_one_cpu_chunk(tmp_path):

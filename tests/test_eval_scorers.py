@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from llava_noise.eval import (
+from mung.eval import (
     convert_answer_to_mme,
     convert_gqa_for_eval,
     convert_mmbench_for_submission,
@@ -22,7 +22,7 @@ from llava_noise.eval import (
     summarize_llavabench,
 )
 from mung.chunking import get_chunk
-from llava_noise.eval.vqa_normalize import normalize_answer, vqa_accuracy
+from mung.eval.vqa_normalize import normalize_answer, vqa_accuracy
 
 
 def write_jsonl(path, rows):

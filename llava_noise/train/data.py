@@ -24,11 +24,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from mung.files import read_json, read_jsonl
 from noise_generator.guards import SAMPLE_IDS_KEY
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from ..conversation import Conversation, SeparatorStyle, get_conv_template
-from ..jsonl import read_json, read_jsonl
 from ..mm_utils import expand2square, tokenize_image_prompt
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def load_records(path: str) -> list[dict]:
     """A JSON list or JSONL file of samples; errors name the file and line."""
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"--data_path {path} does not exist; pass the training JSON/JSONL file.")
-    records = read_jsonl(path) if path.endswith(".jsonl") else read_json(path)
+    records = [row for _, row in read_jsonl(path)] if path.endswith(".jsonl") else read_json(path)
     if not isinstance(records, list):
         raise ValueError(f"{path} must hold a JSON list of samples (or one JSON object per line in a .jsonl file).")
     if not records:
