@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from torch import nn
 
 from noise_generator import NoiseDraws, NoiseGenerator, NoiseGeneratorConfig, build_noise_generator, text_key_mask
 

@@ -28,7 +28,6 @@ from noise_generator.training import (
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN
 from ..model import LlavaLlamaForCausalLM
 from ..model.builder import load_llava_config
-from ..model.checkpoint_io import load_projector_file
 from .args import DataArguments, ModelArguments, TrainingArguments
 from .data import make_supervised_data_module
 from .trainer import LLaVATrainer
