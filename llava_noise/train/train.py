@@ -15,6 +15,7 @@ import torch
 import transformers
 from transformers import AutoTokenizer, BitsAndBytesConfig, set_seed
 
+from mung.bad_samples import BadSampleCallback
 from noise_generator import describe_trainable
 from noise_generator.guards import check_deepspeed_lr_groups, check_generator_flags, check_model_path
 from noise_generator.training import (
@@ -155,7 +156,8 @@ def train(attn_implementation: Optional[str] = None) -> None:
     logger.info("LLaVA %s", describe_trainable(model))
 
     data_module = make_supervised_data_module(tokenizer, data_args, model_args, training_args, model, return_sample_ids=True)
-    trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, ng_lr=ng_args.ng_lr, **data_module)
+    trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, ng_lr=ng_args.ng_lr,
+                           callbacks=[BadSampleCallback(data_module["train_dataset"].bad_samples)], **data_module)
     resume = checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer.train(resume_from_checkpoint=resume)
     mismatches = data_module["train_dataset"].mismatches

@@ -11,6 +11,7 @@ from typing import Optional
 
 from transformers import AutoProcessor, HfArgumentParser, set_seed
 
+from mung.bad_samples import BadSampleCallback
 from noise_generator import describe_trainable
 from noise_generator.guards import check_deepspeed_lr_groups, check_generator_flags
 from noise_generator.training import (
@@ -127,6 +128,7 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         min_pixels=data_args.min_pixels,
         max_pixels=data_args.max_pixels,
         on_bad_sample=data_args.on_bad_sample,
+        max_bad_sample_share=data_args.max_bad_sample_share,
     )
     trainer = NoiseTrainer(
         model=model,
@@ -136,13 +138,12 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         processing_class=processor,
         tune=model_args.tune,
         ng_lr=ng_args.ng_lr,
+        callbacks=[BadSampleCallback(dataset.bad_samples)],
     )
     resume = checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
-    if dataset.skipped:
-        logger.warning("Skipped %d bad samples in the main process (see the warnings above).", dataset.skipped)
     return trainer
 
 

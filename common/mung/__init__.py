@@ -1,0 +1,1 @@
+"""MuNG's app layer shared by every backbone (data policies, run bookkeeping), on top of ``noise_generator``."""
