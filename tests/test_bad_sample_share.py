@@ -5,16 +5,14 @@ summarised once at the end; the per-sample warnings are rate-limited; DataLoader
 import json
 import logging
 import re
-import sys
 
 import pytest
 from torch.utils.data import DataLoader
 from transformers import AutoProcessor
 
-from llava_noise.train.train import train as train_llava
 from mung.bad_samples import BadSampleCause, BadSampleError, BadSamplePolicy, TooManyBadSamples
 from qwen_noise.data import QwenSupervisedDataset
-from qwen_noise.train.train import train as train_qwen
+from tiny_runs import tiny_argv, train_in_process
 
 BACKBONES = ("llava", "qwen")
 
@@ -33,23 +31,7 @@ def text_record(k):
 
 
 def run_training(backbone, world, data_path, image_folder, out, *extra):
-    """The backbone's training entry point in this process (a tiny generator run)."""
-    common = ["--data_path", str(data_path), "--image_folder", str(image_folder), "--output_dir", str(out),
-              "--ng_heads", "4", "--learning_rate", "1e-3", "--logging_steps", "1", "--report_to", "none",
-              "--save_steps", "1000", "--seed", "0", "--model_max_length", "256", *extra]
-    if backbone == "qwen":
-        return train_qwen(["--model_name_or_path", world["qwen_model"], "--tune", "noise", "--use_cpu",
-                           "--disable_tqdm", "true", *common])
-    argv = ["train", "--model_name_or_path", world["llava_llm"], "--vision_tower", world["llava_vision_tower"],
-            "--version", "v1", "--tune_mm_mlp_adapter", "True", "--noise_generator", "True",
-            "--mm_projector_type", "mlp2x_gelu", "--mm_vision_select_layer", "-2", "--image_aspect_ratio", "pad",
-            "--use_cpu", "True", "--disable_tqdm", "True", "--lazy_preprocess", "True", *common]
-    patch = pytest.MonkeyPatch()
-    patch.setattr(sys, "argv", argv)
-    try:
-        return train_llava()
-    finally:
-        patch.undo()
+    return train_in_process(backbone, tiny_argv(backbone, world, data_path, image_folder, out, *extra))
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

@@ -12,6 +12,7 @@ import transformers
 
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, MAX_BAD_SAMPLE_SHARE_HELP, check_bad_sample_flags
 from noise_generator.guards import ON_NONFINITE, check_model_path, check_on_nonfinite
+from noise_generator.training import OVERWRITE_OUTPUT_DIR_HELP
 
 from ..conversation import conv_templates
 
@@ -87,6 +88,7 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_bias: str = "none"
     mm_projector_lr: Optional[float] = None
     group_by_modality_length: bool = field(default=False)
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_OUTPUT_DIR_HELP})
     on_nonfinite: str = field(
         default="raise",
         metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},

@@ -23,6 +23,7 @@ from noise_generator.training import (
     checkpoint_to_resume,
     close_process_group,
     compute_dtype,
+    finished_or_cleared,
     prepare_cpu_deepspeed,
 )
 
@@ -92,6 +93,11 @@ def train(attn_implementation: Optional[str] = None) -> None:
     check_deepspeed_lr_groups(
         training_args.deepspeed, {"--ng_lr": ng_args.ng_lr, "--mm_projector_lr": training_args.mm_projector_lr}
     )
+    finished = finished_or_cleared(training_args)
+    if finished:
+        if training_args.should_log:
+            print(finished, flush=True)
+        return
     prepare_cpu_deepspeed(training_args.deepspeed)
     set_seed(training_args.seed)  # the generator's and LoRA's initial weights
 
@@ -158,7 +164,9 @@ def train(attn_implementation: Optional[str] = None) -> None:
     data_module = make_supervised_data_module(tokenizer, data_args, model_args, training_args, model, return_sample_ids=True)
     trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, ng_lr=ng_args.ng_lr,
                            callbacks=[BadSampleCallback(data_module["train_dataset"].bad_samples)], **data_module)
-    resume = checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    resume = checkpoint_to_resume(
+        training_args.resume_from_checkpoint, training_args.output_dir, training_args.overwrite_output_dir
+    )
     trainer.train(resume_from_checkpoint=resume)
     mismatches = data_module["train_dataset"].mismatches
     if mismatches:

@@ -8,6 +8,7 @@ import transformers
 
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, MAX_BAD_SAMPLE_SHARE_HELP, check_bad_sample_flags
 from noise_generator.guards import ON_NONFINITE, check_model_path, check_on_nonfinite
+from noise_generator.training import OVERWRITE_OUTPUT_DIR_HELP
 
 TUNES = ("noise", "noise_lora", "lora", "dora", "full")
 # LoRA goes on the language model's linear layers only (never the vision tower, merger, generator or lm_head).
@@ -104,6 +105,7 @@ class TrainingArguments(transformers.TrainingArguments):
         default="raise",
         metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},
     )
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_OUTPUT_DIR_HELP})
 
     def __post_init__(self) -> None:
         check_on_nonfinite(self.on_nonfinite)

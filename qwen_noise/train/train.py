@@ -20,6 +20,7 @@ from noise_generator.training import (
     close_process_group,
     compute_dtype,
     find_noise_generator,
+    finished_or_cleared,
     prepare_cpu_deepspeed,
 )
 
@@ -97,7 +98,8 @@ def check_group_lr_flags(model_args: ModelArguments, training_args: TrainingArgu
         )
 
 
-def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
+def train(argv: Optional[list[str]] = None) -> Optional[NoiseTrainer]:
+    """Parse ``argv``, train and save; None (nothing trained) when --output_dir already holds the finished run."""
     parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_generator_flags(ng_args)  # before any weights load
@@ -110,6 +112,11 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
     )
+    finished = finished_or_cleared(training_args)
+    if finished:
+        if training_args.should_log:
+            print(finished, flush=True)
+        return None
     prepare_cpu_deepspeed(training_args.deepspeed)
     set_seed(training_args.seed)
 
@@ -140,7 +147,9 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         ng_lr=ng_args.ng_lr,
         callbacks=[BadSampleCallback(dataset.bad_samples)],
     )
-    resume = checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    resume = checkpoint_to_resume(
+        training_args.resume_from_checkpoint, training_args.output_dir, training_args.overwrite_output_dir
+    )
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
