@@ -188,7 +188,7 @@ def add_vision_tokens(model: LlavaLlamaForCausalLM, tokenizer, model_args: Model
     added = tokenizer.add_tokens(new, special_tokens=True)
     if not added:
         return
-    model.resize_token_embeddings(len(tokenizer))
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # the new rows are set just below
     with torch.no_grad():
         for embedding in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
             embedding[-added:] = embedding[:-added].mean(dim=0, keepdim=True)

@@ -29,8 +29,6 @@ from ..model.builder import load_model, noise_config
 from .args import DataArguments, ModelArguments, TrainingArguments
 from .trainer import NoiseTrainer
 
-logger = logging.getLogger("qwen_noise.train")
-
 BASE_MODEL_TYPE = "qwen2_5_vl"
 
 
@@ -47,6 +45,7 @@ def build_model(model_args: ModelArguments, ng_args: NoiseGeneratorArguments, tr
         model_args.model_name_or_path,
         generator=generator_config,
         generator_may_be_missing=True,
+        announce_new_generator=True,
         dtype=compute_dtype(training_args),
         device_map=device_map,
         bits=model_args.bits,
@@ -122,10 +121,8 @@ def train(argv: Optional[list[str]] = None) -> Optional[NoiseTrainer]:
 
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     model = build_model(model_args, ng_args, training_args)
-    summary = f"--tune {model_args.tune}: {describe_trainable(model)}"
-    logger.info(summary)
-    if training_args.should_log:
-        print(summary, flush=True)
+    if training_args.should_log:  # on stdout (the recipes' logs and the quickstart read it), once
+        print(f"--tune {model_args.tune}: {describe_trainable(model)}", flush=True)
 
     dataset = QwenSupervisedDataset(
         data_args.data_path,
