@@ -7,11 +7,14 @@ that does not match all three (the same warning for another reason, or any other
   optional ``kernels`` package for a faster 4-bit matmul on CPUs with AVX512-BF16 and warns when it is not installed.
   Nothing here runs 4-bit matmuls on CPU for speed, so a missing ``kernels`` is expected; a ``kernels`` that is
   installed but fails still shows.
+- peft asks every model for ``is_gradient_checkpointing``, which transformers 5 deprecated (a FutureWarning on every
+  LoRA run, evaluation and merge); nothing for a user to change.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import NamedTuple
 
 
@@ -29,6 +32,11 @@ KNOWN_HARMLESS = (
     ),
 )
 
+KNOWN_HARMLESS_WARNINGS = (
+    # (category, start of the message as a regular expression)
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+)
+
 
 class KnownMessageFilter(logging.Filter):
     """Filter for one logger: drops the records that match one of its known harmless messages."""
@@ -44,6 +52,8 @@ class KnownMessageFilter(logging.Filter):
 
 def install_known_message_filters() -> None:
     """Attach the filters (idempotent). Call it before the dependencies are imported: some log while importing."""
+    for category, message in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
     for name in sorted({m.logger for m in KNOWN_HARMLESS}):
         target = logging.getLogger(name)
         if not any(isinstance(f, KnownMessageFilter) for f in target.filters):
