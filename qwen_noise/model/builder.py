@@ -9,10 +9,13 @@ What a folder is, is decided from the files in it, never from its name:
 - ``noise_generator.safetensors`` and its config    -> a generator-only checkpoint over ``model_base``.
 
 Loading always checks transformers' loading report: only ``model.noise_generator.*`` may be missing (and only when
-the generator is fresh, i.e. not restored from the folder), nothing may be unexpected.
+the generator is fresh, i.e. not restored from the folder), nothing may be unexpected. Training attaches a fresh
+generator to a stock base on purpose: there transformers' MISSING table for it becomes one line ("noise generator:
+new, ...", ``announce_new_generator``).
 """
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Optional
@@ -33,6 +36,8 @@ from noise_generator.training import find_noise_generator
 
 from .configuration import Qwen2_5_VLNoiseConfig
 from .modeling import Qwen2_5_VLNoiseForConditionalGeneration
+
+logger = logging.getLogger(__name__)
 
 GENERATOR_PREFIX = "model.noise_generator."
 FULL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -128,6 +133,7 @@ def load_model(
     device_map: Optional[str | dict] = None,
     bits: int = 16,
     generator_restored: bool = False,
+    announce_new_generator: bool = False,
     **kwargs,
 ) -> Qwen2_5_VLNoiseForConditionalGeneration:
     """``from_pretrained`` of a full folder as our class, with the loading report checked.
@@ -135,10 +141,13 @@ def load_model(
     ``generator`` attaches a (new or to-be-restored) generator; ``generator_may_be_missing`` says whether its weights
     may be absent from the folder (a stock base, or weights restored afterwards). ``generator_restored``: the caller
     loads the generator's weights right after, so transformers' MISSING report for them is held back.
+    ``announce_new_generator`` (training): a new generator's missing weights are expected too; one line says so
+    instead of the report.
     """
     config = noise_config(model_path, generator)
     quant = quantization_config(bits, dtype)
-    with HeldLoadReport((GENERATOR_PREFIX,) if generator_restored else ()) as report:
+    announce = announce_new_generator and generator_may_be_missing and not generator_restored
+    with HeldLoadReport((GENERATOR_PREFIX,) if generator_restored or announce else ()) as report:
         model, info = Qwen2_5_VLNoiseForConditionalGeneration.from_pretrained(
             model_path,
             config=config,
@@ -150,6 +159,11 @@ def load_model(
         )
     report.release_unless_expected(info)
     check_loading_info(info, str(model_path), generator_may_be_missing)
+    new_tensors = [key for key in info.get("missing_keys", []) if key.startswith(GENERATOR_PREFIX)]
+    if announce and new_tensors:
+        logger.info(
+            "noise generator: new, initialised with %s (%d tensors)", config.noise_generator.get("init"), len(new_tensors)
+        )
     return model
 
 
