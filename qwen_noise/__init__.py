@@ -4,3 +4,7 @@ Layout: ``model`` (config, modeling with the noise on the merger output, one loa
 rendering shared by training and inference, collator, MMPR conversion), ``train`` (flags, Trainer, entry point),
 ``eval.model_vqa_loader``, ``serve.cli`` and ``vlmeval`` (VLMEvalKit model class). Recipes: ``scripts/qwen/``.
 """
+
+from mung.known_log_messages import install_known_message_filters
+
+install_known_message_filters()  # before transformers/peft import bitsandbytes, which warns while importing

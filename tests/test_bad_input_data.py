@@ -52,7 +52,8 @@ def sample(image="good.png", human="<image>\nWhat colour is it?", reply="red", s
     return record
 
 
-def dataset(backbone, records, tmp_path, images, llava_parts, qwen_processor, on_bad_sample="raise", suffix=".json"):
+def dataset(backbone, records, tmp_path, images, llava_parts, qwen_processor, on_bad_sample="raise", suffix=".json",
+            max_bad_sample_share=0.01):
     path = tmp_path / f"data{suffix}"
     if isinstance(records, str):
         path.write_text(records)
@@ -63,9 +64,10 @@ def dataset(backbone, records, tmp_path, images, llava_parts, qwen_processor, on
     if backbone == "llava":
         tokenizer, tower = llava_parts
         return LazySupervisedDataset(str(path), tokenizer, "v1", str(images), tower.image_processor, "pad",
-                                     tower.num_patches, MAX_LENGTH, on_bad_sample=on_bad_sample)
+                                     tower.num_patches, MAX_LENGTH, on_bad_sample=on_bad_sample,
+                                     max_bad_sample_share=max_bad_sample_share)
     return QwenSupervisedDataset(path, qwen_processor, image_folder=images, model_max_length=MAX_LENGTH,
-                                 on_bad_sample=on_bad_sample)
+                                 on_bad_sample=on_bad_sample, max_bad_sample_share=max_bad_sample_share)
 
 
 def bad_sample_error(backbone):
@@ -159,7 +161,7 @@ def test_jsonl_sample_errors_name_the_line(tmp_path, images, llava_parts, qwen_p
 def test_skip_uses_next_good_sample_and_counts_distinct_bad_ones(make, caplog):
     records = [sample(sid="ok-0"), sample(image="nope.png", sid="bad-1"), {"id": "bad-2", "conversations": []},
                sample(sid="ok-3")]
-    ds = make(records, on_bad_sample="skip")
+    ds = make(records, on_bad_sample="skip", max_bad_sample_share=1.0)  # 2 of 4 bad: no stop here
     with caplog.at_level(logging.WARNING):
         items = [ds[i] for i in range(len(ds))] + [ds[1]]  # bad-1 again: counted once
     names = [item["sample_id"] for item in items]

@@ -112,7 +112,7 @@ def logged(out_dir, key):
 def qwen_skip_run(tiny_world, text_and_bad_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("qwen_skip")
     train_qwen(qwen_argv(tiny_world, text_and_bad_data, out, "--max_steps", "3", "--save_steps", "100",
-                         "--on_bad_sample", "skip"))
+                         "--on_bad_sample", "skip", "--max_bad_sample_share", "0.5"))  # 1 of 6 bad: go on
     return out
 
 
@@ -121,7 +121,7 @@ def llava_skip_run(tiny_world, text_and_bad_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("llava_skip")
     patch = pytest.MonkeyPatch()
     patch.setattr(sys, "argv", llava_argv(tiny_world, text_and_bad_data, out, "--max_steps", "3", "--save_steps", "100",
-                                          "--on_bad_sample", "skip"))
+                                          "--on_bad_sample", "skip", "--max_bad_sample_share", "0.5"))
     try:
         train_llava()
     finally:

@@ -155,7 +155,8 @@ def test_truncation_inside_the_answer_keeps_the_answer_start(tmp_path, tiny_worl
 def test_bad_samples_are_skipped_and_counted(tmp_path, tiny_world, processor):
     short = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "yes"}]}
     _, image_end, _ = lengths(tmp_path, tiny_world, processor)
-    ds = make_dataset(tmp_path, tiny_world, processor, [IMAGE_RECORD, short], model_max_length=image_end)
+    ds = make_dataset(tmp_path, tiny_world, processor, [IMAGE_RECORD, short], model_max_length=image_end,
+                      max_bad_sample_share=1.0)  # 1 of 2 bad: no stop here
     example = ds[0]  # the image sample is bad at this length: the next good one stands in
     assert "pixel_values" not in example and supervised_text(processor, example) == "yes<|im_end|>"
     assert ds.skipped == 1

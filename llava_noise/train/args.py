@@ -10,11 +10,12 @@ from typing import Optional
 
 import transformers
 
+from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, MAX_BAD_SAMPLE_SHARE_HELP, check_bad_sample_flags
 from noise_generator.guards import ON_NONFINITE, check_model_path, check_on_nonfinite
+from noise_generator.training import OVERWRITE_OUTPUT_DIR_HELP
 
 from ..conversation import conv_templates
 
-ON_BAD_SAMPLE = ("skip", "raise")
 IMAGE_ASPECT_RATIOS = ("square", "pad", "resize", "original")
 
 
@@ -56,10 +57,10 @@ class DataArguments:
             "within --model_max_length): skip (the next good sample is used; counted in the log) or raise."
         },
     )
+    max_bad_sample_share: float = field(default=DEFAULT_MAX_BAD_SAMPLE_SHARE, metadata={"help": MAX_BAD_SAMPLE_SHARE_HELP})
 
     def __post_init__(self):
-        if self.on_bad_sample not in ON_BAD_SAMPLE:
-            raise ValueError(f"--on_bad_sample {self.on_bad_sample!r} is not supported; use {' or '.join(ON_BAD_SAMPLE)}.")
+        check_bad_sample_flags(self.on_bad_sample, self.max_bad_sample_share)
         if self.image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
             raise ValueError(
                 f"--image_aspect_ratio {self.image_aspect_ratio!r} is not supported; use {', '.join(IMAGE_ASPECT_RATIOS)}."
@@ -87,6 +88,7 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_bias: str = "none"
     mm_projector_lr: Optional[float] = None
     group_by_modality_length: bool = field(default=False)
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_OUTPUT_DIR_HELP})
     on_nonfinite: str = field(
         default="raise",
         metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},

@@ -7,8 +7,9 @@ counted, and the sample is left unsupervised.
 
 Bad input: the data file is parsed up front (syntax errors name the line); samples are checked when first used
 (missing/unreadable image, empty conversation, no assistant reply, ``<image>`` count, nothing left to supervise after
-truncation). ``on_bad_sample="skip"`` uses the next good sample and logs a running count; ``"raise"`` stops with a
-message naming the file, the sample and what to do.
+truncation). ``on_bad_sample="skip"`` uses the next good sample, counts and logs it, and stops once more than
+``max_bad_sample_share`` of the samples were bad (``mung.bad_samples``); ``"raise"`` stops with a message naming the
+file, the sample and what to do.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSampleError, BadSamplePolicy
 from mung.files import read_json, read_jsonl
 from noise_generator.guards import SAMPLE_IDS_KEY
 
@@ -34,11 +36,10 @@ from ..mm_utils import expand2square, tokenize_image_prompt
 logger = logging.getLogger(__name__)
 
 ROLE_OF = {"human": 0, "user": 0, "gpt": 1, "assistant": 1}
-ON_BAD_SAMPLE = ("skip", "raise")
 
 
-class SampleError(ValueError):
-    """A training sample that cannot be used; the message names it."""
+class SampleError(BadSampleError):
+    """A training sample that cannot be used; the message names it (``cause``: why, for the bad-sample counts)."""
 
 
 def normalise_image_tokens(
@@ -200,12 +201,14 @@ class LazySupervisedDataset(Dataset):
         mm_use_im_start_end: bool = False,
         lazy: bool = True,
         on_bad_sample: str = "skip",
+        max_bad_sample_share: float = DEFAULT_MAX_BAD_SAMPLE_SHARE,
     ):
         super().__init__()
-        if on_bad_sample not in ON_BAD_SAMPLE:
-            raise ValueError(f"on_bad_sample must be one of {', '.join(ON_BAD_SAMPLE)}, got {on_bad_sample!r}.")
         self.data_path = data_path
         self.records = load_records(data_path)
+        self.bad_samples = BadSamplePolicy(
+            len(self.records), on_bad_sample, max_bad_sample_share, image_folder=image_folder, source=data_path
+        )
         self.tokenizer = tokenizer
         self.template = get_conv_template(template)
         self.image_folder = image_folder
@@ -215,15 +218,15 @@ class LazySupervisedDataset(Dataset):
         self.model_max_length = model_max_length or tokenizer.model_max_length
         self.mm_use_im_start_end = mm_use_im_start_end
         self.mismatches = 0
-        self.on_bad_sample = on_bad_sample
-        self._bad_indices: set[int] = set()
         self._cache: dict[int, TokenizedSample] = {}
         if not lazy:
             for i in tqdm(range(len(self.records)), desc="tokenising"):
                 try:
                     self._tokenized(i)
                 except SampleError as err:
-                    self._bad_sample(i, err)
+                    self.bad_samples.record_bad(i, err)
+                else:
+                    self.bad_samples.record_good(i)  # an image that fails later still turns it bad
 
     def __len__(self) -> int:
         return len(self.records)
@@ -272,13 +275,15 @@ class LazySupervisedDataset(Dataset):
             raise SampleError(
                 f"Sample {sample_id} is too long: with {n_images} image(s) of {self.num_image_tokens} tokens it does "
                 f"not fit --model_max_length {self.model_max_length} without cutting an image; raise "
-                "--model_max_length or shorten the sample."
+                "--model_max_length or shorten the sample.",
+                BadSampleCause.TOO_LONG,
             )
         labels = sample.labels[: len(kept)]
         if not sample.mismatch and all(label == IGNORE_INDEX for label in labels):
             raise SampleError(
                 f"Sample {sample_id} is too long: {len(sample.input_ids) + extra} tokens, and no answer token is left "
-                f"within --model_max_length {self.model_max_length}; raise --model_max_length or shorten the prompt."
+                f"within --model_max_length {self.model_max_length}; raise --model_max_length or shorten the prompt.",
+                BadSampleCause.TOO_LONG,
             )
         return TokenizedSample(kept, labels, sample.mismatch)
 
@@ -286,7 +291,8 @@ class LazySupervisedDataset(Dataset):
         path = os.path.join(self.image_folder or "", name)
         if not os.path.isfile(path):
             raise SampleError(
-                f"Sample {sample_id}: image {path} does not exist. Check --image_folder and the sample's 'image' path."
+                f"Sample {sample_id}: image {path} does not exist. Check --image_folder and the sample's 'image' path.",
+                BadSampleCause.MISSING_IMAGE,
             )
         try:
             with Image.open(path) as opened:
@@ -294,10 +300,14 @@ class LazySupervisedDataset(Dataset):
         except (OSError, ValueError, Image.DecompressionBombError) as err:
             raise SampleError(
                 f"Sample {sample_id}: image {path} cannot be decoded ({err}); it is corrupt or truncated. Re-create "
-                "the file or remove the sample."
+                "the file or remove the sample.",
+                BadSampleCause.UNREADABLE_IMAGE,
             ) from err
         if min(image.size) < 1:
-            raise SampleError(f"Sample {sample_id}: image {path} has size {image.size}; replace it or remove the sample.")
+            raise SampleError(
+                f"Sample {sample_id}: image {path} has size {image.size}; replace it or remove the sample.",
+                BadSampleCause.UNREADABLE_IMAGE,
+            )
         if self.image_aspect_ratio == "pad":
             image = expand2square(image, tuple(int(round(x * 255)) for x in self.image_processor.image_mean))
         try:
@@ -305,7 +315,8 @@ class LazySupervisedDataset(Dataset):
         except ValueError as err:
             raise SampleError(
                 f"Sample {sample_id}: the image processor cannot resize image {path} of size {image.size} ({err}); "
-                "use --image_aspect_ratio pad, or crop/pad the image."
+                "use --image_aspect_ratio pad, or crop/pad the image.",
+                BadSampleCause.UNREADABLE_IMAGE,
             ) from err
 
     def _dummy_image(self) -> torch.Tensor:
@@ -317,25 +328,12 @@ class LazySupervisedDataset(Dataset):
 
     @property
     def skipped(self) -> int:
-        """Distinct bad samples met so far in this process (each data-loader worker counts its own)."""
-        return len(self._bad_indices)
-
-    def _bad_sample(self, index: int, err: SampleError) -> None:
-        if self.on_bad_sample == "raise":
-            raise err
-        if index not in self._bad_indices:
-            self._bad_indices.add(index)
-            logger.warning("Skipping bad sample (%d skipped so far in this process): %s", self.skipped, err)
+        """Distinct bad samples met so far (this process and its data-loader workers)."""
+        return self.bad_samples.skipped
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """Sample ``i``, or (``on_bad_sample="skip"``) the next good one after it."""
-        for offset in range(len(self.records)):
-            current = (i + offset) % len(self.records)
-            try:
-                return self._item(current)
-            except SampleError as err:
-                self._bad_sample(current, err)
-        raise ValueError(f"{self.data_path}: every sample is bad (see the warnings above).")
+        return self.bad_samples.first_good(i, self._item)
 
     def _item(self, i: int) -> dict[str, Any]:
         sample = self._tokenized(i)
@@ -405,6 +403,7 @@ def make_supervised_data_module(
         mm_use_im_start_end=model_args.mm_use_im_start_end,
         lazy=data_args.lazy_preprocess,
         on_bad_sample=getattr(data_args, "on_bad_sample", "skip"),
+        max_bad_sample_share=getattr(data_args, "max_bad_sample_share", DEFAULT_MAX_BAD_SAMPLE_SHARE),
     )
     collator = DataCollatorForSupervisedDataset(tokenizer, return_sample_ids=return_sample_ids)
     return {"train_dataset": dataset, "eval_dataset": None, "data_collator": collator}

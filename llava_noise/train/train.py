@@ -15,6 +15,7 @@ import torch
 import transformers
 from transformers import AutoTokenizer, BitsAndBytesConfig, set_seed
 
+from mung.bad_samples import BadSampleCallback
 from noise_generator import describe_trainable
 from noise_generator.guards import check_deepspeed_lr_groups, check_generator_flags, check_model_path
 from noise_generator.training import (
@@ -22,6 +23,7 @@ from noise_generator.training import (
     checkpoint_to_resume,
     close_process_group,
     compute_dtype,
+    finished_or_cleared,
     prepare_cpu_deepspeed,
 )
 
@@ -90,6 +92,11 @@ def train(attn_implementation: Optional[str] = None) -> None:
     check_deepspeed_lr_groups(
         training_args.deepspeed, {"--ng_lr": ng_args.ng_lr, "--mm_projector_lr": training_args.mm_projector_lr}
     )
+    finished = finished_or_cleared(training_args)
+    if finished:
+        if training_args.should_log:
+            print(finished, flush=True)
+        return
     prepare_cpu_deepspeed(training_args.deepspeed)
     set_seed(training_args.seed)  # the generator's and LoRA's initial weights
 
@@ -154,8 +161,11 @@ def train(attn_implementation: Optional[str] = None) -> None:
     logger.info("LLaVA %s", describe_trainable(model))
 
     data_module = make_supervised_data_module(tokenizer, data_args, model_args, training_args, model, return_sample_ids=True)
-    trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, ng_lr=ng_args.ng_lr, **data_module)
-    resume = checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    trainer = LLaVATrainer(model=model, processing_class=tokenizer, args=training_args, ng_lr=ng_args.ng_lr,
+                           callbacks=[BadSampleCallback(data_module["train_dataset"].bad_samples)], **data_module)
+    resume = checkpoint_to_resume(
+        training_args.resume_from_checkpoint, training_args.output_dir, training_args.overwrite_output_dir
+    )
     trainer.train(resume_from_checkpoint=resume)
     mismatches = data_module["train_dataset"].mismatches
     if mismatches:
@@ -177,7 +187,7 @@ def add_vision_tokens(model: LlavaLlamaForCausalLM, tokenizer, model_args: Model
     added = tokenizer.add_tokens(new, special_tokens=True)
     if not added:
         return
-    model.resize_token_embeddings(len(tokenizer))
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # the new rows are set just below
     with torch.no_grad():
         for embedding in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
             embedding[-added:] = embedding[:-added].mean(dim=0, keepdim=True)

@@ -119,7 +119,9 @@ class LLaVATrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
             lora_state = gather_named((n, p) for n, p in self.model.named_parameters() if "lora_" in n)
             save_non_lora_trainables(self.model, output_dir, is_main_process=main)
             if main:
-                save_pretrained_atomically(self.model, output_dir, state_dict=lora_state)
+                # Embeddings that train are in non_lora_trainables.bin; peft's default ("auto") would only re-read the
+                # base's config as a LlavaConfig to compare vocabulary sizes, and warn about the model type.
+                save_pretrained_atomically(self.model, output_dir, state_dict=lora_state, save_embedding_layers=False)
         elif mode == "projector":
             save_projector(self.model, output_dir, is_main_process=main)
         elif mode == "full":

@@ -10,13 +10,13 @@ Accepted records (a JSON list or JSON lines):
 Each sample is rendered with Qwen's chat template (default system prompt, ``<|im_start|>role\\n…<|im_end|>\\n``)
 piece by piece, so labels are exact: assistant content and its ``<|im_end|>`` are supervised, everything else is -100.
 Truncation to ``model_max_length`` never splits an image's tokens: such samples, and samples left without any
-supervised token, are bad samples (``on_bad_sample``: ``raise`` names the sample, ``skip`` uses the next good one and
-logs a running count). The file is parsed up front (a syntax error names its line); samples are checked when used.
+supervised token, are bad samples (``on_bad_sample``: ``raise`` names the sample, ``skip`` uses the next good one,
+counts and logs it, and stops once more than ``max_bad_sample_share`` of the samples were bad; see
+``mung.bad_samples``). The file is parsed up front (a syntax error names its line); samples are checked when used.
 Each example carries ``sample_id`` (file, index, line of a JSONL file, record id) for error messages.
 """
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +25,17 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import Dataset
 
+from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSampleError, BadSamplePolicy
 from noise_generator import IGNORE_INDEX
 
 from .prompting import DEFAULT_SYSTEM_PROMPT, IMAGE_PLACEHOLDER, MM_TEXT, ImageLoadError, encode_images, tokenize_conversation
 
-logger = logging.getLogger(__name__)
-
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
-class BadSample(ValueError):
-    """A record that cannot be turned into a training example (bad format, missing image, truncation)."""
+class BadSample(BadSampleError):
+    """A record that cannot be turned into a training example (bad format, missing image, truncation); ``cause``
+    says which, for the bad-sample counts."""
 
 
 @dataclass
@@ -138,12 +138,14 @@ def check_truncation(input_ids: list[int], labels: list[int], types: list[int], 
         if last_image + 1 >= kept:  # +1: the image's <|vision_end|> must stay too
             raise BadSample(
                 f"{where}: {len(input_ids)} tokens exceed model_max_length={max_length} and the cut would split or drop "
-                "image tokens; raise --model_max_length or lower --max_pixels."
+                "image tokens; raise --model_max_length or lower --max_pixels.",
+                BadSampleCause.TOO_LONG,
             )
     if all(label == IGNORE_INDEX for label in labels[:kept]):
         raise BadSample(
             f"{where}: no supervised (answer) token left within model_max_length={max_length} "
-            f"({len(input_ids)} tokens); raise --model_max_length or shorten the prompt."
+            f"({len(input_ids)} tokens); raise --model_max_length or shorten the prompt.",
+            BadSampleCause.TOO_LONG,
         )
     return kept
 
@@ -161,9 +163,8 @@ class QwenSupervisedDataset(Dataset):
         max_pixels: Optional[int] = None,
         on_bad_sample: str = "skip",
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        max_bad_sample_share: float = DEFAULT_MAX_BAD_SAMPLE_SHARE,
     ):
-        if on_bad_sample not in ("raise", "skip"):
-            raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}.")
         self.data_path = str(data_path)
         self.records, self.lines = load_records(data_path, with_lines=True)
         if not self.records:
@@ -176,9 +177,10 @@ class QwenSupervisedDataset(Dataset):
         self.min_pixels = min_pixels if min_pixels is not None else image_processor.size["shortest_edge"]
         self.max_pixels = max_pixels if max_pixels is not None else image_processor.size["longest_edge"]
         self.merge_size = image_processor.merge_size
-        self.on_bad_sample = on_bad_sample
         self.system_prompt = system_prompt
-        self._bad_indices: set[int] = set()
+        self.bad_samples = BadSamplePolicy(
+            len(self.records), on_bad_sample, max_bad_sample_share, image_folder=image_folder, source=self.data_path
+        )
 
     def __len__(self) -> int:
         return len(self.records)
@@ -188,8 +190,8 @@ class QwenSupervisedDataset(Dataset):
 
     @property
     def skipped(self) -> int:
-        """Distinct bad samples met so far in this process (each data-loader worker counts its own)."""
-        return len(self._bad_indices)
+        """Distinct bad samples met so far (this process and its data-loader workers)."""
+        return self.bad_samples.skipped
 
     def _where(self, index: int) -> str:
         record = self.records[index]
@@ -205,7 +207,9 @@ class QwenSupervisedDataset(Dataset):
         try:
             return encode_images(self.processor, paths, self.min_pixels, self.max_pixels, self.image_folder)
         except ImageLoadError as err:
-            raise BadSample(f"{where}: {err}") from err
+            if err.missing_path is not None:
+                raise BadSample(f"{where}: {err}", BadSampleCause.MISSING_IMAGE) from err
+            raise BadSample(f"{where}: {err}", BadSampleCause.UNREADABLE_IMAGE) from err
 
     def encode(self, index: int) -> dict[str, Any]:
         """The training example of record ``index``; raises BadSample when it cannot be used."""
@@ -227,14 +231,5 @@ class QwenSupervisedDataset(Dataset):
         return example
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        for offset in range(len(self.records)):
-            current = (index + offset) % len(self.records)
-            try:
-                return self.encode(current)
-            except BadSample as err:
-                if self.on_bad_sample == "raise":
-                    raise
-                if current not in self._bad_indices:
-                    self._bad_indices.add(current)
-                    logger.warning("Skipping bad sample (%d skipped so far in this process): %s", self.skipped, err)
-        raise ValueError(f"{self.data_path}: every sample is bad (see the warnings above).")
+        """Record ``index``'s example, or (``on_bad_sample="skip"``) the next good one after it."""
+        return self.bad_samples.first_good(index, self.encode)

@@ -24,7 +24,11 @@ MM_TEXT, MM_IMAGE = 0, 1
 
 
 class ImageLoadError(ValueError):
-    """An image that cannot be read."""
+    """An image that cannot be read; ``missing_path`` is set when the file does not exist (rather than being bad)."""
+
+    def __init__(self, message: str, missing_path: Optional[str] = None):
+        super().__init__(message)
+        self.missing_path = missing_path
 
 
 def tokenize_conversation(
@@ -123,7 +127,9 @@ def fetch_url_image(url: str, min_pixels: int, max_pixels: int, patch_size: int)
 def open_image(path: Path) -> Image.Image:
     """Decode an image file fully (so truncation shows here); errors say whether it is missing or corrupt."""
     if not path.is_file():
-        raise ImageLoadError(f"image {path} does not exist; check the image folder and the sample's 'image' path.")
+        raise ImageLoadError(
+            f"image {path} does not exist; check the image folder and the sample's 'image' path.", missing_path=str(path)
+        )
     try:
         with Image.open(path) as opened:
             opened.load()

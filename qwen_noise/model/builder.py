@@ -4,9 +4,12 @@ shared loader (``mung.loading``), which decides from the files what a folder hol
 generator-only checkpoint).
 
 Loading always checks transformers' loading report: only ``model.noise_generator.*`` may be missing (and only when
-the generator is fresh, i.e. not restored from the folder), nothing may be unexpected.
+the generator is fresh, i.e. not restored from the folder), nothing may be unexpected. Training attaches a fresh
+generator to a stock base on purpose: there transformers' MISSING table for it becomes one line ("noise generator:
+new, ...", ``announce_new_generator``).
 """
 
+import logging
 import os
 from typing import Optional
 
@@ -19,6 +22,8 @@ from noise_generator import NoiseGeneratorConfig, check_generator_fits, find_noi
 
 from .configuration import Qwen2_5_VLNoiseConfig
 from .modeling import Qwen2_5_VLNoiseForConditionalGeneration
+
+logger = logging.getLogger(__name__)
 
 GENERATOR_PREFIX = "model.noise_generator."
 # Never quantised: the generator and the vision tower (with its merger) stay in full precision.
@@ -81,6 +86,7 @@ def load_model(
     device_map: Optional[str | dict] = None,
     bits: int = 16,
     generator_restored: bool = False,
+    announce_new_generator: bool = False,
     **kwargs,
 ) -> Qwen2_5_VLNoiseForConditionalGeneration:
     """``from_pretrained`` of a full folder as our class, with the loading report checked.
@@ -88,10 +94,13 @@ def load_model(
     ``generator`` attaches a (new or to-be-restored) generator; ``generator_may_be_missing`` says whether its weights
     may be absent from the folder (a stock base, or weights restored afterwards). ``generator_restored``: the caller
     loads the generator's weights right after, so transformers' MISSING report for them is held back.
+    ``announce_new_generator`` (training): a new generator's missing weights are expected too; one line says so
+    instead of the report.
     """
     config = noise_config(model_path, generator)
     quant = quantization_config(bits, dtype, QUANTIZATION_SKIP)
-    with HeldLoadReport((GENERATOR_PREFIX,) if generator_restored else ()) as report:
+    announce = announce_new_generator and generator_may_be_missing and not generator_restored
+    with HeldLoadReport((GENERATOR_PREFIX,) if generator_restored or announce else ()) as report:
         model, info = Qwen2_5_VLNoiseForConditionalGeneration.from_pretrained(
             model_path,
             config=config,
@@ -103,6 +112,11 @@ def load_model(
         )
     report.release_unless_expected(info)
     check_loading_info(info, str(model_path), generator_may_be_missing)
+    new_tensors = [key for key in info.get("missing_keys", []) if key.startswith(GENERATOR_PREFIX)]
+    if announce and new_tensors:
+        logger.info(
+            "noise generator: new, initialised with %s (%d tensors)", config.noise_generator.get("init"), len(new_tensors)
+        )
     return model
 
 

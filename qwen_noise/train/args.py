@@ -6,10 +6,11 @@ from typing import Optional
 
 import transformers
 
+from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, MAX_BAD_SAMPLE_SHARE_HELP, check_bad_sample_flags
 from noise_generator.guards import ON_NONFINITE, check_model_path, check_on_nonfinite
+from noise_generator.training import OVERWRITE_OUTPUT_DIR_HELP
 
 TUNES = ("noise", "noise_lora", "lora", "dora", "full")
-ON_BAD_SAMPLE = ("skip", "raise")
 # LoRA goes on the language model's linear layers only (never the vision tower, merger, generator or lm_head).
 LLM_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -77,10 +78,10 @@ class DataArguments:
             "answer token, unreadable image, bad format): skip (counted in the log) or raise."
         },
     )
+    max_bad_sample_share: float = field(default=DEFAULT_MAX_BAD_SAMPLE_SHARE, metadata={"help": MAX_BAD_SAMPLE_SHARE_HELP})
 
     def __post_init__(self) -> None:
-        if self.on_bad_sample not in ON_BAD_SAMPLE:
-            raise ValueError(f"--on_bad_sample {self.on_bad_sample!r} is not supported; use {' or '.join(ON_BAD_SAMPLE)}.")
+        check_bad_sample_flags(self.on_bad_sample, self.max_bad_sample_share)
 
 
 @dataclass
@@ -104,6 +105,7 @@ class TrainingArguments(transformers.TrainingArguments):
         default="raise",
         metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},
     )
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_OUTPUT_DIR_HELP})
 
     def __post_init__(self) -> None:
         check_on_nonfinite(self.on_nonfinite)

@@ -11,6 +11,7 @@ from typing import Optional
 
 from transformers import AutoProcessor, HfArgumentParser, set_seed
 
+from mung.bad_samples import BadSampleCallback
 from noise_generator import describe_trainable
 from noise_generator.guards import check_deepspeed_lr_groups, check_generator_flags
 from noise_generator.training import (
@@ -19,6 +20,7 @@ from noise_generator.training import (
     close_process_group,
     compute_dtype,
     find_noise_generator,
+    finished_or_cleared,
     prepare_cpu_deepspeed,
 )
 
@@ -26,8 +28,6 @@ from ..data import QwenDataCollator, QwenSupervisedDataset
 from ..model.builder import load_model, noise_config
 from .args import DataArguments, ModelArguments, TrainingArguments
 from .trainer import NoiseTrainer
-
-logger = logging.getLogger("qwen_noise.train")
 
 BASE_MODEL_TYPE = "qwen2_5_vl"
 
@@ -45,6 +45,7 @@ def build_model(model_args: ModelArguments, ng_args: NoiseGeneratorArguments, tr
         model_args.model_name_or_path,
         generator=generator_config,
         generator_may_be_missing=True,
+        announce_new_generator=True,
         dtype=compute_dtype(training_args),
         device_map=device_map,
         bits=model_args.bits,
@@ -96,7 +97,8 @@ def check_group_lr_flags(model_args: ModelArguments, training_args: TrainingArgu
         )
 
 
-def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
+def train(argv: Optional[list[str]] = None) -> Optional[NoiseTrainer]:
+    """Parse ``argv``, train and save; None (nothing trained) when --output_dir already holds the finished run."""
     parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_generator_flags(ng_args)  # before any weights load
@@ -109,15 +111,18 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
     )
+    finished = finished_or_cleared(training_args)
+    if finished:
+        if training_args.should_log:
+            print(finished, flush=True)
+        return None
     prepare_cpu_deepspeed(training_args.deepspeed)
     set_seed(training_args.seed)
 
     processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     model = build_model(model_args, ng_args, training_args)
-    summary = f"--tune {model_args.tune}: {describe_trainable(model)}"
-    logger.info(summary)
-    if training_args.should_log:
-        print(summary, flush=True)
+    if training_args.should_log:  # on stdout (the recipes' logs and the quickstart read it), once
+        print(f"--tune {model_args.tune}: {describe_trainable(model)}", flush=True)
 
     dataset = QwenSupervisedDataset(
         data_args.data_path,
@@ -127,6 +132,7 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         min_pixels=data_args.min_pixels,
         max_pixels=data_args.max_pixels,
         on_bad_sample=data_args.on_bad_sample,
+        max_bad_sample_share=data_args.max_bad_sample_share,
     )
     trainer = NoiseTrainer(
         model=model,
@@ -136,13 +142,14 @@ def train(argv: Optional[list[str]] = None) -> NoiseTrainer:
         processing_class=processor,
         tune=model_args.tune,
         ng_lr=ng_args.ng_lr,
+        callbacks=[BadSampleCallback(dataset.bad_samples)],
     )
-    resume = checkpoint_to_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    resume = checkpoint_to_resume(
+        training_args.resume_from_checkpoint, training_args.output_dir, training_args.overwrite_output_dir
+    )
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.save_model(training_args.output_dir)
-    if dataset.skipped:
-        logger.warning("Skipped %d bad samples in the main process (see the warnings above).", dataset.skipped)
     return trainer
 
 

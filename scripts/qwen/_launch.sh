@@ -2,13 +2,17 @@
 # Shared launcher of the Qwen2.5-VL recipes (sourced, not run). Picks the launcher from the hardware:
 #   GPUs   -> deepspeed --num_gpus $NUM_GPUS -m qwen_noise.train.train --deepspeed $DEEPSPEED_CONFIG, bf16,
 #             gradient checkpointing
-#   no GPU -> plain python (float32, no DeepSpeed, no gradient checkpointing) so the recipe runs on the tiny world.
+#   no GPU -> plain python (float32, no DeepSpeed, no gradient checkpointing) so the recipe runs on the tiny world;
+#             OMP_NUM_THREADS (unless set) = cores / (1 + NUM_WORKERS).
+# python comes from the active virtual environment, else from the repository's .venv (see scripts/_launch_env.sh).
 # Environment overrides: MODEL_PATH, DATA_PATH, IMAGE_FOLDER, OUTPUT_DIR, NUM_GPUS (default 8), BATCH_SIZE (per
 # device), GLOBAL_BATCH (default 128; gradient accumulation = GLOBAL_BATCH / (NUM_GPUS * BATCH_SIZE)), GRAD_ACCUM,
 # EPOCHS, MAX_STEPS, SAVE_STEPS, LOGGING_STEPS, MODEL_MAX_LENGTH, MAX_PIXELS, MIN_PIXELS, LR, NUM_WORKERS,
 # DEEPSPEED_CONFIG, REPORT_TO, HAS_GPU (0/1, detected), EXTRA_ARGS (appended verbatim).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source scripts/_launch_env.sh
+use_repo_venv
 
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-VL-3B-Instruct}
 DATA_PATH=${DATA_PATH:-./playground/data/mmpr_v1_1_sft.jsonl}
@@ -54,6 +58,7 @@ launch() {
             --gradient_checkpointing True --dataloader_num_workers "${NUM_WORKERS:-4}" \
             "${common[@]}" "$@" ${EXTRA_ARGS:-}
     else
+        default_cpu_threads 1 "${NUM_WORKERS:-0}"
         python -m qwen_noise.train.train --use_cpu True --dataloader_num_workers "${NUM_WORKERS:-0}" \
             "${common[@]}" "$@" ${EXTRA_ARGS:-}
     fi

@@ -2,11 +2,14 @@
 # Shared launcher of the v1.5 recipes (sourced, not run). Picks the launcher from the hardware:
 #   GPUs  -> deepspeed --num_gpus $NUM_GPUS llava_noise/train/train_mem.py --deepspeed $DEEPSPEED_CONFIG, bf16, tf32
 #   no GPU -> plain python (NUM_GPUS<=1) or torchrun --nproc_per_node $NUM_GPUS (gloo), float32, no DeepSpeed unless
-#            DEEPSPEED_CONFIG is set explicitly.
+#            DEEPSPEED_CONFIG is set explicitly; OMP_NUM_THREADS (unless set) = cores / (processes x (1 + NUM_WORKERS)).
+# python comes from the active virtual environment, else from the repository's .venv (see scripts/_launch_env.sh).
 # Environment overrides shared by every recipe: NUM_GPUS, BATCH_SIZE (per device), GRAD_ACCUM, EPOCHS, MAX_STEPS,
 # SAVE_STEPS, LOGGING_STEPS, MODEL_MAX_LENGTH, NUM_WORKERS, GRADIENT_CHECKPOINTING, REPORT_TO, EXTRA_ARGS.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source scripts/_launch_env.sh
+use_repo_venv
 
 if [ -z "${HAS_GPU:-}" ]; then
     if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
@@ -44,6 +47,7 @@ launch() {
         local cpu=(--use_cpu True --gradient_checkpointing "${GRADIENT_CHECKPOINTING:-False}"
                    --dataloader_num_workers "${NUM_WORKERS:-0}")
         if [ -n "${DEEPSPEED_CONFIG:-}" ]; then cpu+=(--deepspeed "$DEEPSPEED_CONFIG"); fi
+        default_cpu_threads "${NUM_GPUS:-1}" "${NUM_WORKERS:-0}"
         if [ "${NUM_GPUS:-1}" -gt 1 ]; then
             torchrun --nproc_per_node "$NUM_GPUS" -m llava_noise.train.train --ddp_backend gloo "${cpu[@]}" "${common[@]}" "$@" ${EXTRA_ARGS:-}
         else
