@@ -6,25 +6,20 @@ import pytest
 import torch
 from transformers import HfArgumentParser
 
+from mung.training.distributed import save_generator_from_model
+from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
+from mung.training.parameters import count_parameters, describe_trainable, optimizer_groups
 from noise_generator import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     NoiseGenerator,
     NoiseGeneratorConfig,
-    count_parameters,
-    describe_trainable,
+    find_noise_generator,
     is_noise_generator_dir,
     load_noise_generator,
     NoiseDraws,
     save_noise_generator,
     text_key_mask,
-)
-from noise_generator.guards import check_generator_flags
-from noise_generator.training import (
-    NoiseGeneratorArguments,
-    find_noise_generator,
-    optimizer_groups,
-    save_generator_from_model,
 )
 
 
