@@ -11,7 +11,7 @@ import torch
 
 from llava_noise.constants import IMAGE_TOKEN_INDEX
 from llava_noise.model.builder import load_pretrained_model
-from llava_noise.model.checkpoint_io import read_tensor_file
+from mung.checkpoints import read_tensor_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def reference_logits(world, folder, inputs):
 
     from llava_noise.model import LlavaLlamaForCausalLM
     from llava_noise.model.builder import load_llava_config
-    from llava_noise.model.checkpoint_io import load_named_tensors
+    from mung.checkpoints import load_named_tensors
 
     config = load_llava_config(folder)
     model = LlavaLlamaForCausalLM.from_pretrained(world["llava_llm"], config=config)

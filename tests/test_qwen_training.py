@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoProcessor
 
-from noise_generator import WEIGHTS_NAME, NoiseGeneratorConfig, count_parameters
+from mung.training.parameters import count_parameters
+from noise_generator import WEIGHTS_NAME, NoiseGeneratorConfig
 from qwen_noise.data import QwenDataCollator, QwenSupervisedDataset
 from mung.checkpoints import checkpoint_kind
 from qwen_noise.model.builder import load_model, load_pretrained_model
@@ -267,9 +268,9 @@ def test_noise_recipe_runs_on_the_tiny_world_on_cpu(tiny_world, data_path, tmp_p
 def full_tune_trainer(tiny_world, tmp_path, *extra):
     from transformers import HfArgumentParser
 
-    from noise_generator.training import NoiseGeneratorArguments
-    from qwen_noise.train.args import DataArguments, ModelArguments, TrainingArguments
-    from qwen_noise.train.train import build_model, check_group_lr_flags
+    from mung.training.flags import NoiseGeneratorArguments
+    from qwen_noise.train.args import DataArguments, ModelArguments, TrainingArguments, check_flag_combinations
+    from qwen_noise.train.prepare import prepare_model
     from qwen_noise.train.trainer import NoiseTrainer
 
     parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
@@ -277,8 +278,8 @@ def full_tune_trainer(tiny_world, tmp_path, *extra):
         "--model_name_or_path", tiny_world["qwen_model"], "--data_path", "unused.json", "--output_dir", str(tmp_path),
         "--tune", "full", "--learning_rate", "1e-3", "--use_cpu", "--report_to", "none", *extra,
     ])
-    check_group_lr_flags(model_args, training_args)
-    model = build_model(model_args, ng_args, training_args)
+    check_flag_combinations(model_args, training_args, ng_args)
+    model, _ = prepare_model(model_args, training_args, ng_args)
     return NoiseTrainer(model=model, args=training_args, tune="full")
 
 

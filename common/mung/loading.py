@@ -24,14 +24,7 @@ from typing import Any, Optional
 import torch
 from transformers import BitsAndBytesConfig
 
-from noise_generator import (
-    NoiseGeneratorConfig,
-    find_noise_generator,
-    is_noise_generator_dir,
-    load_generator_weights,
-    load_noise_generator_state,
-    module_name_of,
-)
+from noise_generator import NoiseGeneratorConfig, is_noise_generator_dir, load_noise_generator_state, restore_generator
 
 from . import backbones as registry
 from .backbones import Backbone
@@ -190,23 +183,6 @@ def _backbone_for(model_path: Path, base: Optional[str], generator: Optional[Noi
     raise ValueError(f"Cannot tell which backbone {model_path} belongs to: neither it nor its base has a config.json.")
 
 
-def _restore_generator(model: torch.nn.Module, folder: Path) -> str:
-    """Copy the generator-only checkpoint in ``folder`` into ``model``'s generator; returns the generator's name."""
-    config, tensors = load_noise_generator_state(folder)
-    generator = find_noise_generator(model)
-    if generator is None:
-        raise ValueError(f"{folder} holds a noise generator but the model has none to load it into.")
-    if config.to_dict() != generator.config.to_dict():
-        raise ValueError(
-            f"The generator config in {folder} ({config.to_dict()}) differs from the model's ({generator.config.to_dict()})."
-        )
-    reference = next(generator.parameters(), None)
-    if reference is not None:
-        tensors = {name: t.to(device=reference.device, dtype=reference.dtype) for name, t in tensors.items()}
-    load_generator_weights(generator, tensors, source=str(folder))
-    return module_name_of(model, generator)
-
-
 def _restore(model: torch.nn.Module, backbone: Backbone, path: Path, kind: str, generator_files: bool) -> list[str]:
     """Step 2 before the adapter: projector and non-LoRA tensors, then the generator. Returns restored name prefixes."""
     restored: list[str] = []
@@ -216,7 +192,7 @@ def _restore(model: torch.nn.Module, backbone: Backbone, path: Path, kind: str, 
         tensors = read_tensor_file(path / NON_LORA_FILE)
         restored += load_named_tensors(model, tensors, str(path / NON_LORA_FILE))
     if generator_files:
-        restored.append(_restore_generator(model, path) + ".")
+        restored.append(restore_generator(model, path) + ".")
     return restored
 
 

@@ -2,10 +2,11 @@
 
 Layout (as a PEFT tuner): ``config`` (NoiseGeneratorConfig), ``generator`` (the module and its math), ``model``
 (putting it into a model: the mixin every backbone's model uses, the key rule, the m-draw rule, finding it again)
-and ``io`` (generator-only checkpoints).
+and ``io`` (generator-only checkpoints). It imports nothing of the app layer (``mung``) or the backbones; the
+training plumbing around it lives in ``mung.training``.
 """
 
-from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, NoiseGeneratorConfig
+from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, InvalidSetting, NoiseGeneratorConfig
 from .generator import NoiseGenerator, NoiseOutput
 from .model import (
     IGNORE_INDEX,
@@ -21,12 +22,11 @@ from .model import (
 from .io import (
     WEIGHTS_NAME,
     check_generator_fits,
-    count_parameters,
-    describe_trainable,
     is_noise_generator_dir,
     load_generator_weights,
     load_noise_generator,
     load_noise_generator_state,
+    restore_generator,
     save_noise_generator,
 )
 
@@ -36,6 +36,7 @@ __all__ = [
     "IGNORE_INDEX",
     "INITS",
     "INJECTIONS",
+    "InvalidSetting",
     "KINDS",
     "MODES",
     "NoiseDraws",
@@ -47,14 +48,13 @@ __all__ = [
     "build_noise_generator",
     "capture_noise",
     "check_generator_fits",
-    "count_parameters",
-    "describe_trainable",
     "find_noise_generator",
     "is_noise_generator_dir",
     "load_generator_weights",
     "load_noise_generator",
     "load_noise_generator_state",
     "module_name_of",
+    "restore_generator",
     "save_noise_generator",
     "text_key_mask",
 ]

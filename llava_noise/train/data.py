@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSampleError, BadSamplePolicy
 from mung.files import read_json, read_jsonl
-from noise_generator.guards import SAMPLE_IDS_KEY
+from mung.training.nonfinite import SAMPLE_IDS_KEY
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from ..conversation import Conversation, SeparatorStyle, get_conv_template
