@@ -238,7 +238,7 @@ def test_vlmeval_class_answers_a_hand_built_message(runs, tiny_world):
     assert text == "<image><image>\nWhich image shows a red object, the first or the second?" and len(images) == 2
     answer = vlm.generate_inner(message, dataset="MMBench_DEV_EN")
     assert isinstance(answer, str) and answer == vlm.generate(message)
-    assert vlm.model.model.noise_generator is not None  # evaluated with the tuned generator, not the bare base
+    assert vlm.loaded.model.model.noise_generator is not None  # evaluated with the tuned generator, not the bare base
 
 
 def test_qlora_4bit_trains_a_few_steps(tiny_world, data_path, tmp_path):

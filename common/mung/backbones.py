@@ -22,6 +22,7 @@ do not).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from noise_generator import NoiseGeneratorConfig
 
     from .loading import LoadedModel, LoadOptions
+
+logger = logging.getLogger(__name__)
 
 IMAGE_PLACEHOLDER = "<image>"
 ENTRY_POINT_GROUP = "mung.backbones"
@@ -171,10 +174,15 @@ def register(backbone: Backbone) -> Backbone:
 
 
 def known_backbones() -> list[Backbone]:
-    """Registered and installed backbones, highest priority first."""
+    """Registered and installed backbones, highest priority first. An installed backbone that cannot be imported
+    is left out with a warning naming it, so one broken plugin does not stop the others from loading."""
     found = list(_registered)
     for point in entry_points(group=ENTRY_POINT_GROUP):
-        cls = point.load()
+        try:
+            cls = point.load()
+        except (ImportError, AttributeError) as err:
+            logger.warning("Backbone %r (%s) cannot be imported and is skipped: %s", point.name, point.value, err)
+            continue
         if not any(type(b) is cls for b in found):
             found.append(cls())
     return sorted(found, key=lambda b: -b.priority)
