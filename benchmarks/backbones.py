@@ -1,10 +1,8 @@
 """The models the training-step and inference benchmarks compare, built through the backbones' own code paths.
 
-- LLaVA-1.5: the flags of the ``scripts/v1_5`` recipes parsed by ``llava_noise.train``'s own dataclasses, then the
-  model assembled in the order ``llava_noise.train.train.train()`` uses (``build_model``, vision modules, generator,
-  ``llm_lora_targets`` + peft, ``set_trainable``). That order lives inside ``train()`` (no function returns the
-  prepared model), so ``build_llava`` repeats the calls, not their logic.
-- Qwen2.5-VL: ``qwen_noise.train.train.build_model`` with the ``--tune`` of each recipe.
+- LLaVA-1.5: the flags of the ``scripts/v1_5`` recipes parsed by ``llava_noise.train``'s own dataclasses, then
+  ``llava_noise.train.prepare.prepare_model``, the function training calls.
+- Qwen2.5-VL: ``qwen_noise.train.prepare.prepare_model`` with the ``--tune`` of each recipe.
 
 Every contender starts from the same tiny-world checkpoint and the same seed, so the frozen weights are identical.
 """
@@ -19,7 +17,7 @@ import torch
 import transformers
 
 import tiny_world
-from noise_generator.training import NoiseGeneratorArguments
+from mung.training.flags import NoiseGeneratorArguments
 
 # The contenders of the issue, in table order: (LLaVA recipe flags, Qwen --tune).
 # LLaVA flags follow scripts/v1_5/finetune_noise.sh, finetune_noise_lora.sh, finetune_lora.sh (rank 32, alpha 2r
@@ -85,73 +83,47 @@ def llava_arguments(manifest: dict, contender: str, device: str) -> tuple:
 
 
 def build_llava(manifest: dict, contender: Optional[str], device: str = "cpu", seed: int = 0):
-    """(model, tokenizer, args) of a LLaVA-1.5 contender prepared as ``llava_noise.train.train.train()`` does.
+    """(model, tokenizer, args) of a LLaVA-1.5 contender, prepared by ``prepare_model`` as training prepares it.
 
     ``contender`` None gives the plain model (no generator, no adapter, nothing frozen but the tower).
     """
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoTokenizer
-
-    from llava_noise.train import train as llava_train
+    from llava_noise.train.prepare import prepare_model
 
     model_args, data_args, training_args, ng_args = llava_arguments(manifest, contender or "full FT", device)
-    torch.manual_seed(seed)  # the fresh projector: identical in every contender
-    model = llava_train.build_model(model_args, training_args)
-    if model_args.freeze_backbone:
-        model.requires_grad_(False)  # as train() since d984fb8: the whole LLM, lm_head included
-    model.get_model().initialize_vision_modules(model_args)
-    model.get_vision_tower().load_model(device=training_args.device, dtype=torch.float32)
-    if model_args.noise_generator:
-        torch.manual_seed(seed + 1)
-        model.get_model().initialize_noise_generator(ng_args.to_config(model.config.hidden_size))
+    torch.manual_seed(seed)  # the fresh projector and generator: identical in every contender that has them
+    model, tokenizer = prepare_model(model_args, data_args, training_args, ng_args, use_dora=contender == "DoRA r32")
     model.to(training_args.device)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, padding_side="right", use_fast=True,
-                                              model_max_length=training_args.model_max_length)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
-    config = model.config
-    config.image_aspect_ratio = data_args.image_aspect_ratio
-    config.tokenizer_padding_side = tokenizer.padding_side
-    config.tokenizer_model_max_length = training_args.model_max_length
-    config.mm_use_im_start_end = model_args.mm_use_im_start_end
-    config.mm_use_im_patch_token = model_args.mm_use_im_patch_token
-    if training_args.lora_enable:
-        lora_config = LoraConfig(
-            r=training_args.lora_r, lora_alpha=training_args.lora_alpha, lora_dropout=training_args.lora_dropout,
-            target_modules=llava_train.llm_lora_targets(model), bias=training_args.lora_bias, task_type="CAUSAL_LM",
-            use_dora=contender == "DoRA r32",
-        )
-        model = get_peft_model(model, lora_config)
-    llava_train.set_trainable(model, model_args, training_args)
     return model, tokenizer, (model_args, data_args, training_args, ng_args)
 
 
 def qwen_arguments(manifest: dict, contender: str, device: str) -> tuple:
     from qwen_noise.train.args import DataArguments, ModelArguments, TrainingArguments
 
+    tune = CONTENDERS[contender][1]
     flags = ["--model_name_or_path", manifest["qwen_model"], "--data_path", manifest["qwen_train_json"],
-             "--image_folder", manifest["image_folder"], "--tune", CONTENDERS[contender][1],
-             "--lora_r", str(LORA_R), "--lora_alpha", str(LORA_R), "--report_to", "none"]
+             "--image_folder", manifest["image_folder"], "--tune", tune, "--report_to", "none"]
+    if tune in ("noise_lora", "lora", "dora"):
+        flags += ["--lora_r", str(LORA_R), "--lora_alpha", str(LORA_R)]
     classes = (ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments)
     return training_arguments(classes, flags, device)
 
 
 def build_qwen(manifest: dict, contender: Optional[str], device: str = "cpu", seed: int = 0):
-    """(model, processor, args) of a Qwen2.5-VL contender from ``qwen_noise.train.train.build_model``.
+    """(model, processor, args) of a Qwen2.5-VL contender, prepared by ``prepare_model`` as training prepares it.
 
     ``contender`` None gives the stock model loaded through the same loader (no generator, no adapter).
     """
     from transformers import AutoProcessor
 
     from qwen_noise.model.builder import load_model
-    from qwen_noise.train.train import build_model
+    from qwen_noise.train.prepare import prepare_model
 
     model_args, data_args, ng_args, training_args = qwen_arguments(manifest, contender or "full FT", device)
     torch.manual_seed(seed)
     if contender is None:
         model = load_model(model_args.model_name_or_path)
+        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     else:
-        model = build_model(model_args, ng_args, training_args)
+        model, processor = prepare_model(model_args, training_args, ng_args)
     model.to(training_args.device)
-    processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     return model, processor, (model_args, data_args, ng_args, training_args)

@@ -4,8 +4,8 @@ mean only), LoRA r32 unmerged and LoRA r32 merged.
 The models come from the same tiny-world checkpoint through the backbones' own code (``benchmarks.backbones``):
 base = no generator, no adapter; MuNG = the base plus an (untrained) generator; LoRA = the base wrapped by peft
 as the LoRA recipe does, used as is (unmerged) or after ``merge_and_unload()``. Each answers the same questions
-about the same images (the first ``--prompts`` of the world's eval split, batch 1) through its own ``generate``:
-greedy, exactly ``--new-tokens`` new tokens (end of sequence suppressed), KV cache on. A stopping criterion
+about the same images (the first ``--prompts`` of the world's eval split, batch 1), encoded, collated and generated
+through the backbone's adapter (``mung.backbones``), as the answering scripts do: greedy, exactly ``--new-tokens`` new tokens (end of sequence suppressed), KV cache on. A stopping criterion
 timestamps every new token: TTFT = call to first token (prefill: vision tower, projector/merger, generator,
 LLM), TPOT = median gap between later tokens. Contenders take turns request by request (rotating order), so load
 changes on a shared machine hit them alike. Ratios are to the base model.
@@ -17,23 +17,22 @@ changes on a shared machine hit them alike. Ratios are to the base model.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from benchmarks.backbones import build_llava, build_qwen, load_world
 from benchmarks.report import table, write_section
-from noise_generator import count_parameters
-from noise_generator.training import find_noise_generator
+from mung.backbones import Prompt, by_name
+from mung.eval.questions import questions_from_jsonl
+from mung.loading import LoadedModel
+from mung.training.parameters import count_parameters
+from noise_generator import find_noise_generator
 
 BACKBONES = ("llava", "qwen")
 # contender -> (model kind, noise mode passed to generate)
@@ -62,78 +61,52 @@ class TokenClock(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-@dataclass
-class Request:
-    """One prompt, ready for a backbone's ``generate``: ``inputs`` are its keyword arguments (tensors on device)."""
-
-    inputs: dict[str, Any]
-    generation: dict[str, Any] = field(default_factory=dict)
-
-
-def eval_questions(manifest: dict, count: int) -> list[dict]:
-    with open(manifest["eval_questions"], encoding="utf-8") as handle:
-        questions = [json.loads(line) for line in handle if line.strip()]
-    picked = [q for q in questions if q.get("image")][:count]
-    if len(picked) < count:
-        raise ValueError(f"{manifest['eval_questions']} has only {len(picked)} questions with images; lower --prompts.")
-    return picked
+def eval_prompts(manifest: dict, count: int) -> list[Prompt]:
+    """The first ``count`` questions with an image of the world's eval split, as one-turn chats."""
+    questions = [q for q in questions_from_jsonl(manifest["eval_questions"], manifest["image_folder"]) if q.image]
+    if len(questions) < count:
+        raise ValueError(f"{manifest['eval_questions']} has only {len(questions)} questions with images; lower --prompts.")
+    return [Prompt.question(q.text, [q.load_image()]) for q in questions[:count]]
 
 
-def llava_requests(manifest: dict, model, tokenizer, count: int, device: str) -> list[Request]:
-    from llava_noise.eval.inference import build_prompt
-    from llava_noise.mm_utils import process_images, tokenizer_image_token
-
-    processor = model.get_vision_tower().image_processor
-    requests = []
-    for question in eval_questions(manifest, count):
-        prompt = build_prompt(question["text"], has_image=True, conv_mode="vicuna_v1")
-        ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")[None].to(device)
-        image = Image.open(Path(manifest["image_folder"]) / question["image"]).convert("RGB")
-        pixels = process_images([image], processor, model.config).to(device)
-        requests.append(Request(
-            inputs={"inputs": ids, "attention_mask": torch.ones_like(ids), "images": pixels},
-            generation={"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id},
-        ))
-    return requests
+def loaded_model(backbone: str, model, model_path: str) -> LoadedModel:
+    """``model`` (built in this process) wrapped as the shared loader would hand it to the answering scripts: the
+    backbone's adapter, its tokenizer and image processor from ``model_path``, its default template."""
+    adapter = by_name(backbone)
+    tokenizer, processor = adapter.load_processor(model_path, model)
+    loaded = LoadedModel(backbone=adapter, model=model, tokenizer=tokenizer, processor=processor,
+                         context_len=adapter.context_length(model), model_name=backbone, noise_mode="off",
+                         path=model_path)
+    loaded.template = adapter.default_template(loaded)
+    return loaded
 
 
-def qwen_requests(manifest: dict, processor, count: int, device: str) -> list[Request]:
-    from qwen_noise.data import build_inference_inputs
-    from qwen_noise.data.prompting import IMAGE_PLACEHOLDER
-
-    tokenizer = processor.tokenizer
-    requests = []
-    for question in eval_questions(manifest, count):
-        inputs = build_inference_inputs(processor, [("user", IMAGE_PLACEHOLDER + "\n" + question["text"])],
-                                        [question["image"]], image_folder=manifest["image_folder"])
-        requests.append(Request(
-            inputs={k: v.to(device) for k, v in inputs.items()},
-            generation={"pad_token_id": tokenizer.pad_token_id,
-                        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>")},
-        ))
-    return requests
+def collated_requests(loaded: LoadedModel, prompts: list[Prompt]) -> list[dict[str, Any]]:
+    """One collated batch (batch 1, on the model's device) per prompt, through the backbone's adapter."""
+    return [loaded.backbone.collate(loaded, [loaded.backbone.encode(loaded, prompt)]) for prompt in prompts]
 
 
-def build_model(backbone: str, manifest: dict, kind: str, device: str):
-    """(model in eval mode, tokenizer or processor) of one model kind."""
+def build_model(backbone: str, manifest: dict, kind: str, device: str) -> LoadedModel:
+    """One model kind in eval mode, wrapped for its backbone's adapter."""
     recipe = {"base": None, "mung": "MuNG", "lora": "LoRA r32", "lora_merged": "LoRA r32"}[kind]
     build = {"llava": build_llava, "qwen": build_qwen}[backbone]
-    model, preprocessor, _ = build(manifest, recipe, device)
+    model, _, args = build(manifest, recipe, device)
     if kind == "lora_merged":
         model = model.merge_and_unload()
     model.eval()
     model.requires_grad_(False)
-    return model, preprocessor
+    return loaded_model(backbone, model, args[0].model_name_or_path)
 
 
-def generate_once(model, request: Request, noise_mode: Optional[str], new_tokens: int, device: torch.device):
-    """(TTFT s, TTFT CPU s, per-token gaps s, output ids) of one greedy request."""
+def generate_once(loaded: LoadedModel, batch: dict[str, Any], noise_mode: Optional[str], new_tokens: int,
+                  device: torch.device):
+    """(TTFT s, TTFT CPU s, per-token gaps s, new token ids) of one greedy request."""
     clock = TokenClock(device)
     noise = {} if noise_mode is None else {"noise_mode": noise_mode}
     start, cpu_start = time.perf_counter(), time.process_time()
     with torch.inference_mode():
-        output = model.generate(
-            **request.inputs, **request.generation, **noise,
+        output = loaded.backbone.generate(
+            loaded, batch, **noise,
             max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1,
             temperature=None, top_p=None, top_k=None, use_cache=True, stopping_criteria=StoppingCriteriaList([clock]),
         )
@@ -154,11 +127,8 @@ def measure(backbone: str, preset: str, world: Optional[str] = None, new_tokens:
     torch_device = torch.device(device)
     kinds = {CONTENDERS[name][0] for name in contenders} | {"base"}
     models = {kind: build_model(backbone, manifest, kind, device) for kind in sorted(kinds)}
-    base_model, preprocessor = models["base"]
-    if backbone == "llava":
-        requests = llava_requests(manifest, base_model, preprocessor, prompts, device)
-    else:
-        requests = qwen_requests(manifest, preprocessor, prompts, device)
+    base = models["base"]
+    requests = collated_requests(base, eval_prompts(manifest, prompts))
 
     results = {name: {"ttft": [], "ttft_cpu": [], "gaps": []} for name in contenders}
     order = list(contenders)
@@ -166,7 +136,7 @@ def measure(backbone: str, preset: str, world: Optional[str] = None, new_tokens:
         request = requests[rep % len(requests)]
         for name in order:
             kind, noise_mode = CONTENDERS[name]
-            ttft, ttft_cpu, gaps, _ = generate_once(models[kind][0], request, noise_mode, new_tokens, torch_device)
+            ttft, ttft_cpu, gaps, _ = generate_once(models[kind], request, noise_mode, new_tokens, torch_device)
             if rep >= warmup:
                 results[name]["ttft"].append(ttft)
                 results[name]["ttft_cpu"].append(ttft_cpu)
@@ -174,14 +144,14 @@ def measure(backbone: str, preset: str, world: Optional[str] = None, new_tokens:
         order = order[1:] + order[:1]
 
     if backbone == "llava":  # each -200 placeholder becomes the tower's patches in the splice
-        patches = base_model.get_vision_tower().num_patches
-        lengths = [r.inputs["inputs"].shape[1] + int((r.inputs["inputs"] < 0).sum()) * (patches - 1) for r in requests]
+        patches = base.model.get_vision_tower().num_patches
+        lengths = [r["input_ids"].shape[1] + int((r["input_ids"] < 0).sum()) * (patches - 1) for r in requests]
     else:
-        lengths = [r.inputs["input_ids"].shape[1] for r in requests]
+        lengths = [r["input_ids"].shape[1] for r in requests]
     facts = {"prefill_tokens": lengths}
     if "mung" in models:
-        generator = find_noise_generator(models["mung"][0])
-        _, base_total = count_parameters(base_model)
+        generator = find_noise_generator(models["mung"].model)
+        _, base_total = count_parameters(base.model)
         facts["generator_params"] = sum(p.numel() for p in generator.parameters())
         facts["base_params"] = base_total
         facts["generator_width"] = generator.config.hidden_size

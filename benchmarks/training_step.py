@@ -34,14 +34,13 @@ from transformers import Trainer
 from benchmarks.backbones import CONTENDERS, build_llava, build_qwen, load_world
 from benchmarks.memory import PeakMeter, run_in_fresh_process
 from benchmarks.report import table, write_section
-from noise_generator import count_parameters
-from noise_generator.training import optimizer_groups
+from mung.training.parameters import count_parameters, optimizer_groups
 
 BACKBONES = ("llava", "qwen")
 REFERENCE = "LoRA r32"
 # What the memory processes' fork server imports once (not this module: the children run it as their main module).
-PRELOAD = ("benchmarks.backbones", "benchmarks.memory", "llava_noise.train.train", "llava_noise.train.data",
-           "qwen_noise.train.train", "qwen_noise.data")
+PRELOAD = ("benchmarks.backbones", "benchmarks.memory", "llava_noise.train.prepare", "llava_noise.train.data",
+           "qwen_noise.train.prepare", "qwen_noise.data")
 
 
 @dataclass

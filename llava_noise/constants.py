@@ -1,9 +1,5 @@
 """Constants shared by the LLaVA-1.5 fork (values as in the original LLaVA, so prompts and checkpoints agree)."""
 
-CONTROLLER_HEART_BEAT_EXPIRATION = 30
-WORKER_HEART_BEAT_INTERVAL = 15
-LOGDIR = "."
-
 # Label value ignored by the loss.
 IGNORE_INDEX = -100
 # Placeholder id for an image inside input_ids; replaced by the image features before the LLM sees the sequence.

@@ -49,7 +49,6 @@ class Conversation:
     sep: str = "###"
     sep2: Optional[str] = None
     version: str = "Unknown"
-    skip_next: bool = False
     # Images are shown as "<Image><image></Image>" (the *_mmtag templates), in prompts and in training data.
     mmtag: bool = False
 

@@ -1,13 +1,15 @@
-"""Helpers between raw inputs and the model: image preprocessing, prompt tokenisation, model naming, stopping."""
+"""Helpers between raw inputs and the model: image preprocessing and prompt tokenisation (plus LLaVA's names for the
+shared model-naming and stopping helpers)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Sequence
 
 import torch
 from PIL import Image
-from transformers import StoppingCriteria
+
+from mung.generation import StopStringCriteria
+from mung.loading import model_name_from_path
 
 from .constants import DEFAULT_IMAGE_TOKEN, IMAGE_TOKEN_INDEX
 
@@ -94,43 +96,12 @@ def tokenizer_image_token(
     raise ValueError(f"Unsupported return_tensors={return_tensors!r}; use 'pt' or None.")
 
 
-def get_model_name_from_path(model_path: str) -> str:
-    """``.../llava-v1.5-7b`` → ``llava-v1.5-7b``; ``.../run/checkpoint-500`` → ``run_checkpoint-500``."""
-    parts = os.path.normpath(model_path).split(os.sep)
-    if parts[-1].startswith("checkpoint-") and len(parts) > 1:
-        return parts[-2] + "_" + parts[-1]
-    return parts[-1]
+# LLaVA's names for the shared helpers, kept so code written against ``llava.mm_utils`` works unchanged.
+get_model_name_from_path = model_name_from_path
 
 
-# --- generation ------------------------------------------------------------------------------------------------
-class KeywordsStoppingCriteria(StoppingCriteria):
-    """Stop a sequence once its generated text ends with (or contains, in its last few tokens) one of ``keywords``.
-
-    Works whether ``generate`` returns the prompt too or only the new tokens: the generated part starts where
-    the first call saw one new token.
-    """
+class KeywordsStoppingCriteria(StopStringCriteria):
+    """LLaVA's signature (``keywords, tokenizer, input_ids``) for ``mung.generation.StopStringCriteria``."""
 
     def __init__(self, keywords: Sequence[str], tokenizer: Any, input_ids: Optional[torch.Tensor] = None):
-        self.keywords = list(keywords)
-        self.tokenizer = tokenizer
-        self.keyword_ids = []
-        for keyword in self.keywords:
-            ids = tokenizer(keyword, add_special_tokens=False)["input_ids"]
-            self.keyword_ids.append(torch.tensor(ids, dtype=torch.long))
-        self.max_keyword_len = max((len(ids) for ids in self.keyword_ids), default=1)
-        self.start_len: Optional[int] = None
-
-    def _row_done(self, row: torch.Tensor) -> bool:
-        for ids in self.keyword_ids:
-            if len(ids) and row.shape[0] >= len(ids) and torch.equal(row[-len(ids) :].cpu(), ids):
-                return True
-        tail = row[-(self.max_keyword_len + 2) :]
-        text = self.tokenizer.decode(tail.tolist(), skip_special_tokens=False)
-        return any(keyword in text for keyword in self.keywords)
-
-    def __call__(self, output_ids: torch.LongTensor, scores: Optional[torch.FloatTensor] = None, **kwargs) -> torch.BoolTensor:
-        if self.start_len is None:
-            self.start_len = output_ids.shape[1] - 1
-        generated = output_ids[:, self.start_len :]
-        done = [self._row_done(row) for row in generated]
-        return torch.tensor(done, dtype=torch.bool, device=output_ids.device)
+        super().__init__(keywords, tokenizer)

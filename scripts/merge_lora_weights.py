@@ -12,7 +12,7 @@ import torch
 
 from llava_noise.mm_utils import get_model_name_from_path
 from llava_noise.model.builder import load_pretrained_model
-from noise_generator.training import save_generator_from_model
+from mung.training.distributed import save_generator_from_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

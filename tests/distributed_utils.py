@@ -1,5 +1,6 @@
 """Helpers of the multi-process tests: free ports, launching a process group with a time limit and killing all of it
-on failure, and the per-rank logs written by ``noise_generator.training.RankLogCallback``."""
+on failure, and the per-rank logs written by ``mung.training.rank_log.RankLogCallback`` (``rank_log_command``: a
+training run with it, through ``tests/rank_log_train.py``)."""
 
 import json
 import os
@@ -10,6 +11,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RANK_LOG_TRAIN = Path(__file__).resolve().parent / "rank_log_train.py"
+
+
+def rank_log_command(backbone: str, rank_log_dir: Path, argv: list[str]) -> list[str]:
+    """The script and arguments of a ``backbone`` training run that records its ranks into ``rank_log_dir`` (put an
+    interpreter or a launcher in front)."""
+    return [str(RANK_LOG_TRAIN), "--backbone", backbone, "--rank_log_dir", str(rank_log_dir), *argv]
 
 
 def free_port() -> int:

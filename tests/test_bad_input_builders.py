@@ -39,6 +39,7 @@ def llava_checkpoints(tiny_world, tmp_path_factory):
     save_noise_generator(model.get_model().noise_generator, root / "generator")
     (root / "projector").mkdir()
     save_projector(model, root / "projector")
+    save_noise_generator(model.get_model().noise_generator, root / "projector")  # as the trainer writes it
     model.config.save_pretrained(root / "projector")
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=r"model\.layers\.\d+\.self_attn\.q_proj"))
     for name, param in peft_model.named_parameters():
@@ -108,13 +109,25 @@ def test_qwen_refuses_generator_of_the_other_backbone(tiny_world, tmp_path):
 
 
 # --- LoRA without its base ---------------------------------------------------------------------------------------
-def test_llava_lora_without_model_base_asks_for_it(llava_checkpoints):
+def test_llava_lora_without_model_base_asks_for_it(llava_checkpoints, tmp_path):
+    folder = tmp_path / "lora"
+    shutil.copytree(llava_checkpoints["lora"], folder)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config.pop("base_model_name_or_path")
+    (folder / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"is a LoRA checkpoint without the base weights; pass .* as --model-base"):
-        load_llava(llava_checkpoints["lora"], None, "lora", device="cpu")
+        load_llava(str(folder), None, "lora", device="cpu")
+
+
+def test_llava_lora_loads_over_the_base_its_adapter_names(llava_checkpoints, tiny_world):
+    adapter = json.loads(open(f"{llava_checkpoints['lora']}/adapter_config.json").read())
+    assert adapter["base_model_name_or_path"] == tiny_world["llava_llm"]
+    _, model, _, _ = load_llava(llava_checkpoints["lora"], None, "lora", device="cpu")
+    assert model.get_model().noise_generator is not None
 
 
 def test_llava_lora_with_missing_model_base_names_it(llava_checkpoints, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"--model-base .*gone does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"--model-base \(.*gone\) does not exist"):
         load_llava(llava_checkpoints["lora"], str(tmp_path / "gone"), "lora", device="cpu")
 
 
@@ -122,8 +135,8 @@ def test_qwen_adapter_whose_base_is_gone_asks_for_model_base(tmp_path):
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/old/box/qwen"}))
     start = time.perf_counter()
-    with pytest.raises(FileNotFoundError, match=r"LoRA adapter; the base named in .*adapter_config.json \(/old/box/qwen\) "
-                                                r"does not exist here\. Pass .* as --model-base"):
+    with pytest.raises(FileNotFoundError, match=r"LoRA checkpoint; the base named in .*adapter_config.json \(/old/box/qwen\) "
+                                                r"does not exist or is not a folder\. Pass .* as --model-base"):
         load_qwen(tmp_path / "adapter", device="cpu")
     assert time.perf_counter() - start < 2
 
@@ -131,7 +144,7 @@ def test_qwen_adapter_whose_base_is_gone_asks_for_model_base(tmp_path):
 def test_qwen_adapter_without_any_base_asks_for_model_base(tmp_path):
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"LoRA adapter without the base weights; pass --model-base"):
+    with pytest.raises(ValueError, match=r"LoRA checkpoint without the base weights; pass .* as --model-base"):
         load_qwen(tmp_path / "adapter", device="cpu")
 
 
@@ -162,7 +175,7 @@ def test_llava_restored_weights_are_not_reported_missing(tiny_world, llava_check
 
 def test_llava_truly_missing_base_weight_still_raises_and_is_reported(llava_checkpoints, base_missing_a_weight,
                                                                       load_reports):
-    with pytest.raises(ValueError, match=r"weights missing from the checkpoint: \['model.layers.0.mlp.up_proj.weight'\]"):
+    with pytest.raises(ValueError, match=r"weights missing from the checkpoint and not restored by its files: \['model.layers.0.mlp.up_proj.weight'\]"):
         load_llava(llava_checkpoints["generator"], base_missing_a_weight, "g", device="cpu")
     assert len(load_reports) == 1 and "up_proj" in load_reports[0]
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from llava_noise.eval.inference import infer_conv_mode
-from llava_noise.serve import cli
-from llava_noise.serve.streaming import StopStringStreamer
+from llava_noise.adapter import infer_conv_mode
+from mung.generation import StopStringStreamer
+from mung.serve import cli
 from test_eval_inference import build_tiny_llava
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,37 +63,37 @@ def test_cli_streams_keeps_history_and_exits_on_empty_line(chat_checkpoint, imag
 
 def run_in_process(monkeypatch, capsys, stdin_text, argv):
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin_text))
-    conv = cli.chat(cli.parse_args(argv))
-    return conv, capsys.readouterr().out
+    session = cli.run(cli.parse_args(argv))
+    return session, capsys.readouterr().out
 
 
 def test_cli_end_of_input_exits_cleanly(chat_checkpoint, monkeypatch, capsys):
-    conv, out = run_in_process(monkeypatch, capsys, "Hello there",
-                               ["--model-path", chat_checkpoint, "--device", "cpu", "--max-new-tokens", "3"])
-    assert len(conv.messages) == 2 and conv.messages[0][1] == "Hello there"  # text-only: no image token
+    session, out = run_in_process(monkeypatch, capsys, "Hello there",
+                                  ["--model-path", chat_checkpoint, "--device", "cpu", "--max-new-tokens", "3"])
+    assert len(session.turns) == 2 and session.turns[0] == ("user", "Hello there")  # text-only: no image token
     assert out.rstrip().endswith("exit...")
 
 
 def test_cli_conv_mode_flag_overrides_checkpoint(chat_checkpoint, monkeypatch, capsys):
-    conv, _ = run_in_process(monkeypatch, capsys, "Hi\n\n", ["--model-path", chat_checkpoint, "--device", "cpu",
-                                                             "--max-new-tokens", "2", "--conv-mode", "vicuna_v1"])
-    assert conv.get_prompt().startswith(VICUNA_V1_SYSTEM)
+    session, _ = run_in_process(monkeypatch, capsys, "Hi\n\n", ["--model-path", chat_checkpoint, "--device", "cpu",
+                                                                "--max-new-tokens", "2", "--conv-mode", "vicuna_v1"])
+    assert session.last_prompt.startswith(VICUNA_V1_SYSTEM)
 
 
 def test_cli_unreadable_image_fails_before_loading(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
     with pytest.raises(SystemExit) as exc:
-        cli.chat(cli.parse_args(["--model-path", str(tmp_path / "never-loaded"), "--image-file", str(bad)]))
+        cli.run(cli.parse_args(["--model-path", str(tmp_path / "never-loaded"), "--image-file", str(bad)]))
     assert "broken.png is not a readable image" in str(exc.value)
-    with pytest.raises(SystemExit, match="cannot read image file .*missing.png"):
-        cli.chat(cli.parse_args(["--model-path", str(tmp_path), "--image-file", str(tmp_path / "missing.png")]))
+    with pytest.raises(SystemExit, match="image .*missing.png does not exist"):
+        cli.run(cli.parse_args(["--model-path", str(tmp_path), "--image-file", str(tmp_path / "missing.png")]))
 
 
 def test_cli_unreachable_url_fails_fast_with_clear_message(tmp_path):
     start = time.monotonic()
     with pytest.raises(SystemExit, match="cannot download image http://images.invalid/cat.png"):
-        cli.chat(cli.parse_args(["--model-path", str(tmp_path), "--image-file", "http://images.invalid/cat.png"]))
+        cli.run(cli.parse_args(["--model-path", str(tmp_path), "--image-file", "http://images.invalid/cat.png"]))
     assert time.monotonic() - start < 15
 
 

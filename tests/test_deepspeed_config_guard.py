@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from noise_generator.guards import check_deepspeed_lr_groups
+from mung.training.distributed import check_deepspeed_lr_groups
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, os, sys, time
     import torch.distributed as dist
-    from noise_generator.training import close_process_group
+    from mung.training.distributed import close_process_group
 
     dist.init_process_group("gloo")
     rank = dist.get_rank()

@@ -2,8 +2,8 @@
 offload, under ``torchrun`` and the ``deepspeed`` launcher, generator-only and generator + LoRA.
 
 Every run logs, per rank and step, the rank's own loss and a float64 digest of its full trainable parameters
-(``MUNG_RANK_LOG_DIR``, see ``noise_generator.training.RankLogCallback``), and the gathered trainable tensors at the
-end. Each test checks one run: the replicas stay identical at every step while the ranks see different batches
+(``mung.training.rank_log.RankLogCallback``, passed by ``tests/rank_log_train.py``), and the gathered trainable
+tensors at the end. Each test checks one run: the replicas stay identical at every step while the ranks see different batches
 and the Trainer's logged loss is their mean; the saved generator / adapter / non-LoRA tensors are complete and
 equal the gathered copy; the output folder loads in this process and generates.
 
@@ -19,10 +19,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distributed_utils import REPO, child_env, free_port, logged_losses, rank_logs, run_group
+from distributed_utils import REPO, child_env, free_port, logged_losses, rank_log_command, rank_logs, run_group
 from llava_builders import tiny_llava_config
 from noise_generator import WEIGHTS_NAME
-from noise_generator.training import RANK_LOG_ENV
 
 WORLD = 2
 STEPS = 3
@@ -121,15 +120,15 @@ def training_args(case, tiny_world, data, llava_base, out: Path) -> list[str]:
 
 def launch(case, args: list[str], out: Path) -> None:
     backbone, launcher, _, _ = case
-    module = "llava_noise.train.train" if backbone == "llava" else "qwen_noise.train.train"
+    script = rank_log_command(backbone, out / "rank_log", args)
     port = str(free_port())
     if launcher == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
-               "--master_addr", "127.0.0.1", "--master_port", port, "-m", module, *args]
+               "--master_addr", "127.0.0.1", "--master_port", port, *script]
     else:
         cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(WORLD), "--master_port", port,
-               "--module", module, *args]
-    run_group(cmd, child_env(**{RANK_LOG_ENV: str(out / "rank_log")}), out.parent / "train.log", TIMEOUT)
+               *script]
+    run_group(cmd, child_env(), out.parent / "train.log", TIMEOUT)
 
 
 @pytest.fixture(scope="module", params=CASES, ids=case_id)

@@ -29,7 +29,7 @@ def load_under_zero3(manifest: dict, out: str) -> None:
     from llava_noise.model import LlavaLlamaForCausalLM
     from llava_noise.model.builder import load_llava_config
     from noise_generator import NoiseGeneratorConfig
-    from noise_generator.training import gathered_state_dict, prepare_cpu_deepspeed
+    from mung.training.distributed import gathered_state_dict, prepare_cpu_deepspeed
     from qwen_noise.model.builder import load_model, noise_config
 
     config = {"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1}

@@ -5,14 +5,15 @@ import json
 import os
 import subprocess
 import sys
-from argparse import Namespace
 
 import pytest
 
 from llava_builders import tiny_llava_config
 from llava_noise.eval import model_vqa_loader, model_vqa_mmbench, model_vqa_science, run_llava
-from llava_noise.eval.inference import answer_questions, load_for_inference
-from llava_noise.eval.model_vqa_loader import questions_from_jsonl
+from mung.answering import answer_questions
+from mung.eval.questions import questions_from_jsonl
+from mung.generation import GenerationSettings
+from mung.loading import LoadOptions, load
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,13 +95,11 @@ def test_same_seed_gives_same_sampled_noise_answers(tiny_llava, tiny_world, ques
 
 @pytest.mark.parametrize("flag, expected", [(None, "mean"), ("sample", "sample"), ("mean", "mean"), ("off", "off")])
 def test_noise_mode_flag_reaches_the_generator(tiny_llava, tiny_world, questions, tmp_path, flag, expected):
-    args = Namespace(model_path=tiny_llava, model_base=None, device="cpu", noise_mode=flag, seed=0,
-                     conv_mode="vicuna_v1", temperature=0, top_p=None, num_beams=1, max_new_tokens=2)
-    loaded = load_for_inference(args)
+    loaded = load(tiny_llava, options=LoadOptions(device="cpu"), noise_mode=flag, template="vicuna_v1")
     seen = []
     loaded.model.get_model().noise_generator.register_forward_hook(lambda m, i, out: seen.append(out.mode))
-    answer_questions(questions_from_jsonl(questions, tiny_world["image_folder"])[:2], loaded, args,
-                     str(tmp_path / "a.jsonl"), batch_size=2)
+    answer_questions(questions_from_jsonl(questions, tiny_world["image_folder"])[:2], loaded,
+                     GenerationSettings(temperature=0, max_new_tokens=2), str(tmp_path / "a.jsonl"), batch_size=2)
     assert seen and set(seen) == {expected}
 
 
@@ -174,7 +173,7 @@ def test_eval_script_runs_one_chunk_per_gpu_and_merges_in_order(tmp_path):
     chunk_calls = sorted(c for c in calls if "model_vqa_loader" in c)
     assert [c.split()[0] for c in chunk_calls] == ["3", "5", "6"]
     assert all("--num-chunks 3" in c and "--model-path /ckpts/my-model" in c for c in chunk_calls)
-    assert "llava_noise.eval.eval_pope" in calls[-1]
+    assert "-m mung.eval.eval_pope " in calls[-1]  # the shared scorer, for any backbone
 
 
 def test_eval_script_falls_back_to_one_cpu_chunk(tmp_path):

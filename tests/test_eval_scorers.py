@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from llava_noise.eval import (
+from mung.eval import (
     convert_answer_to_mme,
     convert_gqa_for_eval,
     convert_mmbench_for_submission,
@@ -21,8 +21,8 @@ from llava_noise.eval import (
     eval_textvqa,
     summarize_llavabench,
 )
-from llava_noise.eval.chunking import get_chunk
-from llava_noise.eval.vqa_normalize import normalize_answer, vqa_accuracy
+from mung.chunking import get_chunk
+from mung.eval.vqa_normalize import normalize_answer, vqa_accuracy
 
 
 def write_jsonl(path, rows):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from noise_generator.training import checkpoint_to_resume, clear_earlier_run, finished_run_message
+from mung.training.runs import checkpoint_to_resume, clear_earlier_run, finished_run_message
 from tiny_runs import folder_snapshot, tiny_argv, train_as_child, train_in_process
 
 BACKBONES = ("llava", "qwen")

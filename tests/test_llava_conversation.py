@@ -216,6 +216,6 @@ def test_v0_example_turns_are_context_not_replies():
     [("v1", "</s>"), ("llava_v0", "###"), ("llama_2", "</s>"), ("mpt", "<|im_end|>"), ("plain", "\n")],
 )
 def test_generation_stops_where_a_reply_ends(name, stop):
-    from llava_noise.eval.inference import stop_string
+    from llava_noise.adapter import stop_string
 
     assert stop_string(conv_templates[name]) == stop

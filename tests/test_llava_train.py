@@ -11,7 +11,7 @@ import torch
 
 from llava_noise.constants import IMAGE_TOKEN_INDEX
 from llava_noise.model.builder import load_pretrained_model
-from llava_noise.model.checkpoint_io import read_tensor_file
+from mung.checkpoints import read_tensor_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def reference_logits(world, folder, inputs):
 
     from llava_noise.model import LlavaLlamaForCausalLM
     from llava_noise.model.builder import load_llava_config
-    from llava_noise.model.checkpoint_io import load_named_tensors
+    from mung.checkpoints import load_named_tensors
 
     config = load_llava_config(folder)
     model = LlavaLlamaForCausalLM.from_pretrained(world["llava_llm"], config=config)
@@ -120,7 +120,9 @@ def test_builder_refuses_lora_checkpoint_without_generator_tensors(world, noise_
     shutil.copytree(noise_lora_run[0] / "checkpoint-15", folder)
     tensors = read_tensor_file(folder / "non_lora_trainables.bin")
     torch.save({k: v for k, v in tensors.items() if "noise_generator" not in k}, folder / "non_lora_trainables.bin")
-    with pytest.raises(ValueError, match="no noise-generator tensors"):
+    for name in ("noise_generator.safetensors", "noise_generator_config.json"):
+        (folder / name).unlink()  # the generator-only copy every checkpoint also holds
+    with pytest.raises(ValueError, match=r"missing from the checkpoint and not restored by its files: \['model.noise_generator"):
         load_pretrained_model(str(folder), world["llava_llm"], "broken", device="cpu")
 
 

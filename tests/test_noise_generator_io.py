@@ -6,27 +6,21 @@ import pytest
 import torch
 from transformers import HfArgumentParser
 
+from mung.training.distributed import save_generator_from_model
+from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
+from mung.training.parameters import count_parameters, describe_trainable, optimizer_groups
 from noise_generator import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     NoiseGenerator,
     NoiseGeneratorConfig,
-    count_parameters,
-    describe_trainable,
+    find_noise_generator,
     is_noise_generator_dir,
     load_noise_generator,
-    noise_draws,
-    repeat_for_noise_samples,
-    scale_num_items,
+    NoiseDraws,
+    restore_generator,
     save_noise_generator,
     text_key_mask,
-)
-from noise_generator.guards import check_generator_flags
-from noise_generator.training import (
-    NoiseGeneratorArguments,
-    find_noise_generator,
-    optimizer_groups,
-    save_generator_from_model,
 )
 
 
@@ -140,18 +134,20 @@ def test_text_key_mask_excludes_padding_images_and_optionally_answers():
 
 def test_noise_draws_and_the_token_count_follow_training_and_mode():
     gen = NoiseGenerator(NoiseGeneratorConfig(hidden_size=8, num_heads=2, num_samples=3))
-    assert noise_draws(gen, training=True) == 3
-    assert noise_draws(gen, training=True, mode="mean") == 3
-    assert noise_draws(gen, training=True, mode="off") == 1  # identical copies would only cost time
-    assert noise_draws(gen, training=False) == 1 and noise_draws(None, training=True) == 1
-    assert scale_num_items(torch.tensor(7), 3).item() == 21 and scale_num_items(7, 1) == 7
-    assert scale_num_items(None, 3) is None
+    assert NoiseDraws.for_call(gen, training=True).m == 3
+    assert NoiseDraws.for_call(gen, training=True, mode="mean").m == 3
+    assert NoiseDraws.for_call(gen, training=True, mode="off").m == 1  # identical copies would only cost time
+    assert NoiseDraws.for_call(gen, training=False).m == 1 and NoiseDraws.for_call(None, training=True).m == 1
+    assert NoiseDraws(3).num_items(torch.tensor(7)).item() == 21 and NoiseDraws(1).num_items(7) == 7
+    assert NoiseDraws(3).num_items(None) is None
+    assert NoiseDraws(3).loss_kwargs({"num_items_in_batch": 7, "x": 1}) == {"num_items_in_batch": 21, "x": 1}
 
 
 def test_repeat_for_noise_samples_is_sample_major():
     x = torch.tensor([[1], [2]])
-    assert repeat_for_noise_samples(x, 3).flatten().tolist() == [1, 1, 1, 2, 2, 2]
-    assert repeat_for_noise_samples(x, 1) is x and repeat_for_noise_samples(None, 4) is None
+    assert NoiseDraws(3).repeat(x).flatten().tolist() == [1, 1, 1, 2, 2, 2]
+    assert NoiseDraws(1).repeat(x) is x and NoiseDraws(4).repeat(None) is None
+    assert NoiseDraws(2).repeat_list(["a", "b"]) == ["a", "a", "b", "b"]
 
 
 class _Host(torch.nn.Module):
@@ -212,3 +208,26 @@ def test_ng_init_normal_and_its_std_parse_and_are_checked_before_loading():
         check_generator_flags(NoiseGeneratorArguments(ng_init="normal", ng_init_std=0.0))
     with pytest.raises(ValueError, match="--ng_init 'gauss'.*xavier, normal, zero"):
         check_generator_flags(NoiseGeneratorArguments(ng_init="gauss"))
+
+
+def test_restore_generator_copies_a_checkpoint_into_the_model_and_names_it(tmp_path):
+    saved = generator()  # seed 0
+    save_noise_generator(saved, tmp_path)
+    torch.manual_seed(1)
+    host = _Host()
+    host.noise_generator = NoiseGenerator(NoiseGeneratorConfig(hidden_size=16, num_heads=4)).double()
+    assert not torch.equal(host.noise_generator.q_proj.weight.float(), saved.q_proj.weight)
+    assert restore_generator(host, tmp_path) == "noise_generator"
+    for name, tensor in saved.state_dict().items():
+        restored = host.noise_generator.state_dict()[name]
+        assert restored.dtype == torch.float64 and torch.equal(restored, tensor.double()), name
+
+
+def test_restore_generator_refuses_another_config_or_a_model_without_one(tmp_path):
+    save_noise_generator(generator(), tmp_path)
+    other = _Host()
+    other.noise_generator = NoiseGenerator(NoiseGeneratorConfig(hidden_size=16, num_heads=2))
+    with pytest.raises(ValueError, match=r"differs from the model's.*--ng_\* flags"):
+        restore_generator(other, tmp_path)
+    with pytest.raises(ValueError, match="holds a noise generator but the model has none"):
+        restore_generator(torch.nn.Linear(2, 2), tmp_path)

@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from noise_generator import NoiseGenerator, NoiseGeneratorConfig
-from noise_generator.visualize import capture_noise, render_overlay, save_noise_figures, token_maps
+from mung.visualize import render_overlay, save_noise_figures, token_maps
+from noise_generator import capture_noise
 
 
 class _Toy(torch.nn.Module):

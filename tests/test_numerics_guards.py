@@ -10,7 +10,7 @@ import torch
 from transformers import AutoProcessor, TrainerCallback
 
 from noise_generator import NoiseGenerator, NoiseGeneratorConfig, NoiseOutput, load_noise_generator_state
-from noise_generator.guards import NonFiniteError, upcast_trainable_half_params
+from mung.training.nonfinite import NonFiniteError, upcast_trainable_half_params
 from qwen_noise.data import QwenDataCollator, QwenSupervisedDataset
 from qwen_noise.model.builder import load_model
 from qwen_noise.train.args import TrainingArguments

@@ -7,7 +7,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from noise_generator import NoiseGeneratorConfig, NoiseOutput, count_parameters, describe_trainable, text_key_mask
+from mung.training.parameters import count_parameters, describe_trainable
+from noise_generator import NoiseGeneratorConfig, NoiseOutput, text_key_mask
 from qwen_noise.model import Qwen2_5_VLNoiseConfig, Qwen2_5_VLNoiseForConditionalGeneration
 from qwen_noise.model.builder import load_model, noise_config
 

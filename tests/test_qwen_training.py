@@ -13,9 +13,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoProcessor
 
-from noise_generator import WEIGHTS_NAME, NoiseGeneratorConfig, count_parameters
+from mung.training.parameters import count_parameters
+from noise_generator import WEIGHTS_NAME, NoiseGeneratorConfig
 from qwen_noise.data import QwenDataCollator, QwenSupervisedDataset
-from qwen_noise.model.builder import describe_folder, load_model, load_pretrained_model
+from mung.checkpoints import checkpoint_kind
+from qwen_noise.model.builder import load_model, load_pretrained_model
 from qwen_noise.train.train import train
 
 STEPS = 30
@@ -119,7 +121,7 @@ def test_generator_gets_its_own_learning_rate(runs):
 def test_noise_checkpoints_hold_only_generator_tensors(runs):
     out, trainer = runs["noise"]
     for folder in (out, out / "checkpoint-15", out / f"checkpoint-{STEPS}"):
-        assert describe_folder(folder) == "generator"
+        assert checkpoint_kind(folder) == "generator"
         tensors = load_file(folder / WEIGHTS_NAME)
         generator = trainer.model.model.noise_generator
         assert set(tensors) == set(generator.state_dict())
@@ -130,7 +132,7 @@ def test_noise_checkpoints_hold_only_generator_tensors(runs):
 def test_noise_lora_checkpoints_hold_adapter_and_generator(runs):
     out, _ = runs["noise_lora"]
     for folder in (out, out / "checkpoint-15"):
-        assert describe_folder(folder) == "adapter"
+        assert checkpoint_kind(folder) == "lora"
         assert (folder / "adapter_model.safetensors").is_file() and (folder / WEIGHTS_NAME).is_file()
         adapter = load_file(folder / "adapter_model.safetensors")
         assert adapter and all("lora_" in k and "noise_generator" not in k and "visual" not in k for k in adapter)
@@ -172,7 +174,7 @@ def test_loader_decides_from_files_not_folder_names(runs, tiny_world, tmp_path):
     out, _ = runs["noise"]
     misleading = tmp_path / "qwen-lora-full-merged"
     shutil.copytree(out, misleading)
-    assert describe_folder(misleading) == "generator"
+    assert checkpoint_kind(misleading) == "generator"
     with pytest.raises(ValueError, match="--model-base"):
         load_pretrained_model(misleading)
     _, model = load_pretrained_model(misleading, tiny_world["qwen_model"])
@@ -189,35 +191,35 @@ def test_generator_checkpoint_refuses_a_base_of_another_width(runs, tiny_world, 
 
 
 def test_eval_writes_llava_format_answers(runs, tiny_world, tmp_path):
-    from qwen_noise.eval.model_vqa_loader import build_parser, eval_model
+    from qwen_noise.eval.model_vqa_loader import main
 
     questions = tmp_path / "questions.jsonl"
     lines = open(tiny_world["eval_questions"]).read().splitlines()[:4]
     questions.write_text("\n".join(lines) + "\n")
     answers = tmp_path / "answers" / "a.jsonl"
-    args = build_parser().parse_args([
+    args = [
         "--model-path", str(runs["noise"][0]), "--model-base", tiny_world["qwen_model"],
         "--image-folder", tiny_world["image_folder"], "--question-file", str(questions),
-        "--answers-file", str(answers), "--noise-mode", "mean", "--max_new_tokens", "3",
-    ])
-    eval_model(args)
+        "--answers-file", str(answers), "--noise-mode", "mean", "--max_new_tokens", "3", "--num-workers", "0",
+    ]
+    main(args)
     rows = [json.loads(line) for line in answers.read_text().splitlines()]
     assert [r["question_id"] for r in rows] == [json.loads(line)["question_id"] for line in lines]
     assert all(set(r) == {"question_id", "prompt", "text", "answer_id", "model_id", "metadata"} for r in rows)
     assert all(isinstance(r["text"], str) and r["metadata"]["noise_mode"] == "mean" for r in rows)
-    eval_model(args)  # mean mode is deterministic
+    main(args)  # mean mode is deterministic
     assert [json.loads(line)["text"] for line in answers.read_text().splitlines()] == [r["text"] for r in rows]
 
 
 def test_cli_streams_replies_over_turns_and_exits_on_empty_line(runs, tiny_world, monkeypatch, capsys):
-    from qwen_noise.serve.cli import build_parser, chat
+    from qwen_noise.serve.cli import main
 
     image = json.loads(open(tiny_world["eval_questions"]).readline())["image"]
     monkeypatch.setattr("sys.stdin", io.StringIO("What colour is it?\nAnd the shape?\n\n"))
-    chat(build_parser().parse_args([
+    main([
         "--model-path", str(runs["noise_lora"][0]), "--image-file", f"{tiny_world['image_folder']}/{image}",
         "--temperature", "0", "--max-new-tokens", "3", "--noise-mode", "mean",
-    ]))
+    ])
     printed = capsys.readouterr().out
     assert printed.count("ASSISTANT: ") == 2 and printed.rstrip().endswith("exit...")
 
@@ -236,7 +238,7 @@ def test_vlmeval_class_answers_a_hand_built_message(runs, tiny_world):
     assert text == "<image><image>\nWhich image shows a red object, the first or the second?" and len(images) == 2
     answer = vlm.generate_inner(message, dataset="MMBench_DEV_EN")
     assert isinstance(answer, str) and answer == vlm.generate(message)
-    assert vlm.model.model.noise_generator is not None  # evaluated with the tuned generator, not the bare base
+    assert vlm.loaded.model.model.noise_generator is not None  # evaluated with the tuned generator, not the bare base
 
 
 def test_qlora_4bit_trains_a_few_steps(tiny_world, data_path, tmp_path):
@@ -260,15 +262,15 @@ def test_noise_recipe_runs_on_the_tiny_world_on_cpu(tiny_world, data_path, tmp_p
     result = subprocess.run(["bash", "scripts/qwen/finetune_noise.sh"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--tune noise: trainable params" in result.stdout
-    assert describe_folder(tmp_path / "out") == "generator"
+    assert checkpoint_kind(tmp_path / "out") == "generator"
 
 
 def full_tune_trainer(tiny_world, tmp_path, *extra):
     from transformers import HfArgumentParser
 
-    from noise_generator.training import NoiseGeneratorArguments
-    from qwen_noise.train.args import DataArguments, ModelArguments, TrainingArguments
-    from qwen_noise.train.train import build_model, check_group_lr_flags
+    from mung.training.flags import NoiseGeneratorArguments
+    from qwen_noise.train.args import DataArguments, ModelArguments, TrainingArguments, check_flag_combinations
+    from qwen_noise.train.prepare import prepare_model
     from qwen_noise.train.trainer import NoiseTrainer
 
     parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
@@ -276,8 +278,8 @@ def full_tune_trainer(tiny_world, tmp_path, *extra):
         "--model_name_or_path", tiny_world["qwen_model"], "--data_path", "unused.json", "--output_dir", str(tmp_path),
         "--tune", "full", "--learning_rate", "1e-3", "--use_cpu", "--report_to", "none", *extra,
     ])
-    check_group_lr_flags(model_args, training_args)
-    model = build_model(model_args, ng_args, training_args)
+    check_flag_combinations(model_args, training_args, ng_args)
+    model, _ = prepare_model(model_args, training_args, ng_args)
     return NoiseTrainer(model=model, args=training_args, tune="full")
 
 

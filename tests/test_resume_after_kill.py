@@ -19,9 +19,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distributed_utils import REPO, child_env, kill_group, rank_logs, tail
+from distributed_utils import REPO, child_env, kill_group, rank_log_command, rank_logs, tail
+from mung.training.rank_log import RankLogCallback
 from noise_generator import WEIGHTS_NAME
-from noise_generator.training import RANK_LOG_ENV
 
 STEPS = 9
 SAVE_STEPS = 3
@@ -30,7 +30,7 @@ BACKBONES = os.environ.get("MUNG_RESUME_BACKBONES", "qwen").split(",")
 
 @pytest.fixture(scope="module")
 def recipe(request, tiny_world, tmp_path_factory):
-    """(backbone, module, argv without --output_dir)."""
+    """(backbone, argv without --output_dir)."""
     backbone = request.param
     root = tmp_path_factory.mktemp(f"resume_{backbone}")
     common = [
@@ -41,12 +41,12 @@ def recipe(request, tiny_world, tmp_path_factory):
     ]
     if backbone == "qwen":
         (root / "data.json").write_text(json.dumps(json.loads(Path(tiny_world["qwen_train_json"]).read_text())[:40]))
-        return backbone, "qwen_noise.train.train", common + [
+        return backbone, common + [
             "--model_name_or_path", tiny_world["qwen_model"], "--data_path", str(root / "data.json"),
             "--image_folder", tiny_world["image_folder"], "--tune", "noise", "--learning_rate", "1e-2",
         ]
     (root / "data.json").write_text(json.dumps(json.loads(Path(tiny_world["llava_train_json"]).read_text())[:40]))
-    return backbone, "llava_noise.train.train", common + [
+    return backbone, common + [
         "--model_name_or_path", tiny_world["llava_llm"], "--vision_tower", tiny_world["llava_vision_tower"],
         "--version", "v1", "--data_path", str(root / "data.json"), "--image_folder", tiny_world["image_folder"],
         "--mm_projector_type", "mlp2x_gelu", "--mm_vision_select_layer", "-2", "--mm_use_im_start_end", "False",
@@ -56,26 +56,25 @@ def recipe(request, tiny_world, tmp_path_factory):
     ]
 
 
-def child(module: str, argv: list[str], log: Path) -> subprocess.Popen:
-    env = child_env(OMP_NUM_THREADS=str(torch.get_num_threads()), **{RANK_LOG_ENV: str(log.parent / "rank_log")})
-    return subprocess.Popen([sys.executable, "-m", module, *argv], cwd=REPO, env=env, stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+def child(backbone: str, argv: list[str], log: Path) -> subprocess.Popen:
+    env = child_env(OMP_NUM_THREADS=str(torch.get_num_threads()))
+    cmd = [sys.executable, *rank_log_command(backbone, log.parent / "rank_log", argv)]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def train(recipe, output_dir: Path, *extra: str, monkeypatch=None) -> None:
-    """One run to the end: Qwen in this process, LLaVA (whose entry point reads sys.argv) as a child."""
-    backbone, module, argv = recipe
+    """One run to the end: Qwen in this process, LLaVA as a child."""
+    backbone, argv = recipe
     argv = argv + ["--output_dir", str(output_dir), *extra]
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     if backbone == "qwen":
         from qwen_noise.train.train import train as train_qwen
 
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(RANK_LOG_ENV, str(output_dir.parent / "rank_log"))
-            train_qwen(argv)
+        train_qwen(argv, callbacks=[RankLogCallback(output_dir.parent / "rank_log")])
         return
     log = output_dir.parent / "train.log"
-    process = child(module, argv, log)
+    process = child(backbone, argv, log)
     try:
         assert process.wait(timeout=400) == 0, tail(log)
     finally:
@@ -83,10 +82,10 @@ def train(recipe, output_dir: Path, *extra: str, monkeypatch=None) -> None:
 
 
 def kill_after_first_checkpoint(recipe, output_dir: Path, timeout: float = 300) -> None:
-    _, module, argv = recipe
+    backbone, argv = recipe
     log = output_dir.parent / "killed.log"
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    process = child(module, argv + ["--output_dir", str(output_dir)], log)
+    process = child(backbone, argv + ["--output_dir", str(output_dir)], log)
     first = output_dir / f"checkpoint-{SAVE_STEPS}" / "trainer_state.json"
     deadline = time.monotonic() + timeout
     try:

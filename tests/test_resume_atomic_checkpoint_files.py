@@ -10,7 +10,8 @@ from torch import nn
 import noise_generator.io as generator_io
 from llava_noise.model import checkpoint_io
 from noise_generator import NoiseGenerator, NoiseGeneratorConfig, WEIGHTS_NAME, save_noise_generator
-from noise_generator.training import checkpoint_to_resume, last_complete_checkpoint
+from mung.files import save_pretrained_atomically
+from mung.training.runs import checkpoint_to_resume, last_complete_checkpoint
 
 
 class HalfWritten(RuntimeError):
@@ -122,7 +123,7 @@ def lora_model():
 def test_atomic_adapter_save_writes_what_peft_writes(tmp_path):
     model = lora_model()
     model.save_pretrained(tmp_path / "plain")
-    written = generator_io.save_pretrained_atomically(model, tmp_path / "atomic")
+    written = save_pretrained_atomically(model, tmp_path / "atomic")
     plain = sorted(p.name for p in (tmp_path / "plain").iterdir())
     assert sorted(written) == plain == sorted(p.name for p in (tmp_path / "atomic").iterdir())
     assert written.index("adapter_model.safetensors") < written.index("adapter_config.json")  # weights land first
@@ -134,11 +135,11 @@ def test_failed_adapter_save_keeps_the_previous_adapter_and_leaves_no_staging(tm
     import peft.peft_model
 
     model = lora_model()
-    generator_io.save_pretrained_atomically(model, tmp_path)
+    save_pretrained_atomically(model, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with torch.no_grad():
         model.base_model.model.up.lora_A["default"].weight.add_(1.0)
     monkeypatch.setattr(peft.peft_model, "safe_save_file", die_half_way(peft.peft_model.safe_save_file))
     with pytest.raises(HalfWritten):
-        generator_io.save_pretrained_atomically(model, tmp_path)
+        save_pretrained_atomically(model, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

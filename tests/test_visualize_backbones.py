@@ -3,10 +3,9 @@
 import json
 
 import pytest
-import torch
 from PIL import Image, ImageChops
 
-from noise_generator import NoiseGeneratorConfig
+from qwen_builders import build_tiny_qwen
 from test_eval_inference import build_tiny_llava
 
 
@@ -21,16 +20,7 @@ def differ(a: str, b: str) -> bool:
 
 @pytest.fixture(scope="module")
 def tiny_qwen(tiny_world, tmp_path_factory):
-    from transformers import AutoProcessor
-
-    from qwen_noise.model.builder import load_model
-
-    out = tmp_path_factory.mktemp("qwen-viz")
-    torch.manual_seed(0)
-    config = NoiseGeneratorConfig(hidden_size=64, num_heads=4, base_model_type="qwen2_5_vl")
-    load_model(tiny_world["qwen_model"], generator=config.to_dict()).save_pretrained(out)
-    AutoProcessor.from_pretrained(tiny_world["qwen_model"]).save_pretrained(out)
-    return str(out)
+    return build_tiny_qwen(tiny_world, tmp_path_factory.mktemp("qwen-viz"))
 
 
 def test_llava_figures_have_the_image_size_and_change_with_the_question(tiny_world, tmp_path):
@@ -49,7 +39,7 @@ def test_llava_figures_have_the_image_size_and_change_with_the_question(tiny_wor
 
 
 def test_llava_padding_box_matches_the_square_the_tower_sees():
-    from llava_noise.visualize import padded_content_box
+    from llava_noise.adapter import padded_content_box
 
     assert padded_content_box(Image.new("RGB", (200, 100)), "pad") == (0.0, 0.25, 1.0, 0.75)
     assert padded_content_box(Image.new("RGB", (200, 100)), "resize") is None

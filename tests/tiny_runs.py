@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from distributed_utils import REPO, child_env
 
 MODULES = {"llava": "llava_noise.train.train", "qwen": "qwen_noise.train.train"}
@@ -26,17 +24,13 @@ def tiny_argv(backbone, world, data_path, image_folder, out, *extra):
             "--lazy_preprocess", "True", *common]
 
 
-def train_in_process(backbone, argv):
-    """The backbone's ``train()`` (LLaVA's reads sys.argv); returns what it returns."""
+def train_in_process(backbone, argv, callbacks=()):
+    """The backbone's ``train(argv, callbacks)``; returns what it returns."""
     if backbone == "qwen":
         from qwen_noise.train.train import train
-
-        return train(argv)
-    from llava_noise.train.train import train
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["train", *argv])
-        return train()
+    else:
+        from llava_noise.train.train import train
+    return train(argv, callbacks=callbacks)
 
 
 def train_as_child(backbone, argv, timeout=300) -> subprocess.CompletedProcess:

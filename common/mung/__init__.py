@@ -1,5 +1,10 @@
-"""MuNG's app layer shared by every backbone.
+"""MuNG's app layer, shared by every backbone.
 
-``vlmeval_base``: the VLMEvalKit model contract (``MungVLM``); ``bad_samples``: the training-data bad-sample policy;
-``known_log_messages``: filters for log lines that are expected and say nothing actionable.
+Everything above the models lives here once: loading a checkpoint of any kind (``loading``), answering question
+files (``answering``), chatting (``chat``), generation settings and stop strings (``generation``), images
+(``images``), JSON/JSONL files and atomic writes (``files``), benchmark scorers (``eval``), training plumbing
+(``training``), the bad-sample policy (``bad_samples``), the VLMEvalKit model contract (``vlmeval_base``) and
+filters for expected log lines (``known_log_messages``). A backbone plugs in through the small contract in
+``backbones`` (its model, its data and one ``Backbone`` adapter) and is found through the ``mung.backbones``
+entry-point group.
 """

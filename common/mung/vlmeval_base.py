@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_PLACEHOLDER = "<image>"  # where an image stands in a turn's text (both backbones' training format)
+from .backbones import IMAGE_PLACEHOLDER
 MESSAGE_SHAPES = ("str", "dict", "liststr", "listdict")
 REMOTE_PREFIXES = ("http://", "https://", "data:image/")
 ROLES = ("user", "assistant")
@@ -326,3 +326,40 @@ class MungVLM(BaseModel):
         if not turns or turns[-1][0] != "user":
             raise ValueError("a chat must end with a user turn (the one to answer).")
         return turns, images
+
+
+class CheckpointVLM(MungVLM):
+    """Any MuNG checkpoint of any installed backbone, answered greedily by the shared answering path, so a benchmark
+    question gets the answer ``model_vqa_loader`` gives it. ``backbone_args`` are the backbone's own inference
+    flags by attribute name (e.g. Qwen's ``min_pixels`` / ``max_pixels``)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        model_base: Optional[str] = None,
+        noise_mode: Optional[str] = None,
+        max_new_tokens: int = 512,
+        conv_mode: Optional[str] = None,
+        device: Optional[str] = None,
+        seed: int = 0,
+        backbone_args: Optional[Mapping[str, Any]] = None,
+    ):
+        from argparse import Namespace
+
+        from transformers import set_seed
+
+        from .generation import GenerationSettings
+        from .loading import LoadOptions, load
+
+        super().__init__()
+        set_seed(seed)
+        self.loaded = load(model_path, model_base, LoadOptions(device=device), noise_mode=noise_mode, template=conv_mode)
+        self.loaded.backbone.configure(self.loaded, Namespace(**dict(backbone_args or {})))
+        self.settings = GenerationSettings(temperature=0, max_new_tokens=max_new_tokens)
+
+    def answer(self, turns: list[tuple[str, str]], images: list[str]) -> str:
+        from .answering import answer_prompt
+        from .backbones import Prompt
+        from .images import load_image
+
+        return answer_prompt(self.loaded, Prompt(list(turns), [load_image(p) for p in images]), self.settings)[0]

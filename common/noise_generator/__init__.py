@@ -1,45 +1,60 @@
 """MuNG's Multimodal Noise Generator, shared by the LLaVA-1.5 and Qwen2.5-VL backbones.
 
-Layout (as a small PEFT-style tuner): ``config`` (NoiseGeneratorConfig), ``generator`` (the module and its math),
-``injection`` (helpers the backbones use to plug it in) and ``io`` (save/load/validate checkpoints).
+Layout (as a PEFT tuner): ``config`` (NoiseGeneratorConfig), ``generator`` (the module and its math), ``model``
+(putting it into a model: the mixin every backbone's model uses, the key rule, the m-draw rule, finding it again)
+and ``io`` (generator-only checkpoints). It imports nothing of the app layer (``mung``) or the backbones; the
+training plumbing around it lives in ``mung.training``.
 """
 
-from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, NoiseGeneratorConfig
+from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, InvalidSetting, NoiseGeneratorConfig
 from .generator import NoiseGenerator, NoiseOutput
-from .injection import IGNORE_INDEX, noise_draws, repeat_for_noise_samples, scale_num_items, text_key_mask
+from .model import (
+    IGNORE_INDEX,
+    CapturedNoise,
+    NoiseDraws,
+    NoiseGeneratorMixin,
+    build_noise_generator,
+    capture_noise,
+    find_noise_generator,
+    module_name_of,
+    text_key_mask,
+)
 from .io import (
     WEIGHTS_NAME,
     check_generator_fits,
-    count_parameters,
-    describe_trainable,
     is_noise_generator_dir,
     load_generator_weights,
     load_noise_generator,
     load_noise_generator_state,
+    restore_generator,
     save_noise_generator,
 )
 
 __all__ = [
     "CONFIG_NAME",
+    "CapturedNoise",
     "IGNORE_INDEX",
     "INITS",
     "INJECTIONS",
+    "InvalidSetting",
     "KINDS",
     "MODES",
+    "NoiseDraws",
+    "NoiseGeneratorMixin",
     "NoiseGenerator",
     "NoiseGeneratorConfig",
     "NoiseOutput",
     "WEIGHTS_NAME",
+    "build_noise_generator",
+    "capture_noise",
     "check_generator_fits",
-    "count_parameters",
-    "describe_trainable",
+    "find_noise_generator",
     "is_noise_generator_dir",
     "load_generator_weights",
     "load_noise_generator",
     "load_noise_generator_state",
-    "noise_draws",
-    "repeat_for_noise_samples",
+    "module_name_of",
+    "restore_generator",
     "save_noise_generator",
-    "scale_num_items",
     "text_key_mask",
 ]

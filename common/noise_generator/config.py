@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 KINDS = ("cross_attn", "mlp", "gaussian")
 INJECTIONS = ("add", "mul")
@@ -17,6 +17,21 @@ MODES = ("sample", "mean", "off")
 INITS = ("xavier", "normal", "zero")
 
 CONFIG_NAME = "noise_generator_config.json"
+
+
+class InvalidSetting(ValueError):
+    """A ``NoiseGeneratorConfig`` value that cannot work. ``setting`` is the field, ``reason`` says why and what to do;
+    it may name other fields as ``{field}`` (listed in ``refers_to``). ``describe`` words it for another surface, such
+    as the command-line flags of training."""
+
+    def __init__(self, setting: str, value: Any, reason: str, refers_to: tuple[str, ...] = ()):
+        self.setting, self.value, self.reason, self.refers_to = setting, value, reason, refers_to
+        super().__init__(self.describe(lambda name: f"NoiseGeneratorConfig.{name}", between="="))
+
+    def describe(self, name_of: Callable[[str], str], between: str = " ") -> str:
+        """The message with every setting named by ``name_of`` and ``between`` joining the setting to its value."""
+        reason = self.reason.format(**{name: name_of(name) for name in self.refers_to})
+        return f"{name_of(self.setting)}{between}{self.value!r} {reason}"
 
 
 @dataclass
@@ -81,35 +96,30 @@ class NoiseGeneratorConfig:
         self.validate()
 
     def validate(self) -> None:
-        def choice(name: str, allowed: tuple) -> None:
+        for name, allowed in (("kind", KINDS), ("injection", INJECTIONS), ("inference_mode", MODES), ("init", INITS)):
             value = getattr(self, name)
             if value not in allowed:
-                raise ValueError(
-                    f"NoiseGeneratorConfig.{name}={value!r} is not supported; choose one of {', '.join(allowed)}."
-                )
-
-        choice("kind", KINDS)
-        choice("injection", INJECTIONS)
-        choice("inference_mode", MODES)
-        choice("init", INITS)
+                raise InvalidSetting(name, value, f"is not supported; choose one of {', '.join(allowed)}.")
         if not isinstance(self.hidden_size, int) or self.hidden_size <= 0:
-            raise ValueError(f"NoiseGeneratorConfig.hidden_size must be a positive int, got {self.hidden_size!r}.")
-        if self.kind == "cross_attn" and (self.num_heads <= 0 or self.hidden_size % self.num_heads):
-            raise ValueError(
-                f"NoiseGeneratorConfig: hidden_size={self.hidden_size} is not divisible by "
-                f"num_heads={self.num_heads}; pick a head count that divides the hidden size."
+            raise InvalidSetting("hidden_size", self.hidden_size, "must be a positive int.")
+        if self.kind == "cross_attn" and (not isinstance(self.num_heads, int) or self.num_heads < 1):
+            raise InvalidSetting("num_heads", self.num_heads, "must be an int >= 1 for kind cross_attn.")
+        if self.kind == "cross_attn" and self.hidden_size % self.num_heads:
+            raise InvalidSetting(
+                "num_heads", self.num_heads, f"does not fit: {{hidden_size}} {self.hidden_size} is not divisible by "
+                "it; pick a head count that divides the hidden size.", refers_to=("hidden_size",)
             )
         if not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise ValueError(f"NoiseGeneratorConfig.num_samples must be an int >= 1, got {self.num_samples!r}.")
+            raise InvalidSetting("num_samples", self.num_samples, "must be an int >= 1.")
         if self.log_sigma_min >= self.log_sigma_max:
-            raise ValueError(
-                f"NoiseGeneratorConfig: log_sigma_min ({self.log_sigma_min}) must be below "
-                f"log_sigma_max ({self.log_sigma_max})."
+            raise InvalidSetting(
+                "log_sigma_min", self.log_sigma_min, f"must be below {{log_sigma_max}} ({self.log_sigma_max}).",
+                refers_to=("log_sigma_max",),
             )
         if not self.init_std > 0:
-            raise ValueError(f"NoiseGeneratorConfig.init_std must be > 0, got {self.init_std}.")
+            raise InvalidSetting("init_std", self.init_std, "must be > 0.")
         if self.gaussian_std < 0:
-            raise ValueError(f"NoiseGeneratorConfig.gaussian_std must be >= 0, got {self.gaussian_std}.")
+            raise InvalidSetting("gaussian_std", self.gaussian_std, "must be >= 0.")
 
     # --- (de)serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

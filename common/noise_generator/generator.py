@@ -140,6 +140,55 @@ class NoiseGenerator(nn.Module):
         return self.o_proj(attended), has_key, weights
 
     # --- forward -----------------------------------------------------------------------------------------
+    def _check_inputs(self, image_embeds: list[torch.Tensor], text_embeds: torch.Tensor, text_mask: torch.Tensor) -> None:
+        bsz, d = len(image_embeds), self.config.hidden_size
+        if text_embeds.dim() != 3 or text_embeds.shape[0] != bsz or tuple(text_mask.shape) != tuple(text_embeds.shape[:2]):
+            raise ValueError(
+                f"Noise generator inputs disagree: {bsz} image lists, text_embeds {tuple(text_embeds.shape)}, "
+                f"text_mask {tuple(text_mask.shape)}; expected text_embeds [B, T, d] and text_mask [B, T] with B={bsz}."
+            )
+        for i, x in enumerate(image_embeds):
+            if x.dim() != 2 or x.shape[-1] != d:
+                raise ValueError(
+                    f"Sample {i}: image tokens have shape {tuple(x.shape)}, expected [n, {d}] "
+                    "(the generator's hidden_size must equal the LLM hidden size)."
+                )
+
+    def _statistics(
+        self, queries: torch.Tensor, text_embeds: torch.Tensor, text_mask: torch.Tensor, output_attentions: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(mu, log sigma) in float32, shaped like the padded ``queries``; has_key [B] (None when the kind has no
+        keys); attention weights or None."""
+        if self.config.kind == "gaussian":
+            mu = queries.new_zeros(queries.shape, dtype=torch.float32)
+            std = self.config.gaussian_std
+            return mu, torch.full_like(mu, math.log(std) if std > 0 else -math.inf), None, None
+        weights = has_key = None
+        if self.config.kind == "cross_attn":
+            hidden, has_key, weights = self._attend(queries, text_embeds.to(queries.dtype), text_mask.bool(),
+                                                    output_attentions)
+        else:  # mlp: the image tokens alone
+            hidden = self.fc2(F.gelu(self.fc1(queries)))
+        mu = self.mu_proj(hidden).float()
+        log_sigma = self.log_sigma_proj(hidden).float().clamp(self.config.log_sigma_min, self.config.log_sigma_max)
+        return mu, log_sigma, has_key, weights
+
+    def _noise(self, mode: str, mu: torch.Tensor, log_sigma: torch.Tensor,
+               eps: Optional[Sequence[torch.Tensor]], lengths: list[int]) -> torch.Tensor:
+        """mu (mode ``mean``) or mu + sigma * eps with eps standard normal (given, or drawn here)."""
+        if mode == "mean":
+            return mu
+        if eps is None:
+            draws = torch.randn(mu.shape, device=mu.device, dtype=torch.float32)
+        else:
+            eps, d = list(eps), self.config.hidden_size
+            if len(eps) != len(lengths) or any(tuple(e.shape) != (n, d) for e, n in zip(eps, lengths)):
+                raise ValueError("eps must hold one [n_i, d] tensor per sample, shaped like that sample's image tokens.")
+            draws = pad_sequence([e.float() for e in eps], batch_first=True) if mu.shape[1] else mu
+        if self.config.kind == "gaussian":
+            return self.config.gaussian_std * draws
+        return mu + log_sigma.exp() * draws
+
     def forward(
         self,
         image_embeds: Sequence[torch.Tensor],
@@ -161,72 +210,30 @@ class NoiseGenerator(nn.Module):
             output_attentions: also return the cross-attention weights.
         """
         image_embeds = list(image_embeds)
-        bsz = len(image_embeds)
-        if text_embeds.dim() != 3 or text_embeds.shape[0] != bsz or tuple(text_mask.shape) != tuple(text_embeds.shape[:2]):
-            raise ValueError(
-                f"Noise generator inputs disagree: {bsz} image lists, text_embeds {tuple(text_embeds.shape)}, "
-                f"text_mask {tuple(text_mask.shape)}; expected text_embeds [B, T, d] and text_mask [B, T] with B={bsz}."
-            )
-        d = self.config.hidden_size
-        for i, x in enumerate(image_embeds):
-            if x.dim() != 2 or x.shape[-1] != d:
-                raise ValueError(
-                    f"Sample {i}: image tokens have shape {tuple(x.shape)}, expected [n, {d}] "
-                    "(the generator's hidden_size must equal the LLM hidden size)."
-                )
+        self._check_inputs(image_embeds, text_embeds, text_mask)
         mode = self.resolve_mode(mode)
-        if mode == "off" or bsz == 0:
+        if mode == "off" or not image_embeds:
             return NoiseOutput(image_embeds=image_embeds, mode="off")
 
         lengths = [x.shape[0] for x in image_embeds]
         out_dtype = image_embeds[0].dtype
         compute_dtype = self._param_dtype(out_dtype)
         queries = pad_sequence([x.to(compute_dtype) for x in image_embeds], batch_first=True)
-        n_max = queries.shape[1]
-
-        weights = None
-        if self.config.kind == "gaussian":
-            mu = queries.new_zeros(queries.shape, dtype=torch.float32)
-            log_sigma = torch.full_like(mu, math.log(self.config.gaussian_std) if self.config.gaussian_std > 0 else -math.inf)
-            has_key = None
-        else:
-            if self.config.kind == "cross_attn":
-                text = text_embeds.to(compute_dtype)
-                hidden, has_key, weights = self._attend(queries, text, text_mask.bool(), output_attentions)
-            else:  # mlp: the image tokens alone
-                hidden, has_key = self.fc2(F.gelu(self.fc1(queries))), None
-            mu = self.mu_proj(hidden).float()
-            log_sigma = self.log_sigma_proj(hidden).float().clamp(self.config.log_sigma_min, self.config.log_sigma_max)
-
-        if mode == "sample":
-            if eps is None:
-                draws = torch.randn(mu.shape, device=mu.device, dtype=torch.float32)
-            else:
-                eps = list(eps)
-                if len(eps) != bsz or any(tuple(e.shape) != (n, d) for e, n in zip(eps, lengths)):
-                    raise ValueError("eps must hold one [n_i, d] tensor per sample, shaped like that sample's image tokens.")
-                draws = pad_sequence([e.float() for e in eps], batch_first=True) if n_max else mu
-            if self.config.kind == "gaussian":
-                noise = self.config.gaussian_std * draws
-            else:
-                noise = mu + log_sigma.exp() * draws
-        else:  # mean
-            noise = mu
+        mu, log_sigma, has_key, weights = self._statistics(queries, text_embeds, text_mask, output_attentions)
+        noise = self._noise(mode, mu, log_sigma, eps, lengths)
 
         if compute_dtype == out_dtype:
             base = queries.float()
         else:  # keep the inputs' own precision for the residual path
             base = pad_sequence([x.float() for x in image_embeds], batch_first=True)
-        neutral = 1.0 if self.config.injection == "mul" else 0.0
         if has_key is not None:
             # No key (e.g. an empty prompt): leave that sample's image tokens as they are.
-            keep = has_key[:, None, None]
-            noise = torch.where(keep, noise, torch.full_like(noise, neutral))
+            neutral = 1.0 if self.config.injection == "mul" else 0.0
+            noise = torch.where(has_key[:, None, None], noise, torch.full_like(noise, neutral))
         noised = base * noise if self.config.injection == "mul" else base + noise
         # Inputs pass through in their own dtype; the math above ran in float32.
-        noised = noised.to(out_dtype)
         return NoiseOutput(
-            image_embeds=_unpad(noised, lengths),
+            image_embeds=_unpad(noised.to(out_dtype), lengths),
             noise=_unpad(noise, lengths),
             mu=_unpad(mu, lengths),
             log_sigma=_unpad(log_sigma, lengths),

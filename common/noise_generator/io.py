@@ -2,15 +2,13 @@
 
 A generator checkpoint is a folder with ``noise_generator.safetensors`` (tensor names as in ``NoiseGenerator``,
 no prefix) and ``noise_generator_config.json``. Files are written atomically (temporary name, then rename) so a
-run killed while saving never leaves a half-written generator behind; ``atomic_write`` and
-``save_pretrained_atomically`` give the backbones' other checkpoint files (projector, non-LoRA tensors, peft
-adapters) the same guarantee.
+run killed while saving never leaves a half-written generator behind. ``restore_generator`` copies such a checkpoint
+into the generator inside a (wrapped) model: loading a run for inference and resuming one use it alike.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -22,50 +20,25 @@ from torch import nn
 
 from .config import CONFIG_NAME, NoiseGeneratorConfig
 from .generator import NoiseGenerator
+from .model import find_noise_generator, module_name_of
 
 WEIGHTS_NAME = "noise_generator.safetensors"
 
 
-def _fsync(path: str | os.PathLike) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
-    """``write(tmp)`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``. A
-    run killed while saving leaves the previous complete file (or none), never a half-written one."""
-    path = Path(path)
+def _write_atomically(path: Path, write: Callable[[str], object]) -> None:
+    """``write(tmp)`` to a hidden file beside ``path``, flushed to disk, then renamed over ``path``: a run killed while
+    saving leaves the previous complete file (or none), never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
-        _fsync(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def save_pretrained_atomically(obj, output_dir: str | os.PathLike, **kwargs) -> list[str]:
-    """``obj.save_pretrained(output_dir, **kwargs)`` (a peft adapter, a config, a processor), each file written into a
-    hidden staging folder inside ``output_dir`` first and then renamed into place: weights before the JSON files
-    that describe them, so a folder never pairs a new config with missing or half-written weights. Returns the
-    names written."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=output_dir))
-    try:
-        obj.save_pretrained(str(staging), **kwargs)
-        files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (p.suffix == ".json", str(p)))
-        for source in files:
-            target = output_dir / source.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _fsync(source)
-            os.replace(source, target)
-        return [str(p.relative_to(staging)) for p in files]
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def is_noise_generator_dir(directory: str | os.PathLike) -> bool:
@@ -100,8 +73,8 @@ def save_noise_generator(
     tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     weights_path = directory / WEIGHTS_NAME
     metadata = {"format": "pt", "kind": generator.config.kind}
-    atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-    atomic_write(directory / CONFIG_NAME, generator.config.to_json_file)
+    _write_atomically(weights_path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _write_atomically(directory / CONFIG_NAME, generator.config.to_json_file)
     return weights_path
 
 
@@ -180,19 +153,20 @@ def load_generator_weights(generator: NoiseGenerator, tensors: Mapping[str, torc
     generator.load_state_dict(dict(tensors), strict=True)
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; works on ZeRO-3 partitioned params (uses ``ds_numel`` when present)."""
-    trainable = total = 0
-    for param in model.parameters():
-        n = getattr(param, "ds_numel", None) or param.numel()
-        total += n
-        if param.requires_grad:
-            trainable += n
-    return trainable, total
-
-
-def describe_trainable(model: nn.Module) -> str:
-    """One log line: trainable parameters and their share of the model."""
-    trainable, total = count_parameters(model)
-    share = 100.0 * trainable / total if total else 0.0
-    return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {share:.4f}"
+def restore_generator(model: nn.Module, directory: str | os.PathLike) -> str:
+    """Copy the generator-only checkpoint in ``directory`` into the generator inside ``model`` (through peft wrappers),
+    strictly: the model must have a generator, of the same config. Returns the generator's module name in ``model``."""
+    config, tensors = load_noise_generator_state(directory)
+    generator = find_noise_generator(model)
+    if generator is None:
+        raise ValueError(f"{directory} holds a noise generator but the model has none to load it into.")
+    if config.to_dict() != generator.config.to_dict():
+        raise ValueError(
+            f"The generator config in {directory} ({config.to_dict()}) differs from the model's "
+            f"({generator.config.to_dict()}); use the generator settings (--ng_* flags) of the run that wrote it."
+        )
+    reference = next(generator.parameters(), None)
+    if reference is not None:
+        tensors = {name: t.to(device=reference.device, dtype=reference.dtype) for name, t in tensors.items()}
+    load_generator_weights(generator, tensors, source=str(directory))
+    return module_name_of(model, generator)

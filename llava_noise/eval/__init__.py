@@ -1,6 +1,7 @@
-"""Evaluation for LLaVA-1.5 + MuNG: inference scripts (``model_vqa*``, ``run_llava``) and benchmark scorers.
+"""LLaVA's command names for the shared evaluation code in ``mung.eval`` (any backbone).
 
-Every script runs as ``python -m llava_noise.eval.<name>``; shared pieces live in ``llava_noise.jsonl``
-(reading/writing JSON and answer files, also used by training), ``chunking`` (``--num-chunks/--chunk-idx``), ``vqa_normalize`` (VQA answer normalisation and
-accuracy) and ``inference`` (prompt building, image tensors, batched greedy generation).
+Each module here is a thin face: ``python -m llava_noise.eval.<name>`` runs ``python -m mung.eval.<name>`` (and
+``run_llava`` runs ``mung.eval.run_query``), so LLaVA's commands and ``scripts/v1_5/eval/*.sh`` keep working. The
+answering entry points (``model_vqa*``), the benchmark scorers and converters (``eval_*``, ``convert_*``,
+``summarize_llavabench``) and their helpers (``vqa_normalize``, ``xlsx``, ``mmbench_tsv``) live in ``mung.eval``.
 """

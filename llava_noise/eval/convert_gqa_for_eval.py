@@ -1,26 +1,6 @@
-"""Answers jsonl → GQA predictions file ``[{questionId, prediction}]``.
+"""``python -m llava_noise.eval.convert_gqa_for_eval``: LLaVA's command name for the shared ``mung.eval.convert_gqa_for_eval`` (any backbone)."""
 
-Run: ``python -m llava_noise.eval.convert_gqa_for_eval --src merge.jsonl --dst predictions.json``.
-
-The prediction is the answer text with trailing periods removed, lower-cased — what GQA's eval.py expects.
-"""
-
-import argparse
-
-from ..jsonl import read_jsonl, write_json
-
-
-def gqa_predictions(results):
-    return [{"questionId": r["question_id"], "prediction": r["text"].rstrip(".").lower()} for r in results]
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--src", required=True, help="merged answers jsonl")
-    parser.add_argument("--dst", required=True, help="output, e.g. testdev_balanced_predictions.json")
-    args = parser.parse_args(argv)
-    write_json(args.dst, gqa_predictions(read_jsonl(args.src)))
-
+from mung.eval.convert_gqa_for_eval import main
 
 if __name__ == "__main__":
     main()

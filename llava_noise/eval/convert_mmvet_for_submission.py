@@ -1,24 +1,6 @@
-"""MM-Vet answers → submission json ``{"v1_<question_id>": answer}``.
+"""``python -m llava_noise.eval.convert_mmvet_for_submission``: LLaVA's command name for the shared ``mung.eval.convert_mmvet_for_submission`` (any backbone)."""
 
-The json is what MM-Vet's GPT-4 grader (online, needs network; not run here) takes.
-"""
-
-import argparse
-
-from ..jsonl import read_jsonl, write_json
-
-
-def mmvet_submission(results):
-    return {f"v1_{r['question_id']}": r["text"] for r in results}
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--src", required=True)
-    parser.add_argument("--dst", required=True)
-    args = parser.parse_args(argv)
-    write_json(args.dst, mmvet_submission(read_jsonl(args.src)), indent=2)
-
+from mung.eval.convert_mmvet_for_submission import main
 
 if __name__ == "__main__":
     main()

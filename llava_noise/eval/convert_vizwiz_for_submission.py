@@ -1,32 +1,6 @@
-"""VizWiz answers → submission json ``[{image, answer}]``.
+"""``python -m llava_noise.eval.convert_vizwiz_for_submission``: LLaVA's command name for the shared ``mung.eval.convert_vizwiz_for_submission`` (any backbone)."""
 
-Every question of ``--annotation-file`` (the question jsonl) must be answered; answers are VQA-normalised.
-"""
-
-import argparse
-
-from ..jsonl import index_by, read_jsonl, write_json
-from .vqa_normalize import normalize_answer
-
-
-def vizwiz_submission(questions, results, result_path="answers"):
-    answered = index_by(results, "question_id", result_path)
-    missing = [q["question_id"] for q in questions if q["question_id"] not in answered]
-    if missing:
-        raise ValueError(f"{result_path}: {len(missing)} questions unanswered (first: {missing[0]!r}); "
-                         "VizWiz needs an answer for every image — rerun the missing chunks")
-    return [{"image": q["image"], "answer": normalize_answer(answered[q["question_id"]]["text"])} for q in questions]
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--annotation-file", required=True, help="question jsonl, e.g. llava_test.jsonl")
-    parser.add_argument("--result-file", required=True)
-    parser.add_argument("--result-upload-file", required=True)
-    args = parser.parse_args(argv)
-    write_json(args.result_upload_file,
-               vizwiz_submission(read_jsonl(args.annotation_file), read_jsonl(args.result_file), args.result_file))
-
+from mung.eval.convert_vizwiz_for_submission import main
 
 if __name__ == "__main__":
     main()

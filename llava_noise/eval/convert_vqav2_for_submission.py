@@ -1,39 +1,6 @@
-"""Merged VQAv2 answers → EvalAI submission json (``python -m llava_noise.eval.convert_vqav2_for_submission``).
+"""``python -m llava_noise.eval.convert_vqav2_for_submission``: LLaVA's command name for the shared ``mung.eval.convert_vqav2_for_submission`` (any backbone)."""
 
-Reads ``<dir>/answers/<split>/<ckpt>/merge.jsonl``, writes ``<dir>/answers_upload/<split>/<ckpt>.json`` with one
-``{question_id, answer}`` per question of the test split (``--test-split``, default
-``<dir>/llava_vqav2_mscoco_test2015.jsonl``); answers are VQA-normalised, unanswered questions get "".
-"""
-
-import argparse
-import os
-
-from ..jsonl import read_jsonl, write_json
-from .vqa_normalize import normalize_answer
-
-
-def vqav2_submission(test_questions, results):
-    answered = {r["question_id"]: r["text"] for r in results}
-    return [{"question_id": q["question_id"], "answer": normalize_answer(answered[q["question_id"]])
-             if q["question_id"] in answered else ""} for q in test_questions]
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dir", default="./playground/data/eval/vqav2")
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--split", required=True)
-    parser.add_argument("--test-split", help="question jsonl covering the whole test set")
-    args = parser.parse_args(argv)
-    test_split = args.test_split or os.path.join(args.dir, "llava_vqav2_mscoco_test2015.jsonl")
-    src = os.path.join(args.dir, "answers", args.split, args.ckpt, "merge.jsonl")
-    dst = os.path.join(args.dir, "answers_upload", args.split, f"{args.ckpt}.json")
-    results = read_jsonl(src)
-    submission = vqav2_submission(read_jsonl(test_split), results)
-    missing = sum(1 for s in submission if s["answer"] == "")
-    print(f"{len(results)} answers, {len(submission)} questions in the test split, {missing} left empty → {dst}")
-    write_json(dst, submission)
-
+from mung.eval.convert_vqav2_for_submission import main
 
 if __name__ == "__main__":
     main()

@@ -1,34 +1,6 @@
-"""GQA exact-match accuracy of a predictions file (``python -m llava_noise.eval.eval_gqa``).
+"""``python -m llava_noise.eval.eval_gqa``: LLaVA's command name for the shared ``mung.eval.eval_gqa`` (any backbone)."""
 
-This is the headline "accuracy" of GQA's official eval.py (prediction == answer after
-``convert_gqa_for_eval``); the other official metrics (consistency, validity, plausibility, distribution) need
-the scene graphs and choices files and are left to that script.
-"""
-
-import argparse
-
-from ..jsonl import read_json
-
-
-def gqa_accuracy(predictions, questions, predictions_path="predictions"):
-    """Fraction of the predictions equal to their question's answer; every prediction must have a question."""
-    correct = 0
-    for p in predictions:
-        qid = str(p["questionId"])
-        if qid not in questions:
-            raise ValueError(f"{predictions_path}: questionId {qid} is not in the questions file")
-        correct += p["prediction"] == questions[qid]["answer"]
-    return correct / len(predictions)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--predictions", required=True, help="output of convert_gqa_for_eval")
-    parser.add_argument("--questions", required=True, help="e.g. testdev_balanced_questions.json")
-    args = parser.parse_args(argv)
-    acc = gqa_accuracy(read_json(args.predictions), read_json(args.questions), args.predictions)
-    print(f"Accuracy: {100 * acc:.2f}%")
-
+from mung.eval.eval_gqa import main
 
 if __name__ == "__main__":
     main()

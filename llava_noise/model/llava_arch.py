@@ -1,8 +1,9 @@
 """LLaVA's multimodal mixins: the vision modules of the inner model, and the per-sample splice of image features
 (noised by MuNG's generator) into the token embeddings.
 
-Where the noise enters: ``LlavaMetaForCausalLM.inject_noise`` (called once per batch from
-``prepare_inputs_labels_for_multimodal``).
+Where the noise enters: ``add_noise_to_image_features`` of the inner model (``noise_generator.NoiseGeneratorMixin``),
+called once per batch from ``prepare_inputs_labels_for_multimodal``, where every sample's image features, text
+embeddings and labels are at hand.
 """
 
 from __future__ import annotations
@@ -10,15 +11,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-from torch import nn
 
-from noise_generator import (
-    NoiseGenerator,
-    NoiseGeneratorConfig,
-    noise_draws,
-    repeat_for_noise_samples,
-    text_key_mask,
-)
+from noise_generator import NoiseDraws, NoiseGenerator, NoiseGeneratorConfig, build_noise_generator, text_key_mask
 
 from ..constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from .multimodal_encoder import CLIPVisionTower, build_vision_tower
@@ -34,8 +28,9 @@ class LlavaMetaModel:
             self.vision_tower = build_vision_tower(config)
         if getattr(config, "mm_hidden_size", None) and getattr(config, "use_mm_proj", True):
             self.mm_projector = build_vision_projector(config)
-        if getattr(config, "noise_generator", None):
-            self.noise_generator = NoiseGenerator(NoiseGeneratorConfig.from_dict(config.noise_generator, "config.json"))
+        self.noise_generator = build_noise_generator(
+            getattr(config, "noise_generator", None), config.hidden_size, "config.json noise_generator"
+        )
 
     def get_vision_tower(self) -> Optional[CLIPVisionTower]:
         return getattr(self, "vision_tower", None)
@@ -93,9 +88,9 @@ class LlavaMetaForCausalLM:
     def get_vision_tower(self) -> Optional[CLIPVisionTower]:
         return self.get_model().get_vision_tower()
 
-    def noise_repeats(self, noise_mode: Optional[str] = None) -> int:
+    def noise_draws(self, noise_mode: Optional[str] = None) -> NoiseDraws:
         """Copies of each sample in this forward, one per noise draw (``num_samples`` in training, else 1)."""
-        return noise_draws(getattr(self.get_model(), "noise_generator", None), self.training, noise_mode)
+        return NoiseDraws.for_call(self.get_model().noise_generator, self.training, noise_mode)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Pixel values [N, 3, H, W] → projected features [N, num_patches, hidden] in the projector's dtype."""
@@ -103,23 +98,6 @@ class LlavaMetaForCausalLM:
         projector = self.get_model().mm_projector
         dtype = next(projector.parameters(), self.get_model().embed_tokens.weight).dtype
         return projector(features.to(dtype))
-
-    def inject_noise(
-        self,
-        image_features: list[torch.Tensor],
-        text_embeds: torch.Tensor,
-        key_mask: torch.Tensor,
-        noise_mode: Optional[str] = None,
-    ) -> list[torch.Tensor]:
-        """MuNG: noise each sample's image features, attending to that sample's text embeddings at ``key_mask``.
-
-        Runs even when a sample (or the whole batch) has no image tokens, so every ZeRO-3 rank gathers the same
-        parameters; such samples get nothing.
-        """
-        generator = getattr(self.get_model(), "noise_generator", None)
-        if generator is None:
-            return image_features
-        return generator(image_features, text_embeds, key_mask, mode=noise_mode).image_embeds
 
     def _split_features(
         self, ids_host: torch.Tensor, images: Optional[torch.Tensor | list[torch.Tensor]]
@@ -183,15 +161,12 @@ class LlavaMetaForCausalLM:
         ids_host, mask_host = input_ids.cpu(), attention_mask.cpu()
         per_sample = self._split_features(ids_host, images)
 
-        generator = getattr(model, "noise_generator", None)
-        num_samples = self.noise_repeats(noise_mode)
-        if num_samples > 1:
-            input_ids = repeat_for_noise_samples(input_ids, num_samples)
-            attention_mask = repeat_for_noise_samples(attention_mask, num_samples)
-            ids_host = repeat_for_noise_samples(ids_host, num_samples)
-            mask_host = repeat_for_noise_samples(mask_host, num_samples)
-            labels = repeat_for_noise_samples(labels, num_samples)
-            per_sample = [f for f in per_sample for _ in range(num_samples)]
+        generator = model.noise_generator
+        draws = self.noise_draws(noise_mode)
+        input_ids, attention_mask, ids_host, mask_host, labels = (
+            draws.repeat(t) for t in (input_ids, attention_mask, ids_host, mask_host, labels)
+        )
+        per_sample = draws.repeat_list(per_sample)
 
         image_mask = input_ids == IMAGE_TOKEN_INDEX
         text_embeds = model.embed_tokens(input_ids.masked_fill(image_mask, 0))
@@ -204,7 +179,7 @@ class LlavaMetaForCausalLM:
                 training=self.training,
                 condition_on_answer=generator.config.condition_on_answer,
             )
-            per_sample = self.inject_noise(per_sample, text_embeds, keys, noise_mode)
+            per_sample = model.add_noise_to_image_features(per_sample, text_embeds, keys, noise_mode)
 
         max_len = getattr(self.config, "tokenizer_model_max_length", None)
         embeds_list, labels_list = [], []

@@ -1,22 +1,26 @@
 """Command-line flags of LLaVA-1.5 training (names as in the original LLaVA) plus MuNG's generator switch.
 
-The generator's own flags (``--ng_*``) are ``noise_generator.training.NoiseGeneratorArguments``.
+The generator's own flags (``--ng_*``) are ``mung.training.flags.NoiseGeneratorArguments``. Flags of the original
+that this code does not use are still accepted (recipes pass them); set to something else they are refused where
+ignoring them would mislead (``--lora_weight_path``, ``--mm_patch_merge_type``) and warned about otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
-import transformers
-
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, MAX_BAD_SAMPLE_SHARE_HELP, check_bad_sample_flags
-from noise_generator.guards import ON_NONFINITE, check_model_path, check_on_nonfinite
-from noise_generator.training import OVERWRITE_OUTPUT_DIR_HELP
+from mung.paths import check_model_path
+from mung.training import flags
+from mung.training.flags import refuse_ignored, warn_ignored
 
 from ..conversation import conv_templates
 
 IMAGE_ASPECT_RATIOS = ("square", "pad", "resize", "original")
+QUANT_TYPES = ("nf4", "fp4")
+LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_bias")
 
 
 @dataclass
@@ -31,12 +35,16 @@ class ModelArguments:
     mm_projector_type: str = field(default="linear", metadata={"help": "linear | mlp<N>x_gelu | identity."})
     mm_use_im_start_end: bool = field(default=False)
     mm_use_im_patch_token: bool = field(default=True)
-    mm_patch_merge_type: str = field(default="flat")
+    mm_patch_merge_type: str = field(
+        default="flat", metadata={"help": "flat (LLaVA-1.5; the spatial merges of LLaVA-NeXT's anyres are not here)."}
+    )
     mm_vision_select_feature: str = field(default="patch", metadata={"help": "patch (drop CLS) | cls_patch."})
     noise_generator: bool = field(default=False, metadata={"help": "Add MuNG's noise generator (trained in every mode)."})
 
     def __post_init__(self):
         check_model_path(self.model_name_or_path, "--model_name_or_path")
+        refuse_ignored(self, ["mm_patch_merge_type"], "only flat (LLaVA-1.5) is implemented; LLaVA-NeXT's spatial "
+                       "merges of anyres tiles are not. Leave the flag out.")
         if self.version not in conv_templates:
             raise ValueError(
                 f"--version {self.version!r} is not a conversation template; use one of {', '.join(sorted(conv_templates))}."
@@ -47,7 +55,9 @@ class ModelArguments:
 class DataArguments:
     data_path: Optional[str] = field(default=None, metadata={"help": "JSON (list) or JSONL training conversations."})
     lazy_preprocess: bool = field(default=False, metadata={"help": "Tokenise samples when first used."})
-    is_multimodal: bool = False
+    is_multimodal: bool = field(
+        default=False, metadata={"help": "Accepted for LLaVA's recipes and ignored: --vision_tower makes a run multimodal."}
+    )
     image_folder: Optional[str] = field(default=None, metadata={"help": "Folder the samples' image paths are relative to."})
     image_aspect_ratio: str = field(default="square", metadata={"help": "pad: pad to square with the mean colour."})
     on_bad_sample: str = field(
@@ -61,6 +71,8 @@ class DataArguments:
 
     def __post_init__(self):
         check_bad_sample_flags(self.on_bad_sample, self.max_bad_sample_share)
+        warn_ignored(self, ["is_multimodal"], "every run with --vision_tower is multimodal; samples without an image "
+                     "train as text-only ones.")
         if self.image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
             raise ValueError(
                 f"--image_aspect_ratio {self.image_aspect_ratio!r} is not supported; use {', '.join(IMAGE_ASPECT_RATIOS)}."
@@ -68,12 +80,14 @@ class DataArguments:
 
 
 @dataclass
-class TrainingArguments(transformers.TrainingArguments):
+class TrainingArguments(flags.TrainingArguments):
     cache_dir: Optional[str] = field(default=None)
     optim: str = field(default="adamw_torch")
     remove_unused_columns: bool = field(default=False)
     freeze_mm_mlp_adapter: bool = field(default=False)
-    mpt_attn_impl: Optional[str] = field(default="triton")
+    mpt_attn_impl: Optional[str] = field(
+        default="triton", metadata={"help": "Accepted for LLaVA's recipes and ignored: there is no MPT backbone here."}
+    )
     model_max_length: int = field(
         default=512, metadata={"help": "Longest sequence (image features included); longer samples are right-truncated."}
     )
@@ -84,15 +98,12 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    lora_weight_path: str = ""
+    lora_weight_path: str = field(
+        default="", metadata={"help": "Not supported (refused when set): resume a LoRA run from its --output_dir."}
+    )
     lora_bias: str = "none"
     mm_projector_lr: Optional[float] = None
     group_by_modality_length: bool = field(default=False)
-    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_OUTPUT_DIR_HELP})
-    on_nonfinite: str = field(
-        default="raise",
-        metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},
-    )
     # Flags of the transformers versions the original LLaVA used, mapped onto their current names.
     warmup_ratio: Optional[float] = field(default=None, metadata={"help": "Warmup as a share of the steps (= --warmup_steps <1)."})
     evaluation_strategy: Optional[str] = field(default=None, metadata={"help": "Old name of --eval_strategy."})
@@ -109,6 +120,30 @@ class TrainingArguments(transformers.TrainingArguments):
             raise ValueError(f"--bits {self.bits} is not supported; use 4, 8 or 16.")
         if self.bits in (4, 8) and not self.lora_enable:
             raise ValueError("--bits 4/8 (QLoRA) needs --lora_enable True: quantised weights cannot be trained.")
-        check_on_nonfinite(self.on_nonfinite)
         if self.lora_bias not in ("none", "all", "lora_only"):
             raise ValueError(f"--lora_bias {self.lora_bias!r}; use none, all or lora_only.")
+        if self.quant_type not in QUANT_TYPES:
+            raise ValueError(f"--quant_type {self.quant_type!r} is not supported; use {' or '.join(QUANT_TYPES)}.")
+        self.check_unused_flags()
+
+    def check_unused_flags(self) -> None:
+        refuse_ignored(self, ["lora_weight_path"], "loading LoRA weights into a new run is not supported. To continue "
+                       "a LoRA run pass its --output_dir (or --resume_from_checkpoint checkpoint-N); to start from a "
+                       "trained adapter merge it first (scripts/merge_lora_weights.py) and pass the merged model as "
+                       "--model_name_or_path.")
+        warn_ignored(self, ["mpt_attn_impl"], "there is no MPT backbone here (LLaVA-1.5 on Llama).")
+        if self.bits != 4:
+            warn_ignored(self, ["double_quant", "quant_type"], "it applies to --bits 4 only.")
+        if not self.lora_enable:
+            warn_ignored(self, LORA_FLAGS, "it applies with --lora_enable True only.")
+
+
+def check_flag_combinations(model_args: ModelArguments, training_args: TrainingArguments, ng_args) -> None:
+    """Flags that mean nothing together with others, checked right after parsing (before any weights load)."""
+    if training_args.mm_projector_lr is not None and training_args.freeze_mm_mlp_adapter:
+        raise ValueError(
+            "--mm_projector_lr is set but --freeze_mm_mlp_adapter True keeps the projector frozen; drop one of them."
+        )
+    if not model_args.noise_generator:
+        warn_ignored(ng_args, [f.name for f in dataclasses.fields(ng_args)], "it applies with --noise_generator "
+                     "True only.")

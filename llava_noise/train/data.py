@@ -26,11 +26,11 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSampleError, BadSamplePolicy
-from noise_generator.guards import SAMPLE_IDS_KEY
+from mung.files import read_json, read_jsonl
+from mung.training.nonfinite import SAMPLE_IDS_KEY
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
 from ..conversation import Conversation, SeparatorStyle, get_conv_template
-from ..jsonl import read_json, read_jsonl
 from ..mm_utils import expand2square, tokenize_image_prompt
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def load_records(path: str) -> list[dict]:
     """A JSON list or JSONL file of samples; errors name the file and line."""
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"--data_path {path} does not exist; pass the training JSON/JSONL file.")
-    records = read_jsonl(path) if path.endswith(".jsonl") else read_json(path)
+    records = [row for _, row in read_jsonl(path)] if path.endswith(".jsonl") else read_json(path)
     if not isinstance(records, list):
         raise ValueError(f"{path} must hold a JSON list of samples (or one JSON object per line in a .jsonl file).")
     if not records:

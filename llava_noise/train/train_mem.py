@@ -1,4 +1,4 @@
-from noise_generator.training import close_process_group
+from mung.training.distributed import close_process_group
 
 from llava_noise.train.train import train
 

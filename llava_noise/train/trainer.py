@@ -1,5 +1,6 @@
-"""``LLaVATrainer``: parameter groups (projector / generator learning rates), modality-grouped sampling, and
-checkpoints that can be loaded and resumed from every directory (``checkpoint-N`` included)."""
+"""``LLaVATrainer``: the shared ``MungTrainerMixin`` (NaN/inf guard, parameter groups, generator saved and restored)
+with the projector's own learning rate, modality-grouped sampling, and LLaVA's checkpoint files, so that every
+directory (``checkpoint-N`` included) can be loaded and resumed from."""
 
 from __future__ import annotations
 
@@ -11,21 +12,12 @@ import torch
 from torch.utils.data import Sampler
 from transformers import Trainer
 
-from noise_generator import load_generator_weights, load_noise_generator_state
-from noise_generator.io import save_pretrained_atomically
-from noise_generator.guards import NonFiniteGuardMixin
-from noise_generator.training import RankLogMixin, find_noise_generator, optimizer_groups, save_generator_from_model
+from mung.checkpoints import NON_LORA_FILE, PROJECTOR_FILE, load_named_tensors, read_tensor_file
+from mung.files import save_pretrained_atomically
+from mung.training.distributed import gather_parameters
+from mung.training.trainer import MungTrainerMixin
 
-from ..model.checkpoint_io import (
-    NON_LORA_FILE,
-    PROJECTOR_FILE,
-    gather_named,
-    load_projector_file,
-    load_named_tensors,
-    read_tensor_file,
-    save_non_lora_trainables,
-    save_projector,
-)
+from ..model.checkpoint_io import load_projector_file, save_non_lora_trainables, save_projector
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +56,7 @@ class ModalityLengthGroupedSampler(Sampler):
         return iter(modality_grouped_indices(self.lengths, self.megabatch_size, generator))
 
 
-class LLaVATrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
-    def __init__(self, *args, ng_lr: Optional[float] = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ng_lr = ng_lr
-
+class LLaVATrainer(MungTrainerMixin, Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if getattr(self.args, "group_by_modality_length", False) and dataset is not None:
@@ -80,21 +68,8 @@ class LLaVATrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
             )
         return super()._get_train_sampler(train_dataset)
 
-    def create_optimizer(self, model=None):
-        if self.optimizer is not None:
-            return self.optimizer
-        model = model if model is not None else self.model
-        groups = optimizer_groups(
-            model,
-            self.args.weight_decay,
-            {
-                "noise_generator": self.ng_lr,
-                "mm_projector": getattr(self.args, "mm_projector_lr", None),
-            },
-        )
-        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
+    def lr_overrides(self) -> dict[str, Optional[float]]:
+        return {**super().lr_overrides(), "mm_projector": getattr(self.args, "mm_projector_lr", None)}
 
     # --- saving -------------------------------------------------------------------------------------------------
     def _mode(self) -> str:
@@ -116,7 +91,7 @@ class LLaVATrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
         if main:
             os.makedirs(output_dir, exist_ok=True)
         if mode == "lora":
-            lora_state = gather_named((n, p) for n, p in self.model.named_parameters() if "lora_" in n)
+            lora_state = gather_parameters((n, p) for n, p in self.model.named_parameters() if "lora_" in n)
             save_non_lora_trainables(self.model, output_dir, is_main_process=main)
             if main:
                 # Embeddings that train are in non_lora_trainables.bin; peft's default ("auto") would only re-read the
@@ -126,26 +101,23 @@ class LLaVATrainer(NonFiniteGuardMixin, RankLogMixin, Trainer):
             save_projector(self.model, output_dir, is_main_process=main)
         elif mode == "full":
             super().save_model(output_dir, _internal_call=_internal_call)
-        save_generator_from_model(self.model, output_dir, is_main_process=main)
+        self.save_generator(output_dir)
         if main and mode != "full":
             config = self.model.config
             config.save_pretrained(output_dir)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        """Resume: the files ``save_model`` wrote (DeepSpeed runs restore everything from their engine state)."""
-        model = model or self.model
+    def load_trained_weights(self, checkpoint: str, model: torch.nn.Module) -> None:
+        """Resume (after the generator, which ``MungTrainerMixin`` restores): the projector file of projector-only
+        runs, nothing more for generator-only runs, the adapter and ``non_lora_trainables.bin`` of LoRA runs, the
+        full weights otherwise."""
         mode = self._mode()
-        if mode in ("projector", "generator") and not self.is_deepspeed_enabled:
-            if mode == "projector":
-                load_projector_file(model.get_model().mm_projector, os.path.join(resume_from_checkpoint, PROJECTOR_FILE))
-            generator = find_noise_generator(model)
-            if generator is not None:
-                _, tensors = load_noise_generator_state(resume_from_checkpoint)
-                load_generator_weights(generator, tensors, source=resume_from_checkpoint)
+        if mode == "projector":
+            load_projector_file(model.get_model().mm_projector, os.path.join(checkpoint, PROJECTOR_FILE))
+        if mode in ("projector", "generator"):
             return
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, NON_LORA_FILE)
-        if mode == "lora" and not self.is_deepspeed_enabled:
+        super().load_trained_weights(checkpoint, model)
+        if mode == "lora":
+            path = os.path.join(checkpoint, NON_LORA_FILE)
             load_named_tensors(model, read_tensor_file(path), path)

@@ -6,7 +6,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from noise_generator import IGNORE_INDEX
-from noise_generator.guards import SAMPLE_IDS_KEY
+from mung.training.nonfinite import SAMPLE_IDS_KEY
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The stock model embeds the prompt, encodes each image with the vision tower + merger, scatters the merger output
 into the ``<|image_pad|>`` positions and runs the language model. Here the merger output of every sample is first
 passed through the noise generator (queries: that sample's image tokens; keys/values: that sample's text token
-embeddings), see [`Qwen2_5_VLNoiseModel.add_noise_to_image_features`]. The noised features are handed to the stock
+embeddings), through [`NoiseGeneratorMixin.add_noise_to_image_features`] called from `Qwen2_5_VLNoiseModel.forward`. The noised features are handed to the stock
 forward as precomputed encoder outputs, so everything else (placeholder scatter, 3-D rope, caching) is the stock code.
 
 Noise enters in the training forward and at generation prefill (the only step that sees images); decoding steps
@@ -27,54 +27,16 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 
-from noise_generator import (
-    NoiseGenerator,
-    NoiseGeneratorConfig,
-    noise_draws,
-    repeat_for_noise_samples,
-    scale_num_items,
-    text_key_mask,
-)
+from noise_generator import NoiseDraws, NoiseGenerator, NoiseGeneratorMixin, build_noise_generator, text_key_mask
 
 from .configuration import Qwen2_5_VLNoiseConfig
 
 
-class Qwen2_5_VLNoisePreTrainedModel(Qwen2_5_VLPreTrainedModel):
-    """Owns weight initialisation: the stock rules, plus the noise generator's own ``reset_parameters``."""
+class Qwen2_5_VLNoisePreTrainedModel(NoiseGeneratorMixin, Qwen2_5_VLPreTrainedModel):
+    """The stock pretrained base with the generator's own initialisation and noise entry point
+    (``NoiseGeneratorMixin``)."""
 
     config: Qwen2_5_VLNoiseConfig
-
-    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
-        # transformers treats a module of custom code without direct parameters (the generator keeps its
-        # tensors in child Linears) as initialised and would leave the generator with the generic Linear init.
-        # Run the generator's own init after its children; loaded tensors stay untouched (init guard).
-        if isinstance(module, NoiseGenerator) and not getattr(module, "_is_hf_initialized", False):
-            self._init_weights(module)
-            module._is_hf_initialized = True
-            return
-        super()._initialize_weights(module, is_custom_code)
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, NoiseGenerator):
-            # transformers runs this under its init guard (loaded tensors are left alone) and, under ZeRO-3,
-            # inside GatheredParameters for the tensors it initialises.
-            module.reset_parameters()
-        else:
-            super()._init_weights(module)
-
-
-def build_noise_generator(config: Qwen2_5_VLNoiseConfig) -> Optional[NoiseGenerator]:
-    """The generator described by ``config.noise_generator`` (None when the config has none)."""
-    if config.noise_generator is None:
-        return None
-    generator_config = NoiseGeneratorConfig.from_dict(dict(config.noise_generator), source="config.noise_generator")
-    if generator_config.hidden_size != config.text_config.hidden_size:
-        raise ValueError(
-            f"config.noise_generator.hidden_size={generator_config.hidden_size} differs from the language model's "
-            f"hidden size {config.text_config.hidden_size}; build the generator config for this model."
-        )
-    return NoiseGenerator(generator_config)
 
 
 class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
@@ -85,46 +47,24 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
         self.visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config)
         self.language_model = Qwen2_5_VLTextModel._from_config(config.text_config)
         self.rope_deltas = None  # cached by the stock code for incremental decoding
-        self.noise_generator = build_noise_generator(config)
+        self.noise_generator = build_noise_generator(config.noise_generator, config.text_config.hidden_size)
         self.post_init()
 
-    def noise_repeats(self, noise_mode: Optional[str] = None) -> int:
-        """How many times each training sample is repeated so that it draws ``num_samples`` noises (1 otherwise)."""
-        return noise_draws(self.noise_generator, self.training, noise_mode)
+    def noise_draws(self, noise_mode: Optional[str] = None) -> NoiseDraws:
+        """Copies of each sample in this forward, one per noise draw (``num_samples`` in training, else 1)."""
+        return NoiseDraws.for_call(self.noise_generator, self.training, noise_mode)
 
-    def add_noise_to_image_features(
-        self,
-        image_features: torch.Tensor,
-        inputs_embeds: torch.Tensor,
-        image_mask: torch.Tensor,
-        key_mask: torch.Tensor,
-        repeats: int = 1,
-        noise_mode: Optional[str] = None,
-    ) -> torch.Tensor:
-        """Noise the merger outputs of every sample; this is where MuNG enters the model.
-
-        Args:
-            image_features: ``[N, d]`` merger outputs of all images of the batch, in placeholder order.
-            inputs_embeds: ``[B * repeats, T, d]`` text token embeddings (keys/values of the generator).
-            image_mask: ``[B, T]`` bool, True at ``<|image_pad|>`` positions of the (unrepeated) batch.
-            key_mask: ``[B * repeats, T]`` bool, the text positions the generator may attend to.
-            repeats: copies of each sample (``num_samples`` in training), each with its own noise draw.
-            noise_mode: ``sample`` | ``mean`` | ``off``; None = the generator's default for train/eval.
-
-        Returns:
-            ``[N * repeats, d]`` noised features in the placeholder order of the repeated batch.
-        """
-        # Image i belongs to the row holding its placeholders: split by placeholder count per row (one host sync,
-        # as the stock code does to split features per image).
+    @staticmethod
+    def features_per_sample(image_features: torch.Tensor, image_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Split the ``[N, d]`` merger outputs of a batch (placeholder order) into one ``[n_i, d]`` per row of
+        ``image_mask`` (``[B, T]``, True at ``<|image_pad|>``): one host sync, as the stock code's per-image split."""
         tokens_per_row = image_mask.sum(dim=-1).tolist()
         if sum(tokens_per_row) != image_features.shape[0]:
             raise ValueError(
                 f"The batch has {sum(tokens_per_row)} image placeholder tokens but the vision merger produced "
                 f"{image_features.shape[0]} image features; check that every image has its <|image_pad|> tokens."
             )
-        per_sample = [chunk for chunk in image_features.split(tokens_per_row) for _ in range(repeats)]
-        output = self.noise_generator(per_sample, inputs_embeds, key_mask, mode=noise_mode)
-        return torch.cat(output.image_embeds, dim=0)
+        return list(image_features.split(tokens_per_row))
 
     def blank_image_features(self, inputs_embeds: torch.Tensor) -> BaseModelOutputWithPooling:
         """Zero rows of the merger output for a blank minimal image (one merged token), kept in the autograd graph.
@@ -208,61 +148,43 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
                 "keys; got a prepared mask. Use a dynamic cache for generation."
             )
 
-        if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
-        if has_images:
-            if encoded_images is None:
-                encoded_images = self.get_image_features(pixel_values, image_grid_thw, return_dict=True, **kwargs)
-            image_features = torch.cat(encoded_images.pooler_output, dim=0).to(inputs_embeds.device, inputs_embeds.dtype)
-        else:
-            image_features = inputs_embeds.new_zeros(0, inputs_embeds.shape[-1])
-        image_mask, video_mask = self.get_placeholder_mask(input_ids, inputs_embeds=inputs_embeds)
+        return super().forward(**self.noised_inputs(stock_inputs, labels, noise_mode, kwargs), **kwargs)
+
+    def noised_inputs(self, stock: dict, labels: Optional[torch.Tensor], noise_mode: Optional[str], kwargs: dict) -> dict:
+        """The stock forward's inputs with every sample's merger outputs noised (handed over as precomputed encoder
+        outputs) and, for m > 1 noise draws, the batch repeated m times with its 3-D rope positions."""
+        if stock["inputs_embeds"] is None:
+            stock["inputs_embeds"] = self.get_input_embeddings()(stock["input_ids"])
+        embeds = stock["inputs_embeds"]
+        encoded = (stock["mm_encoder_outputs"] or {}).get("image")
+        if encoded is None and stock["pixel_values"] is not None:
+            encoded = self.get_image_features(stock["pixel_values"], stock["image_grid_thw"], return_dict=True, **kwargs)
+        image_features = (torch.cat(encoded.pooler_output, dim=0).to(embeds.device, embeds.dtype) if encoded is not None
+                          else embeds.new_zeros(0, embeds.shape[-1]))
+        image_mask, video_mask = self.get_placeholder_mask(stock["input_ids"], inputs_embeds=embeds)
         image_mask, video_mask = image_mask[..., 0], video_mask[..., 0]
 
-        repeats = self.noise_repeats(noise_mode)
-        if repeats > 1 and position_ids is None:
-            # 3-D rope positions of the original batch, repeated with it below.
-            position_ids = self.compute_3d_position_ids(
-                input_ids=input_ids,
-                image_grid_thw=image_grid_thw,
-                video_grid_thw=video_grid_thw,
-                second_per_grid_ts=second_per_grid_ts,
-                inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
-                past_key_values=past_key_values,
-                mm_token_type_ids=mm_token_type_ids,
-            )
-        if repeats > 1:
-            input_ids, attention_mask, inputs_embeds, mm_token_type_ids, labels = (
-                repeat_for_noise_samples(t, repeats)
-                for t in (input_ids, attention_mask, inputs_embeds, mm_token_type_ids, labels)
-            )
-            if position_ids is not None:  # [B, T] or [3 or 4, B, T]
-                position_ids = position_ids.repeat_interleave(repeats, dim=0 if position_ids.dim() == 2 else 1)
-
+        draws = self.noise_draws(noise_mode)
+        if draws.m > 1 and stock["position_ids"] is None:  # 3-D rope positions of the batch, repeated with it below
+            keys = ("input_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts", "inputs_embeds",
+                    "attention_mask", "past_key_values", "mm_token_type_ids")
+            stock["position_ids"] = self.compute_3d_position_ids(**{key: stock[key] for key in keys})
+        for key in ("input_ids", "attention_mask", "inputs_embeds", "mm_token_type_ids"):
+            stock[key] = draws.repeat(stock[key])
+        if stock["position_ids"] is not None:  # [B, T] or [3 or 4, B, T]
+            stock["position_ids"] = draws.repeat(stock["position_ids"], dim=0 if stock["position_ids"].dim() == 2 else 1)
         key_mask = text_key_mask(
-            attention_mask,
-            repeat_for_noise_samples(image_mask | video_mask, repeats),
-            labels,
+            stock["attention_mask"],
+            draws.repeat(image_mask | video_mask),
+            draws.repeat(labels),
             training=self.training,
             condition_on_answer=self.noise_generator.config.condition_on_answer,
         )
-        noised = self.add_noise_to_image_features(
-            image_features, inputs_embeds, image_mask, key_mask, repeats=repeats, noise_mode=noise_mode
-        )
-        stock_inputs.update(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            mm_token_type_ids=mm_token_type_ids,
-            pixel_values=None,
-            mm_encoder_outputs={
-                **(mm_encoder_outputs or {}),
-                "image": BaseModelOutputWithPooling(pooler_output=(noised,)),
-            },
-        )
-        return super().forward(**stock_inputs, **kwargs)
+        per_sample = draws.repeat_list(self.features_per_sample(image_features, image_mask))
+        noised = self.add_noise_to_image_features(per_sample, stock["inputs_embeds"], key_mask, noise_mode)
+        image_output = BaseModelOutputWithPooling(pooler_output=(torch.cat(noised, dim=0),))
+        return {**stock, "pixel_values": None,
+                "mm_encoder_outputs": {**(stock["mm_encoder_outputs"] or {}), "image": image_output}}
 
 
 class Qwen2_5_VLNoiseForConditionalGeneration(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLForConditionalGeneration):
@@ -330,10 +252,8 @@ class Qwen2_5_VLNoiseForConditionalGeneration(Qwen2_5_VLNoisePreTrainedModel, Qw
         loss = None
         if labels is not None:
             # The inner model repeated the batch once per noise draw: so are the labels and their count.
-            repeats = self.model.noise_repeats(noise_mode)
-            labels = repeat_for_noise_samples(labels, repeats)
-            if "num_items_in_batch" in kwargs:
-                kwargs = {**kwargs, "num_items_in_batch": scale_num_items(kwargs["num_items_in_batch"], repeats)}
+            draws = self.model.noise_draws(noise_mode)
+            labels, kwargs = draws.repeat(labels), draws.loss_kwargs(kwargs)
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )

@@ -1,18 +1,20 @@
 """Command-line flags of ``python -m qwen_noise.train.train`` (besides every transformers TrainingArguments flag and
-the shared ``--ng_*`` generator flags)."""
+the shared ``--ng_*`` generator flags). A flag the chosen ``--tune`` does not use is refused where ignoring it would
+mislead (a learning rate or training switch of a frozen part) and warned about otherwise."""
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
-import transformers
-
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, MAX_BAD_SAMPLE_SHARE_HELP, check_bad_sample_flags
-from noise_generator.guards import ON_NONFINITE, check_model_path, check_on_nonfinite
-from noise_generator.training import OVERWRITE_OUTPUT_DIR_HELP
+from mung.paths import check_model_path
+from mung.training import flags
+from mung.training.flags import warn_ignored
 
 TUNES = ("noise", "noise_lora", "lora", "dora", "full")
 # LoRA goes on the language model's linear layers only (never the vision tower, merger, generator or lm_head).
 LLM_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_FLAGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target")
 
 
 @dataclass
@@ -85,7 +87,7 @@ class DataArguments:
 
 
 @dataclass
-class TrainingArguments(transformers.TrainingArguments):
+class TrainingArguments(flags.TrainingArguments):
     model_max_length: int = field(
         default=1024, metadata={"help": "Longest tokenised sample; longer ones are truncated (never inside an image)."}
     )
@@ -101,12 +103,29 @@ class TrainingArguments(transformers.TrainingArguments):
         default=None,
         metadata={"help": "Learning rate of the vision tower's blocks (--tune full --tune_vision_tower True)."},
     )
-    on_nonfinite: str = field(
-        default="raise",
-        metadata={"help": f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."},
-    )
-    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_OUTPUT_DIR_HELP})
 
-    def __post_init__(self) -> None:
-        check_on_nonfinite(self.on_nonfinite)
-        super().__post_init__()
+
+def check_group_lr_flags(model_args: ModelArguments, training_args: TrainingArguments) -> None:
+    """--merger_lr / --vision_lr only mean something when that part trains; refuse them rather than ignore them."""
+    if training_args.merger_lr is not None and model_args.tune != "full":
+        raise ValueError(
+            f"--merger_lr applies to --tune full only (the merger is frozen with --tune {model_args.tune})."
+        )
+    if training_args.vision_lr is not None and not (model_args.tune == "full" and model_args.tune_vision_tower):
+        raise ValueError(
+            "--vision_lr needs --tune full --tune_vision_tower True (the vision tower is frozen otherwise)."
+        )
+
+
+def check_flag_combinations(model_args: ModelArguments, training_args: TrainingArguments, ng_args) -> None:
+    """Flags the chosen --tune does not use, checked right after parsing (before any weights load)."""
+    if model_args.tune_vision_tower and model_args.tune != "full":
+        raise ValueError(
+            f"--tune_vision_tower True needs --tune full (with --tune {model_args.tune} the vision tower stays frozen)."
+        )
+    check_group_lr_flags(model_args, training_args)
+    if not model_args.uses_lora:
+        warn_ignored(model_args, LORA_FLAGS, f"--tune {model_args.tune} puts no LoRA on the model.")
+    if not model_args.uses_generator:
+        warn_ignored(ng_args, [f.name for f in dataclasses.fields(ng_args)], f"--tune {model_args.tune} trains no "
+                     "noise generator.")

@@ -9,33 +9,18 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM, LlamaModel, LlamaPreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from noise_generator import NoiseGenerator, scale_num_items
+from noise_generator import NoiseGeneratorMixin
 
 from ..configuration_llava import LlavaConfig
 from ..llava_arch import LlavaMetaForCausalLM, LlavaMetaModel
 
 
-class LlavaPreTrainedModel(LlamaPreTrainedModel):
+class LlavaPreTrainedModel(NoiseGeneratorMixin, LlamaPreTrainedModel):
+    """Llama's pretrained base with the generator's own initialisation (``NoiseGeneratorMixin``)."""
+
     config_class = LlavaConfig
     # The tower's weights are read from mm_vision_tower by ``load_model()``; copies inside a checkpoint are skipped.
     _keys_to_ignore_on_load_unexpected = [r"model\.vision_tower\..*"]
-
-    def _initialize_weights(self, module, is_custom_code: bool = False):
-        # transformers counts a module without direct parameters (the generator keeps its tensors in child Linears)
-        # as initialised once its children are, which would leave the generator with Llama's generic Linear init:
-        # run its own init after the children (loaded tensors are left alone by the init guard).
-        if isinstance(module, NoiseGenerator) and not getattr(module, "_is_hf_initialized", False):
-            self._init_weights(module)
-            module._is_hf_initialized = True
-            return
-        super()._initialize_weights(module, is_custom_code)
-
-    def _init_weights(self, module):
-        if isinstance(module, NoiseGenerator):
-            # Under ZeRO-3 transformers calls this inside GatheredParameters(modifier_rank=0) of the missing tensors.
-            module.reset_parameters()
-            return
-        super()._init_weights(module)
 
 
 class LlavaLlamaModel(LlavaMetaModel, LlavaPreTrainedModel, LlamaModel):
@@ -84,10 +69,8 @@ class LlavaLlamaForCausalLM(LlavaPreTrainedModel, LlamaForCausalLM, LlavaMetaFor
                     input_ids, position_ids, attention_mask, past_key_values, labels, images, image_sizes, noise_mode
                 )
             )
-            if "num_items_in_batch" in kwargs:
-                # The splice repeated the batch once per noise draw; so were its answer tokens.
-                repeats = self.noise_repeats(noise_mode)
-                kwargs["num_items_in_batch"] = scale_num_items(kwargs["num_items_in_batch"], repeats)
+            # The splice repeated the batch once per noise draw; so were its answer tokens.
+            kwargs = self.noise_draws(noise_mode).loss_kwargs(kwargs)
         return LlamaForCausalLM.forward(
             self,
             input_ids=input_ids,

@@ -7,6 +7,7 @@
 #   EXTRA_ARGS  more flags for the inference script, e.g. "--batch-size 8"
 # GPUs: one chunk per GPU in CUDA_VISIBLE_DEVICES (or per GPU nvidia-smi lists), run in parallel and merged
 # in order; with no GPU, one chunk on the CPU (float32).
+# Scorers and converters: the shared `python -m mung.eval.<name>` modules; they score any backbone's answers file.
 set -euo pipefail
 
 : "${MODEL_PATH:?set MODEL_PATH to the checkpoint folder, e.g. MODEL_PATH=./checkpoints/llava-v1.5-7b-mung}"

@@ -7,7 +7,7 @@ require "$B/questions.jsonl" "$B/images"
 run_chunked llava_noise.eval.model_vqa "$B/answers/$CKPT" "$B/answers/$CKPT.jsonl" \
     --question-file "$B/questions.jsonl" --image-folder "$B/images" --temperature 0
 if [ -f "$B/reviews/$CKPT.jsonl" ]; then
-    "$PYTHON" -m llava_noise.eval.summarize_llavabench -f "$B/reviews/$CKPT.jsonl"
+    "$PYTHON" -m mung.eval.summarize_llavabench -f "$B/reviews/$CKPT.jsonl"
 else
     echo "no $B/reviews/$CKPT.jsonl: the GPT-4 review step needs network and is not run here;"
     echo "review $B/answers/$CKPT.jsonl against $B/answers_gpt4.jsonl elsewhere, then rerun to summarise."

@@ -6,5 +6,5 @@ B="$DATA_ROOT/mmbench"
 require "$B/$SPLIT.tsv"
 run_chunked llava_noise.eval.model_vqa_mmbench "$B/answers/$SPLIT/$CKPT" "$B/answers/$SPLIT/$CKPT.jsonl" \
     --question-file "$B/$SPLIT.tsv" --single-pred-prompt --lang en --temperature 0
-"$PYTHON" -m llava_noise.eval.convert_mmbench_for_submission --annotation-file "$B/$SPLIT.tsv" \
+"$PYTHON" -m mung.eval.convert_mmbench_for_submission --annotation-file "$B/$SPLIT.tsv" \
     --result-dir "$B/answers/$SPLIT" --upload-dir "$B/answers_upload/$SPLIT" --experiment "$CKPT"

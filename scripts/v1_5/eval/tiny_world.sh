@@ -16,5 +16,5 @@ B="$DATA_ROOT/tiny_world"
 require "$QUESTIONS" "$TRUTH" "$IMAGES"
 run_chunked llava_noise.eval.model_vqa_loader "$B/answers/$SPLIT/$CKPT" "$B/answers/$SPLIT/$CKPT/merge.jsonl" \
     --question-file "$QUESTIONS" --image-folder "$IMAGES" --temperature 0 --max_new_tokens 8 --batch-size 16
-"$PYTHON" -m llava_noise.eval.eval_tiny_world --answers-file "$B/answers/$SPLIT/$CKPT/merge.jsonl" \
+"$PYTHON" -m mung.eval.eval_tiny_world --answers-file "$B/answers/$SPLIT/$CKPT/merge.jsonl" \
     --truth-file "$TRUTH" --output-file "$B/answers/$SPLIT/${CKPT}_scores.json"

@@ -1,10 +1,9 @@
-"""Fail-fast guards for training with a noise generator, shared by both backbones' Trainers.
+"""The NaN/inf guard of training steps, for every backbone's Trainer.
 
-- ``check_generator_flags``: the ``--ng_*`` values are checked right after parsing, before any model is loaded.
-- ``NonFiniteGuardMixin`` (put it before ``Trainer`` in a Trainer's bases): a NaN/inf in the generator's output or in
-  the loss is caught at the step it appears and reported with the global step and the ids of the batch's samples
-  (the collator's ``sample_ids`` key), instead of being trained on. ``--on_nonfinite raise`` (default) stops the run;
-  ``skip_step`` drops that batch (no gradient from it) and counts it in the logs. Skipped bad samples of the dataset
+- ``NonFiniteGuardMixin`` (in ``MungTrainerMixin``): a NaN/inf in the generator's output or in the loss is caught at
+  the step it appears and reported with the global step and the ids of the batch's samples (the collator's
+  ``sample_ids`` key), instead of being trained on. ``--on_nonfinite raise`` (default) stops the run; ``skip_step``
+  drops that batch (no gradient from it) and counts it in the logs. Skipped bad samples of the dataset
   (``dataset.skipped``) are logged the same way.
 - fp16 with a gradient scaler needs float32 master weights: trainable float16 parameters are upcast (the generator
   computes in its own dtype and hands back the inputs' dtype, so the frozen fp16 model is unaffected).
@@ -12,97 +11,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
-from .config import INITS, INJECTIONS, KINDS, MODES
-from .generator import NoiseGenerator
+from noise_generator import NoiseGenerator, find_noise_generator
+
+from .flags import check_on_nonfinite
 
 logger = logging.getLogger(__name__)
 
-ON_NONFINITE = ("raise", "skip_step")
 SAMPLE_IDS_KEY = "sample_ids"
 
 
 class NonFiniteError(FloatingPointError):
     """A NaN or inf in the generator's output or the loss during training; the message names the step and samples."""
-
-
-def check_generator_flags(ng_args: Any) -> None:
-    """Raise a ``ValueError`` naming the ``--ng_*`` flag whose value cannot work (checked before loading a model)."""
-    choices = {"ng_kind": KINDS, "ng_injection": INJECTIONS, "ng_inference_mode": MODES, "ng_init": INITS}
-    for name, allowed in choices.items():
-        value = getattr(ng_args, name)
-        if value not in allowed:
-            raise ValueError(f"--{name} {value!r} is not supported; choose one of {', '.join(allowed)}.")
-    if ng_args.ng_heads < 1:
-        raise ValueError(f"--ng_heads must be at least 1, got {ng_args.ng_heads}.")
-    if ng_args.ng_num_samples < 1:
-        raise ValueError(f"--ng_num_samples must be at least 1, got {ng_args.ng_num_samples}.")
-    if not ng_args.ng_log_sigma_min < ng_args.ng_log_sigma_max:
-        raise ValueError(
-            f"--ng_log_sigma_min ({ng_args.ng_log_sigma_min}) must be below --ng_log_sigma_max "
-            f"({ng_args.ng_log_sigma_max})."
-        )
-    if not ng_args.ng_init_std > 0:
-        raise ValueError(f"--ng_init_std must be > 0, got {ng_args.ng_init_std}.")
-    if ng_args.ng_gaussian_std < 0:
-        raise ValueError(f"--ng_gaussian_std must be >= 0, got {ng_args.ng_gaussian_std}.")
-    if ng_args.ng_lr is not None and ng_args.ng_lr <= 0:
-        raise ValueError(f"--ng_lr must be positive, got {ng_args.ng_lr}.")
-
-
-def check_deepspeed_lr_groups(deepspeed_config: Optional[str | dict], lr_flags: dict[str, Optional[float]]) -> None:
-    """Refuse per-group learning rates that a DeepSpeed config would silently drop.
-
-    When the DeepSpeed config defines its own ``optimizer``, DeepSpeed builds it over all parameters as one group,
-    so ``--ng_lr`` / ``--mm_projector_lr`` would be ignored without a word.
-    """
-    requested = sorted(flag for flag, lr in lr_flags.items() if lr is not None)
-    if not deepspeed_config or not requested:
-        return
-    if isinstance(deepspeed_config, dict):
-        config, source = deepspeed_config, "the DeepSpeed config"
-    else:
-        source = str(deepspeed_config)
-        try:
-            with open(deepspeed_config, encoding="utf-8") as handle:
-                config = json.load(handle)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"--deepspeed {deepspeed_config}: no such file.") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--deepspeed {deepspeed_config} is not valid JSON (line {err.lineno}: {err.msg}).") from None
-    if "optimizer" in config:
-        raise ValueError(
-            f"{source} defines its own \"optimizer\", which DeepSpeed builds over all parameters as one group, so "
-            f"{' and '.join(requested)} would be silently ignored. Remove the \"optimizer\" (and \"scheduler\") "
-            "blocks (with optimizer offload also set \"zero_force_ds_cpu_optimizer\": false, as "
-            "scripts/zero3_offload.json does), or drop those flags."
-        )
-
-
-def looks_like_local_path(name: str) -> bool:
-    """True for absolute/relative filesystem paths; False for hub ids such as ``org/model``."""
-    name = str(name)
-    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
-
-
-def check_model_path(name: Optional[str], flag: str) -> None:
-    """Fail fast (before transformers tries the hub) when ``flag`` names a local folder that does not exist."""
-    if not name:
-        raise ValueError(f"{flag} is required.")
-    if looks_like_local_path(name) and not os.path.exists(os.path.expanduser(str(name))):
-        raise FileNotFoundError(f"{flag} {name} does not exist; pass the folder of a downloaded checkpoint.")
-
-
-def check_on_nonfinite(value: str) -> None:
-    if value not in ON_NONFINITE:
-        raise ValueError(f"--on_nonfinite {value!r} is not supported; choose one of {', '.join(ON_NONFINITE)}.")
 
 
 class GeneratorOutputMonitor:
@@ -169,7 +94,7 @@ class NonFiniteGuardMixin:
 
     def _monitor(self) -> Optional[GeneratorOutputMonitor]:
         if not self._monitor_ready:
-            generator = next((m for m in self.model.modules() if isinstance(m, NoiseGenerator)), None)
+            generator = find_noise_generator(self.model)
             self._generator_monitor = GeneratorOutputMonitor(generator) if generator is not None else None
             self._monitor_ready = True
         return self._generator_monitor

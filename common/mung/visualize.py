@@ -1,55 +1,29 @@
 """Draw where the generator puts its noise: per-patch ‖μ‖ and mean σ over the image (the paper's figure).
 
-Backbone-independent pieces: ``capture_noise`` records the generator's output during any forward pass, and
-``render_overlay`` paints per-patch values over the image. The backbones' ``visualize`` entry points
-(``python -m llava_noise.visualize`` / ``python -m qwen_noise.visualize``) only add loading and preprocessing.
+    python -m mung.visualize --model-path <ckpt> [--model-base <base>] --image-file img.png \
+        --question "What color is the circle?" --out noise.png
+
+writes ``noise.png`` (per-patch ‖μ‖ over the image) and ``noise_sigma.png`` (per-patch mean σ), both at the
+image's size, for any backbone: the prompt is encoded by the backbone, the generator's output is captured during
+one forward pass (``noise_generator.capture_noise``, mean mode, prompt only as at inference), and the backbone says
+which patch grid the image tokens form and where the image sits in it (LLaVA's square padding is cropped away).
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
-from typing import Iterator, Optional
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
 
 import torch
 from PIL import Image
 
-from .generator import NoiseGenerator, NoiseOutput
-from .training import find_noise_generator
+from noise_generator import NoiseOutput, capture_noise
 
-
-@dataclass
-class CapturedNoise:
-    """The generator outputs seen while the context was open (one per generator call)."""
-
-    outputs: list[NoiseOutput]
-
-    def last(self) -> NoiseOutput:
-        if not self.outputs:
-            raise RuntimeError("The model ran without calling its noise generator; nothing to visualise.")
-        return self.outputs[-1]
-
-
-@contextlib.contextmanager
-def capture_noise(model: torch.nn.Module, mode: str = "mean") -> Iterator[CapturedNoise]:
-    """Record every generator call inside the block, forcing noise ``mode`` for those calls."""
-    generator: Optional[NoiseGenerator] = find_noise_generator(model)
-    if generator is None:
-        raise ValueError("This model has no noise generator (its config has no 'noise_generator' entry).")
-    captured = CapturedNoise(outputs=[])
-    original_forward = generator.forward
-
-    def forward_with_mode(*args, **kwargs):
-        kwargs["mode"] = mode
-        output = original_forward(*args, **kwargs)
-        captured.outputs.append(output)
-        return output
-
-    generator.forward = forward_with_mode
-    try:
-        yield captured
-    finally:
-        del generator.forward  # back to the class method
+from .backbones import Prompt
+from .cli_args import add_backbone_args, add_model_args, load_from_args
+from .images import load_image
+from .loading import LoadedModel
 
 
 def token_maps(output: NoiseOutput, grid: tuple[int, int], sample: int = 0, first_token: int = 0) -> dict[str, torch.Tensor]:
@@ -107,11 +81,43 @@ def save_noise_figures(
     content_box: Optional[tuple[float, float, float, float]] = None,
 ) -> list[str]:
     """Write ``out_path`` (‖μ‖ overlay) and ``<stem>_sigma.png`` (mean σ overlay), both at the image's size."""
-    from pathlib import Path
-
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sigma_path = out.with_name(out.stem + "_sigma" + (out.suffix or ".png"))
     render_overlay(image, maps["mu_norm"], content_box=content_box).save(out, format="PNG")
     render_overlay(image, maps["sigma_mean"], content_box=content_box).save(sigma_path, format="PNG")
     return [str(out), str(sigma_path)]
+
+
+@torch.inference_mode()
+def noise_maps(loaded: LoadedModel, image: Image.Image, question: str
+               ) -> tuple[dict[str, torch.Tensor], Optional[tuple[float, float, float, float]]]:
+    """Per-patch ‖μ‖ and mean σ for ``image`` under ``question``, and where the image sits in the patch grid."""
+    prompt = Prompt.question(question, [image])
+    prompt.check()
+    encoded = loaded.backbone.encode(loaded, prompt)
+    batch = loaded.backbone.collate(loaded, [encoded])
+    with capture_noise(loaded.model, mode="mean") as captured:
+        loaded.model(**batch)
+    rows, cols, box = loaded.backbone.image_grid(loaded, encoded, image)
+    return token_maps(captured.last(), (rows, cols)), box
+
+
+def main(argv: Optional[Sequence[str]] = None) -> list[str]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_model_args(parser)
+    add_backbone_args(parser)
+    parser.add_argument("--image-file", required=True)
+    parser.add_argument("--question", required=True)
+    parser.add_argument("--out", default="noise.png")
+    args = parser.parse_args(argv)
+    image = load_image(args.image_file)
+    loaded = load_from_args(args)
+    maps, box = noise_maps(loaded, image, args.question)
+    paths = save_noise_figures(image, maps, args.out, content_box=box)
+    print("wrote " + ", ".join(paths))
+    return paths
+
+
+if __name__ == "__main__":
+    main()

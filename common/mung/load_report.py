@@ -54,6 +54,10 @@ class HeldLoadReport(logging.Filter):
             self.release()
         self.held = []
 
+    def discard(self) -> None:
+        """Forget the held report: everything it called missing was restored."""
+        self.held = []
+
     def release(self) -> None:
         for record in self.held:
             self._logger.handle(record)

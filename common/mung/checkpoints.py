@@ -1,0 +1,102 @@
+"""What a checkpoint folder holds, decided from its files (never from its name), and the tensor files beside the
+Hugging Face weights that LoRA and projector-only runs write.
+
+Kinds: ``lora`` (``adapter_config.json``), ``projector`` (``mm_projector.bin`` without model weights),
+``generator`` (``noise_generator.safetensors`` + its config without model weights) and ``full`` (model weights).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from noise_generator import is_noise_generator_dir
+
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+PROJECTOR_FILE = "mm_projector.bin"
+NON_LORA_FILE = "non_lora_trainables.bin"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+PROCESSOR_FILES = ("tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+KINDS = ("lora", "projector", "generator", "full")
+
+
+def has_weights(folder: str | os.PathLike) -> bool:
+    return any((Path(folder) / name).is_file() for name in WEIGHT_FILES)
+
+
+def has_processor_files(folder: str | os.PathLike) -> bool:
+    return any((Path(folder) / name).is_file() for name in PROCESSOR_FILES)
+
+
+def checkpoint_kind(folder: str | os.PathLike) -> str:
+    """``lora`` | ``projector`` | ``generator`` | ``full`` from the files in ``folder``; a clear error otherwise."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"--model-path {folder} does not exist or is not a folder (only local checkpoints are supported; "
+            "download the model first)."
+        )
+    if (path / ADAPTER_CONFIG_FILE).is_file():
+        return "lora"
+    if has_weights(path):
+        return "full"
+    if (path / PROJECTOR_FILE).is_file():
+        return "projector"
+    if is_noise_generator_dir(path):
+        return "generator"
+    raise ValueError(
+        f"{folder} holds no checkpoint I know: expected model weights ({' / '.join(WEIGHT_FILES)}), a LoRA adapter "
+        f"({ADAPTER_CONFIG_FILE}), {PROJECTOR_FILE}, or a noise generator (noise_generator.safetensors + "
+        "noise_generator_config.json)."
+    )
+
+
+def read_tensor_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A ``torch.save``'d dict of tensors, read with the weights-only unpickler (never arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist.")
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"Cannot read {path}: it holds objects other than tensors, or it is corrupt. Re-save it from the run "
+            "that wrote it (only dicts of tensors are accepted)."
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"Cannot read {path}: the file is corrupt or truncated ({err}); re-save it.") from err
+    if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise ValueError(f"{path} does not hold a dict of tensors; re-save it from the run that wrote it.")
+    return tensors
+
+
+def strip_peft_prefix(name: str) -> str:
+    """``base_model.model.model.x`` → ``model.x`` (peft's wrapper prefix); other names unchanged."""
+    return name[len("base_model.model."):] if name.startswith("base_model.model.") else name
+
+
+def load_named_tensors(model: nn.Module, tensors: Mapping[str, torch.Tensor], source: str) -> list[str]:
+    """Copy ``tensors`` (model-relative names, peft prefixes allowed) into ``model``'s parameters strictly: every name
+    must exist with the same shape. Returns the model-relative names written."""
+    params = {strip_peft_prefix(n): p for n, p in model.named_parameters()}
+    unknown, wrong_shape = [], []
+    for name, tensor in tensors.items():
+        key = strip_peft_prefix(name)
+        if key not in params:
+            unknown.append(name)
+        elif tuple(params[key].shape) != tuple(tensor.shape):
+            wrong_shape.append(f"{name}: {tuple(tensor.shape)} vs {tuple(params[key].shape)}")
+    if unknown or wrong_shape:
+        raise ValueError(
+            f"{source} does not fit this model: unknown tensors {unknown[:8]}, shape mismatches {wrong_shape[:8]}."
+        )
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            target = params[strip_peft_prefix(name)]
+            target.copy_(tensor.to(device=target.device, dtype=target.dtype))
+    return [strip_peft_prefix(name) for name in tensors]

@@ -1,0 +1,24 @@
+"""MM-Vet answers → submission json ``{"v1_<question_id>": answer}``.
+
+The json is what MM-Vet's GPT-4 grader (online, needs network; not run here) takes.
+"""
+
+import argparse
+
+from ..files import read_records, write_json
+
+
+def mmvet_submission(results):
+    return {f"v1_{r['question_id']}": r["text"] for r in results}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--src", required=True)
+    parser.add_argument("--dst", required=True)
+    args = parser.parse_args(argv)
+    write_json(args.dst, mmvet_submission(read_records(args.src, expected="the answers file (--src)")), indent=2)
+
+
+if __name__ == "__main__":
+    main()

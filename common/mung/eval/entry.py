@@ -1,0 +1,52 @@
+"""What every answering entry point shares: its flags, loading the model and answering a question list."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Optional, Sequence
+
+from ..answering import Question, answer_questions
+from ..chunking import get_chunk
+from ..cli_args import (
+    add_backbone_args,
+    add_chunk_args,
+    add_generation_args,
+    add_model_args,
+    generation_settings,
+    load_from_args,
+)
+
+
+def answering_parser(description: str, batched: bool = True, question_help: str = "the question file") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    add_model_args(parser)
+    add_generation_args(parser)
+    add_chunk_args(parser)
+    add_backbone_args(parser)
+    parser.add_argument("--image-folder", type=str, default="")
+    parser.add_argument("--question-file", type=str, required=True, help=question_help)
+    parser.add_argument("--answers-file", type=str, default="answer.jsonl")
+    if batched:
+        parser.add_argument("--batch-size", type=int, default=1, help="questions per generate call (left-padded)")
+        parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers loading images")
+    return parser
+
+
+def run_answering(
+    args: argparse.Namespace, read_questions: Callable[[argparse.Namespace], Sequence[Question]]
+) -> list[dict]:
+    """Read (and chunk) the questions before loading anything, load the model, answer, write the answers file."""
+    questions = get_chunk(read_questions(args), args.num_chunks, args.chunk_idx)
+    loaded = load_from_args(args)
+    return answer_questions(
+        questions, loaded, generation_settings(args), args.answers_file,
+        batch_size=getattr(args, "batch_size", 1), num_workers=getattr(args, "num_workers", 0), seed=args.seed,
+    )
+
+
+def main_for(description: str, read_questions, batched: bool = True, configure: Optional[Callable] = None,
+             argv: Optional[Sequence[str]] = None) -> list[dict]:
+    parser = answering_parser(description, batched)
+    if configure is not None:
+        configure(parser)
+    return run_answering(parser.parse_args(argv), read_questions)

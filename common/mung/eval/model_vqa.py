@@ -1,0 +1,14 @@
+"""Answer a question jsonl one question at a time (``python -m mung.eval.model_vqa``): LLaVA's entry point of
+MM-Vet and LLaVA-Bench; same inputs, outputs and prompts as ``model_vqa_loader`` at batch size 1."""
+
+from .entry import main_for
+from .questions import questions_from_jsonl
+
+
+def main(argv=None):
+    return main_for(__doc__.split("\n")[0], lambda a: questions_from_jsonl(a.question_file, a.image_folder),
+                    batched=False, argv=argv)
+
+
+if __name__ == "__main__":
+    main()

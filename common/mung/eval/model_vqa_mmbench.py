@@ -1,0 +1,26 @@
+"""Answer MMBench / MMBench-CN from its TSV (``python -m mung.eval.model_vqa_mmbench``).
+
+Each row: hint (optional), question, options A–D (missing ones skipped), a base64 image. The message is
+"[hint\\n]question\\nA. …\\nB. …" plus, with ``--single-pred-prompt``, the instruction to answer with the letter
+(Chinese with ``--lang cn``). ``--all-rounds`` asks once per rotation of the options (for circular evaluation).
+Output records add round_id, options and option_char.
+"""
+
+from .entry import main_for
+from .questions import SINGLE_PRED_PROMPT, mmbench_questions
+
+
+def configure(parser):
+    parser.add_argument("--all-rounds", action="store_true")
+    parser.add_argument("--single-pred-prompt", action="store_true")
+    parser.add_argument("--lang", type=str, default="en", choices=sorted(SINGLE_PRED_PROMPT))
+
+
+def main(argv=None):
+    return main_for(__doc__.split("\n")[0],
+                    lambda a: mmbench_questions(a.question_file, a.all_rounds, a.single_pred_prompt, a.lang),
+                    configure=configure, argv=argv)
+
+
+if __name__ == "__main__":
+    main()

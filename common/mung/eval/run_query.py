@@ -1,0 +1,54 @@
+"""Answer one query about zero or more images and print it (``python -m mung.eval.run_query``; LLaVA's
+``run_llava``).
+
+``--image-file`` takes paths or URLs separated by ``--sep``; the query may place them with
+``<image-placeholder>``, otherwise the images go first. ``--conv-mode`` defaults to the checkpoint's template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..answering import answer_prompt
+from ..backbones import IMAGE_PLACEHOLDER, Prompt
+from ..cli_args import add_backbone_args, add_generation_args, add_model_args, generation_settings, load_from_args
+from ..images import ImageLoadError, load_image
+
+QUERY_PLACEHOLDER = "<image-placeholder>"
+
+
+def query_prompt(query: str, images: list) -> Prompt:
+    """Each ``<image-placeholder>`` (or, without any, the front) gets one image."""
+    if QUERY_PLACEHOLDER in query:
+        if query.count(QUERY_PLACEHOLDER) != len(images):
+            raise ValueError(f"the query has {query.count(QUERY_PLACEHOLDER)} {QUERY_PLACEHOLDER} but {len(images)} "
+                             "images were given")
+        return Prompt(turns=[("user", query.replace(QUERY_PLACEHOLDER, IMAGE_PLACEHOLDER))], images=images)
+    return Prompt.question(query, images)
+
+
+def run(args: argparse.Namespace) -> str:
+    try:
+        images = [load_image(s) for s in args.image_file.split(args.sep)] if args.image_file else []
+    except ImageLoadError as err:
+        sys.exit(f"error: {err}")
+    loaded = load_from_args(args)
+    answer, _ = answer_prompt(loaded, query_prompt(args.query, images), generation_settings(args))
+    print(answer)
+    return answer
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_model_args(parser)
+    add_generation_args(parser, max_new_tokens=512)
+    add_backbone_args(parser)
+    parser.add_argument("--image-file", type=str, default=None)
+    parser.add_argument("--query", type=str, required=True)
+    parser.add_argument("--sep", type=str, default=",")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""JSON and JSON-lines files with errors that name the file and line, and writes that never leave half a file.
+
+``read_records`` reads a JSON list or a JSON-lines file of objects (training data, question files, annotations);
+``write_json`` / ``write_jsonl`` / ``atomic_write`` write to a hidden temporary file beside the target, flush it to
+disk and rename it into place, so a run killed while writing leaves the previous complete file (or none).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+
+def _text_of(path: Path) -> str:
+    """The file's text as UTF-8 (a BOM is dropped); a byte that is not UTF-8 is reported with its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}:{line}: byte {data[err.start]:#04x} is not UTF-8; save the file as UTF-8."
+        ) from None
+
+
+def _existing(path: str | os.PathLike, expected: str) -> Path:
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError(f"{path} does not exist; pass {expected}.")
+    return Path(path)
+
+
+def read_json(path: str | os.PathLike, expected: str = "an existing JSON file") -> Any:
+    """``json.load`` of ``path``; a syntax error names the file, line and column."""
+    path = _existing(path, expected)
+    try:
+        return json.loads(_text_of(path))
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); fix that line (a .jsonl file "
+            "holds one object per line)."
+        ) from None
+
+
+def read_jsonl(path: str | os.PathLike, expected: str = "an existing JSON-lines file") -> list[tuple[int, Any]]:
+    """(line number, value) of every non-blank line of a JSON-lines file."""
+    path = _existing(path, expected)
+    rows = []
+    for number, line in enumerate(_text_of(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg}); fix or remove that line.") from None
+    return rows
+
+
+def read_records(
+    path: str | os.PathLike, with_lines: bool = False, expected: str = "an existing JSON or JSON-lines file"
+):
+    """The objects of a JSON list or a JSON-lines file (decided by the first character, not the name).
+
+    ``with_lines`` also returns each record's line number (None for records of a JSON list). Every record must be
+    an object; ``expected`` says what to pass when ``path`` is missing.
+    """
+    path = _existing(path, expected)
+    if _text_of(path).lstrip().startswith("["):
+        records = read_json(path)
+        lines: list[Optional[int]] = [None] * len(records)
+    else:
+        numbered = read_jsonl(path)
+        lines = [n for n, _ in numbered]
+        records = [value for _, value in numbered]
+    for index, (record, line) in enumerate(zip(records, lines)):
+        if not isinstance(record, dict):
+            where = f"line {line}" if line else f"record {index}"
+            raise ValueError(f"{path}: {where} is a {type(record).__name__}, expected an object {{...}}.")
+    return (records, lines) if with_lines else records
+
+
+def index_by(rows: Iterable[dict], key: str, path: str | os.PathLike) -> dict:
+    """``row[key]`` → row; a missing or repeated key is an error naming ``path``."""
+    out = {}
+    for i, row in enumerate(rows, start=1):
+        if key not in row:
+            raise ValueError(f"{path}: record {i} has no '{key}' field.")
+        if row[key] in out:
+            raise ValueError(f"{path}: '{key}' {row[key]!r} appears more than once (record {i}).")
+        out[row[key]] = row
+    return out
+
+
+def ensure_parent(path: str | os.PathLike) -> None:
+    Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
+    """``write(tmp)`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any, indent: Optional[int] = None) -> None:
+    write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + ("\n" if indent else ""))
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def save_pretrained_atomically(obj: Any, output_dir: str | os.PathLike, **kwargs: Any) -> list[str]:
+    """``obj.save_pretrained(output_dir, **kwargs)`` (a peft adapter, a config, a processor) staged in a hidden folder
+    inside ``output_dir`` and renamed into place file by file, weights before the JSON files that describe them, so
+    a folder never pairs a new config with missing or half-written weights. Returns the names written."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=output_dir))
+    try:
+        obj.save_pretrained(str(staging), **kwargs)
+        files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: (p.suffix == ".json", str(p)))
+        for source in files:
+            target = output_dir / source.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _fsync(source)
+            os.replace(source, target)
+        return [str(p.relative_to(staging)) for p in files]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Serving a tuned model: the terminal chat (``cli``)."""

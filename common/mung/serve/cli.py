@@ -1,0 +1,50 @@
+"""Chat with any MuNG checkpoint in the terminal (``python -m mung.serve.cli``; LLaVA's ``llava.serve.cli``).
+
+One image per session (``--image-file``, a path or URL; optional), multi-turn history, replies streamed token by
+token and cut at the template's stop string. LLaVA checkpoints use the template they were trained with
+(``--conv-mode`` overrides). An empty line or end of input ends the session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..chat import ChatSession, chat
+from ..cli_args import add_backbone_args, add_model_args, generation_settings, load_from_args
+from ..images import ImageLoadError, load_image
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_model_args(parser)
+    add_backbone_args(parser)
+    parser.add_argument("--image-file", type=str, default=None)
+    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--top_p", "--top-p", dest="top_p", type=float, default=None)
+    parser.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=512)
+    parser.add_argument("--debug", action="store_true", help="print each full prompt and reply")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> ChatSession:
+    images = []
+    if args.image_file:
+        try:
+            images = [load_image(args.image_file)]  # before the model loads: a bad path fails fast
+        except ImageLoadError as err:
+            sys.exit(f"error: {err}")
+    loaded = load_from_args(args)
+    inferred = loaded.backbone.default_template(loaded)
+    if args.conv_mode and inferred and args.conv_mode != inferred:
+        print(f"[note] the checkpoint's conversation mode is {inferred}; using --conv-mode {args.conv_mode}",
+              file=sys.stderr)
+    return chat(loaded, images, generation_settings(args), debug=args.debug)
+
+
+def main(argv=None) -> ChatSession:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

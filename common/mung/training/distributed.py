@@ -1,0 +1,115 @@
+"""Training on several processes: DeepSpeed on CPU, gathering ZeRO-3 partitions (the generator saved from a
+partitioned model), DeepSpeed configs that would drop per-group learning rates, and the end of a process group."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import torch
+from torch import nn
+
+from noise_generator import find_noise_generator, save_noise_generator
+
+
+@contextlib.contextmanager
+def _gathered(params: Iterable[torch.Tensor]) -> Iterator[None]:
+    """Inside the block, ZeRO-3 partitioned ``params`` are whole on every rank (collective); others are left alone."""
+    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    if not partitioned:
+        yield
+        return
+    import deepspeed  # only needed when ZeRO-3 partitioned the parameters
+
+    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None):
+        yield
+
+
+def gather_parameters(named: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Full CPU copies of ``named`` tensors; ZeRO-3 partitions are gathered (collective: call on every rank)."""
+    named = list(named)
+    with _gathered(p for _, p in named):
+        return {name: p.detach().cpu().clone() for name, p in named}
+
+
+def gathered_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Full CPU copies of ``module``'s tensors (buffers too); ZeRO-3 partitions are gathered (call on every rank)."""
+    with _gathered(module.parameters()):
+        return {name: t.detach().cpu().clone() for name, t in module.state_dict().items()}
+
+
+def save_generator_from_model(
+    model: nn.Module, directory: str | os.PathLike, is_main_process: bool = True
+) -> Optional[Path]:
+    """Write the generator-only checkpoint of ``model`` into ``directory`` (no-op without a generator); returns the
+    weights path on the main process. Collective under ZeRO-3: every rank must call it; only the main one writes."""
+    generator = find_noise_generator(model)
+    if generator is None:
+        return None
+    state = gathered_state_dict(generator)
+    if not is_main_process:
+        return None
+    return save_noise_generator(generator, directory, state_dict=state)
+
+
+def prepare_cpu_deepspeed(deepspeed_config: Optional[str | dict]) -> None:
+    """DeepSpeed without GPUs: open the gloo process group before ``from_pretrained`` (ZeRO-3 partitions while
+    loading and needs it then). A single plain ``python`` process gets a one-rank world.
+
+    DeepSpeed builds its shared-memory all-reduce op with g++ the first time a process group opens on CPU (30 s to
+    minutes); training never uses it (only DeepSpeed's inference all-reduce does), so it is marked unavailable here
+    and gloo carries every collective.
+    """
+    if not deepspeed_config or torch.cuda.is_available():
+        return
+    for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1"),
+                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29511")):
+        os.environ.setdefault(key, value)
+    import deepspeed
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
+
+
+def _read_deepspeed_config(deepspeed_config: str | dict) -> tuple[dict, str]:
+    if isinstance(deepspeed_config, dict):
+        return deepspeed_config, "the DeepSpeed config"
+    try:
+        with open(deepspeed_config, encoding="utf-8") as handle:
+            return json.load(handle), str(deepspeed_config)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--deepspeed {deepspeed_config}: no such file.") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--deepspeed {deepspeed_config} is not valid JSON (line {err.lineno}: {err.msg}).") from None
+
+
+def check_deepspeed_lr_groups(deepspeed_config: Optional[str | dict], lr_flags: dict[str, Optional[float]]) -> None:
+    """Refuse per-group learning rates that a DeepSpeed config would silently drop.
+
+    When the DeepSpeed config defines its own ``optimizer``, DeepSpeed builds it over all parameters as one group,
+    so ``--ng_lr`` / ``--mm_projector_lr`` would be ignored without a word.
+    """
+    requested = sorted(flag for flag, lr in lr_flags.items() if lr is not None)
+    if not deepspeed_config or not requested:
+        return
+    config, source = _read_deepspeed_config(deepspeed_config)
+    if "optimizer" in config:
+        raise ValueError(
+            f"{source} defines its own \"optimizer\", which DeepSpeed builds over all parameters as one group, so "
+            f"{' and '.join(requested)} would be silently ignored. Remove the \"optimizer\" (and \"scheduler\") "
+            "blocks (with optimizer offload also set \"zero_force_ds_cpu_optimizer\": false, as "
+            "scripts/zero3_offload.json does), or drop those flags."
+        )
+
+
+def close_process_group() -> None:
+    """End of a training process: wait for every rank (rank 0 may still be writing files), then tear the process
+    group down. Left to interpreter shutdown, gloo can destroy a worker thread that is still joinable, which aborts a
+    rank that had finished cleanly ("terminate called without an active exception", exit -6)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

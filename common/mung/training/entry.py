@@ -1,0 +1,40 @@
+"""The steps every training entry point takes around its backbone's own (parsing, the model, the data, the Trainer):
+before anything loads, and once the Trainer is built."""
+
+from __future__ import annotations
+
+import logging
+
+from transformers import Trainer, set_seed
+
+from .distributed import prepare_cpu_deepspeed
+from .runs import checkpoint_to_resume, finished_or_cleared
+
+logger = logging.getLogger(__name__)
+
+
+def start_run(training_args) -> bool:
+    """Before any weights load. False when ``--output_dir`` already holds this finished run (the message is printed
+    on the main process; nothing else happens). Otherwise ``--overwrite_output_dir`` has cleared an earlier run, a
+    CPU DeepSpeed run has its process group (ZeRO-3 partitions while loading) and the seed is set (the fresh
+    generator's, projector's and LoRA's weights); True."""
+    finished = finished_or_cleared(training_args)
+    if finished:
+        if training_args.should_log:
+            print(finished, flush=True)
+        return False
+    prepare_cpu_deepspeed(training_args.deepspeed)
+    set_seed(training_args.seed)
+    return True
+
+
+def train_and_save(trainer: Trainer) -> None:
+    """Resume from the newest complete checkpoint (or ``--resume_from_checkpoint``) unless ``--overwrite_output_dir``,
+    train, then write the final state and model into ``--output_dir`` (collective under ZeRO-3), with the KV cache
+    switched back on in the saved config for inference."""
+    args = trainer.args
+    resume = checkpoint_to_resume(args.resume_from_checkpoint, args.output_dir, args.overwrite_output_dir)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_state()
+    trainer.model.config.use_cache = True
+    trainer.save_model(args.output_dir)

@@ -1,0 +1,66 @@
+"""``MungTrainerMixin``: what every backbone's Trainer adds to transformers' ``Trainer`` (put it first in the bases).
+
+- the NaN/inf guard (``nonfinite.NonFiniteGuardMixin``);
+- optimizer groups: the generator learns at ``--ng_lr`` and each part the backbone names in ``lr_overrides`` at its
+  own rate (first matching name wins), no weight decay on 1-D tensors;
+- ``save_generator``: the generator-only files in every checkpoint (ZeRO-3 partitions gathered; collective);
+- resuming without DeepSpeed (whose engine restores its own state): the generator from those files
+  (``noise_generator.restore_generator``, the same restore loading uses), then whatever else the backbone saved
+  (``load_trained_weights``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+from transformers import Trainer
+
+from noise_generator import is_noise_generator_dir, restore_generator
+
+from .distributed import save_generator_from_model
+from .nonfinite import NonFiniteGuardMixin
+from .parameters import optimizer_groups
+
+logger = logging.getLogger(__name__)
+
+
+class MungTrainerMixin(NonFiniteGuardMixin):
+    """See the module docstring. ``ng_lr``: the generator's learning rate (None: ``--learning_rate``)."""
+
+    def __init__(self, *args, ng_lr: Optional[float] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ng_lr = ng_lr
+
+    def lr_overrides(self) -> dict[str, Optional[float]]:
+        """Parameter-name fragment → learning rate (None: the default one). A backbone adds its own parts."""
+        return {"noise_generator": self.ng_lr}
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            groups = optimizer_groups(model, self.args.weight_decay, self.lr_overrides())
+            optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def save_generator(self, output_dir: str) -> None:
+        """The generator-only files of the model into ``output_dir`` (no-op without a generator); every rank calls
+        it under ZeRO-3, the main process writes."""
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        save_generator_from_model(model, output_dir, is_main_process=self.args.should_save)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[torch.nn.Module] = None) -> None:
+        """Resume: the generator from its files, then ``load_trained_weights``."""
+        model = self.model if model is None else model
+        if is_noise_generator_dir(resume_from_checkpoint):
+            name = restore_generator(model, resume_from_checkpoint)
+            logger.info("Restored the noise generator (%s) from %s", name, resume_from_checkpoint)
+        self.load_trained_weights(resume_from_checkpoint, model)
+
+    def load_trained_weights(self, checkpoint: str, model: torch.nn.Module) -> None:
+        """What a checkpoint holds besides the generator files. Default: transformers' own loading (full weights or
+        a peft adapter); a backbone overrides it for the files of its own (or for runs that train the generator
+        alone)."""
+        super()._load_from_checkpoint(checkpoint, model)
