@@ -123,7 +123,8 @@ class ChatService:
             parsed.job.cancelled.set()  # a client that went away stops the generation at the next token
 
     def health(self) -> dict:
-        return {"status": "ok", "model": self.model_id, "running": self.worker.running, "waiting": self.worker.waiting,
+        return {"status": "ok", "model": self.model_id, "backbone": self.worker.loaded.backbone.name,
+                "running": self.worker.running, "waiting": self.worker.waiting,
                 "queue_size": self.worker.max_waiting, "answered": self.worker.answered, "failed": self.worker.failed}
 
 

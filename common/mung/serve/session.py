@@ -121,13 +121,14 @@ class ModelWorker:
                 continue
             self._running = 1
             try:
-                future.set_result(work())
-                self.answered += 1
+                result = work()
             except Exception as err:  # handed to the waiting caller, which reports it; the worker keeps serving
-                self.failed += 1
+                self._running, self.failed = 0, self.failed + 1
                 future.set_exception(err)
-            finally:
-                self._running = 0
+                continue
+            # Counted before the caller hears back, so a client that asks right after sees its request counted.
+            self._running, self.answered = 0, self.answered + 1
+            future.set_result(result)
 
     def close(self) -> None:
         """Stop the worker after the jobs already queued."""

@@ -57,11 +57,12 @@ def build_demo(handlers: DemoHandlers, max_new_tokens_limit: int,
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Image file", type="filepath", elem_id="image-upload")
-                preview = gr.Image(label="Current image", type="pil", interactive=False, height=220,
+                preview = gr.Image(label="Current image", type="pil", format="png", interactive=False, height=220,
                                    elem_id="image-preview")
                 settings = _settings_panel(handlers.worker, max_new_tokens_limit)
             with gr.Column(scale=2):
-                chatbot = gr.Chatbot(label="Chat", height=300, elem_id="chat")
+                # Replies shown as plain text: model output is never rendered as markdown or HTML.
+                chatbot = gr.Chatbot(label="Chat", height=300, elem_id="chat", render_markdown=False)
                 question = gr.Textbox(label="Question", lines=2, elem_id="question",
                                       placeholder="Ask about the image (Enter sends)")
                 with gr.Row():
@@ -74,11 +75,12 @@ def build_demo(handlers: DemoHandlers, max_new_tokens_limit: int,
                     base_answer = gr.Textbox(label="Base model (noise off)", interactive=False, elem_id="answer-base")
                     mung_answer = gr.Textbox(label="MuNG", interactive=False, elem_id="answer-mung")
                 with gr.Row():
-                    mu_map = gr.Image(label="|mu| map", type="pil", interactive=False, elem_id="map-mu")
-                    sigma_map = gr.Image(label="sigma map", type="pil", interactive=False, elem_id="map-sigma")
+                    mu_map = gr.Image(label="|mu| map", type="pil", format="png", interactive=False, elem_id="map-mu")
+                    sigma_map = gr.Image(label="sigma map", type="pil", format="png", interactive=False,
+                                         elem_id="map-sigma")
         if examples:
             gr.Examples([[path, text] for path, text in examples], inputs=[upload, question], label="Examples")
-        upload.change(handlers.load_upload, upload, [image, preview, turns, chatbot, status])
+        upload.change(handlers.load_upload, upload, [upload, image, preview, turns, chatbot, status])
         ask_outputs = [chatbot, turns, question, status]
         for trigger in (send.click, question.submit):
             trigger(handlers.ask, [question, turns, image, *settings], ask_outputs)

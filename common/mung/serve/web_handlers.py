@@ -5,8 +5,10 @@ in the page's status line; nothing here lets an exception (and its stack trace) 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Iterator, Optional
 
+import gradio as gr
 from PIL import Image
 
 from ..backbones import IMAGE_PLACEHOLDER
@@ -49,18 +51,20 @@ class DemoHandlers:
         self.max_pixels = max_pixels
 
     # --- the image ---------------------------------------------------------------------------------------------
-    def load_upload(self, path: Optional[str]) -> tuple[Any, Any, list, list, str]:
-        """(image, preview, chat state, chat view, status) for a newly chosen file; a new image starts a new chat."""
+    def load_upload(self, path: Optional[str]) -> tuple:
+        """(file box, image, preview, chat state, chat view, status) for a newly chosen file; a new image starts a new
+        chat. A file that is not a usable image is named in the status and cleared from the file box (so another can
+        be dropped); clearing the box leaves the status as it is."""
         if not path:
-            return None, None, [], [], ""
+            return gr.skip(), None, None, [], [], gr.skip()  # gr.skip(): leave that output as it is
+        name = os.path.basename(path)
         try:
             image = load_image(path, max_pixels=self.max_pixels)
         except ImageLoadError as err:
-            name = path.rsplit("/", 1)[-1]
-            return None, None, [], [], warning(f"{name}: {str(err).replace(str(path), 'the file')}")
+            return None, None, None, [], [], warning(f"{name}: {str(err).replace(str(path), 'the file')}")
         except Exception as err:  # noqa: BLE001 - shown in the page, the server keeps serving
-            return None, None, [], [], failure_message(err)
-        return image, image, [], [], f"Image loaded ({image.width}x{image.height}). Ask a question about it."
+            return None, None, None, [], [], failure_message(err)
+        return gr.skip(), image, image, [], [], f"Image loaded ({image.width}x{image.height}). Ask a question about it."
 
     # --- answering -----------------------------------------------------------------------------------------------
     def _job(self, turns: list[list[str]], image: Optional[Image.Image], settings: tuple, mode: Optional[str]
@@ -152,7 +156,8 @@ class DemoHandlers:
             return None, None, failure_message(err)
         return (noise_figure(image, maps["mu_norm"], "mu_norm", box),
                 noise_figure(image, maps["sigma_mean"], "sigma_mean", box),
-                f"Noise map for {question[:80]!r}: colours span each map's own low..high (numbers under the bars).")
+                f"Noise map for \"{question.splitlines()[0][:80]}\": colours span each map's own low..high (numbers "
+                "under the bars).")
 
     @staticmethod
     def clear() -> tuple[list, list, str, str]:
