@@ -98,6 +98,12 @@ def test_examples_come_from_a_tiny_world_or_a_folder_of_images(tmp_path):
     (world / "manifest.json").write_text(json.dumps({"eval_questions": "q.jsonl", "image_folder": "images"}))
     expected = [(str(world / "images" / "eval" / "0.png"), "What colour?\nOne word.")]
     assert example_rows(world) == expected and example_rows(world / "manifest.json") == expected
+    (world / "shift.jsonl").write_text("".join(json.dumps({"image": f"eval/{i}.png", "text": f"s{i}"}) + "\n"
+                                               for i in range(3)))
+    (world / "manifest.json").write_text(json.dumps({"eval_questions": "q.jsonl", "image_folder": "images",
+                                                     "shift_eval_questions": "shift.jsonl"}))
+    shifted = [str(world / "images" / "eval" / f"{i}.png") for i in range(2)]
+    assert example_rows(world, limit=5) == expected + [(shifted[0], "s0"), (shifted[1], "s1")]  # 3 asked, 1 there
     folder = tmp_path / "pictures"
     folder.mkdir()
     for name in ("b.png", "a.jpg", "notes.txt"):

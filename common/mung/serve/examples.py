@@ -13,21 +13,32 @@ GENERIC_QUESTION = "What is in the image?"
 MANIFEST_NAME = "manifest.json"
 
 
-def _from_world(root: Path, limit: int) -> list[tuple[str, str]]:
-    """The first ``limit`` eval questions of the tiny world at ``root`` (its manifest's paths are relative)."""
-    manifest = read_json(root / MANIFEST_NAME, "a tiny world manifest")
-    missing = [key for key in ("eval_questions", "image_folder") if key not in manifest]
-    if missing:
-        raise ValueError(f"{root / MANIFEST_NAME} lacks {missing}; pass a tiny world folder or a folder of images.")
-    image_folder = root / manifest["image_folder"]
+WORLD_SPLITS = ("eval_questions", "shift_eval_questions")  # the training domain, then the shifted one MuNG tunes on
+
+
+def _split_rows(root: Path, manifest: dict, key: str, limit: int) -> list[tuple[str, str]]:
+    """The first ``limit`` (image, question) pairs of the world's question file ``manifest[key]``."""
+    questions = root / manifest[key]
     rows = []
-    for line, row in read_jsonl(root / manifest["eval_questions"], "the tiny world's eval questions"):
-        if "image" not in row or "text" not in row:
-            raise ValueError(f"{root / manifest['eval_questions']}:{line}: a question needs 'image' and 'text'.")
-        rows.append((str(image_folder / row["image"]), row["text"]))
+    for line, row in read_jsonl(questions, "the tiny world's eval questions"):
+        if not isinstance(row, dict) or "image" not in row or "text" not in row:
+            raise ValueError(f"{questions}:{line}: a question needs 'image' and 'text'.")
+        rows.append((str(root / manifest["image_folder"] / row["image"]), row["text"]))
         if len(rows) == limit:
             break
     return rows
+
+
+def _from_world(root: Path, limit: int) -> list[tuple[str, str]]:
+    """The first eval questions of the tiny world at ``root`` (its manifest's paths are relative to it): half from
+    the plain eval split, half from the shifted one when the world has it."""
+    manifest = read_json(root / MANIFEST_NAME, "a tiny world manifest")
+    splits = [key for key in WORLD_SPLITS if key in manifest]
+    if "image_folder" not in manifest or not splits:
+        raise ValueError(f"{root / MANIFEST_NAME} lacks image_folder or eval_questions; pass a tiny world folder or a "
+                         "folder of images.")
+    shares = [limit - limit // len(splits) * (len(splits) - 1)] + [limit // len(splits)] * (len(splits) - 1)
+    return [row for key, share in zip(splits, shares) for row in _split_rows(root, manifest, key, share)]
 
 
 def example_rows(path: str | os.PathLike, limit: int = 4) -> list[tuple[str, str]]:

@@ -134,11 +134,12 @@ class DemoHandlers:
         mode = self.mung_mode(noise_mode)
         base = ""
         try:
-            for base, _ in self._stream(self._job([["user", message.strip()]], image, settings, "off")):
+            for base, _ in self._stream(self._job([["user", message]], image, settings, "off")):
                 yield base, "", "Answering with noise off ..."
-            for mung, reply in self._stream(self._job([["user", message.strip()]], image, settings, mode)):
-                yield base, mung, f"Answering with noise {mode} ..." if reply is None else (
-                    f"Same question, same seed: left with noise off, right with noise {mode}.")
+            for mung, reply in self._stream(self._job([["user", message]], image, settings, mode)):
+                yield base, gr.Textbox(value=mung, label=f"MuNG (noise {mode})"), (
+                    f"Answering with noise {mode} ..." if reply is None
+                    else f"Same question, same seed: left with noise off, right with noise {mode}.")
         except Exception as err:  # noqa: BLE001 - shown in the page, the server keeps serving
             yield base, "", failure_message(err)
 
