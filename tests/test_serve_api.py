@@ -243,3 +243,18 @@ def test_qwen_checkpoint_is_served_the_same_way(qwen_checkpoint, image, tmp_path
     assert plain.choices[0].message.content == expected and text.strip() == expected
     assert plain.usage.prompt_tokens == len(loaded.backbone.encode(
         loaded, Prompt([("user", "<image>\n" + QUESTION)], [load_image(image)])).input_ids)
+
+
+def test_a_caller_that_goes_away_stops_the_generation(llava_loaded, image):
+    """What a closed stream does (the API sets the job's cancel flag when its event stream is closed): generation
+    ends at the next token instead of running to max_tokens."""
+    from mung.generation import GenerationSettings
+    from mung.serve.session import ChatJob, ModelWorker
+
+    worker = ModelWorker(llava_loaded, max_waiting=1)
+    job = ChatJob(turns=[("user", "<image>\n" + QUESTION)], images=[load_image(image)], seed=1,
+                  settings=GenerationSettings(temperature=1.0, max_new_tokens=400))
+    job.on_text = lambda _: job.cancelled.set()  # gone after the first piece
+    reply = worker.chat(job).result(timeout=300)
+    worker.close()
+    assert reply.finish_reason == "stop" and reply.completion_tokens < 50, reply

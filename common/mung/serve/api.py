@@ -63,12 +63,9 @@ class ChatService:
         self.created = now()
 
     async def read_request(self, request: Request) -> ParsedRequest:
-        size = int(request.headers.get("content-length") or 0)
-        if size > self.max_request_bytes:
-            raise APIError(413, f"The request body is {size:,} bytes, over this server's limit of "
-                                f"{self.max_request_bytes:,} (--max-request-bytes); send smaller images.",
-                           code="request_too_large")
+        self._check_size(int(request.headers.get("content-length") or 0))
         raw = await request.body()
+        self._check_size(len(raw))  # a body sent without a length
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -80,6 +77,12 @@ class ChatService:
         except ValueError as err:
             raise APIError(400, str(err), param="noise_mode", code="no_noise_generator") from err
         return parsed
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_request_bytes:
+            raise APIError(413, f"The request body is {size:,} bytes, over this server's limit of "
+                                f"{self.max_request_bytes:,} (--max-request-bytes); send smaller images.",
+                           code="request_too_large")
 
     def submit(self, parsed: ParsedRequest):
         try:
