@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 import gradio as gr
 from PIL import Image
