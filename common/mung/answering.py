@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
-from transformers import StoppingCriteriaList
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .backbones import EncodedPrompt, Prompt
 from .files import ensure_parent
@@ -46,6 +46,51 @@ class Question:
         return self.image() if callable(self.image) else load_image(self.image)
 
 
+@dataclass
+class Reply:
+    """One generated answer: its text (cut at the first stop string), how many tokens were generated for it, and why
+    generation ended: ``stop`` (end of sequence or a stop string) or ``length`` (the new-token budget ran out)."""
+
+    text: str
+    new_tokens: int
+    finish_reason: str
+
+
+def _reply(loaded: LoadedModel, row: torch.Tensor, text: str, stops: Sequence[str], budget: int) -> Reply:
+    """Count a row's generated tokens (the padding after a finished row excluded) and tell how it ended."""
+    ids = row.tolist()
+    count = len(ids)
+    while count and ids[count - 1] == loaded.tokenizer.pad_token_id:
+        count -= 1
+    ended = count > 0 and ids[count - 1] in set(loaded.tokenizer.all_special_ids)  # end of sequence
+    hit_stop = any(stop and stop in text for stop in stops)
+    reason = "length" if count >= budget and not (ended or hit_stop) else "stop"
+    return Reply(cut_at_stop(text, stops), count, reason)
+
+
+def generate_replies(
+    loaded: LoadedModel,
+    batch: dict[str, Any],
+    settings: GenerationSettings,
+    streamer: Any = None,
+    stop_strings: Sequence[str] = (),
+    stopping: Sequence[StoppingCriteria] = (),
+) -> list[Reply]:
+    """Answers of a collated batch with their token counts: generate, decode the new tokens, cut at the backbone's
+    stop strings and any extra ``stop_strings``; ``stopping`` adds criteria (e.g. a cancel flag)."""
+    stops = list(loaded.backbone.stop_strings(loaded)) + [s for s in stop_strings if s]
+    kwargs = settings.generate_kwargs()
+    criteria = ([StopStringCriteria(stops, loaded.tokenizer)] if stops else []) + list(stopping)
+    if criteria:
+        kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
+    if streamer is not None:
+        kwargs["streamer"] = streamer
+    with torch.inference_mode():
+        new_tokens = loaded.backbone.generate(loaded, batch, noise_mode=loaded.noise_mode, **kwargs)
+    texts = loaded.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return [_reply(loaded, row, text, stops, settings.max_new_tokens) for row, text in zip(new_tokens, texts)]
+
+
 def generate_texts(
     loaded: LoadedModel,
     batch: dict[str, Any],
@@ -53,16 +98,7 @@ def generate_texts(
     streamer: Any = None,
 ) -> list[str]:
     """Answers of a collated batch: generate, decode the new tokens, cut at the backbone's stop strings."""
-    stops = loaded.backbone.stop_strings(loaded)
-    kwargs = settings.generate_kwargs()
-    if stops:
-        kwargs["stopping_criteria"] = StoppingCriteriaList([StopStringCriteria(stops, loaded.tokenizer)])
-    if streamer is not None:
-        kwargs["streamer"] = streamer
-    with torch.inference_mode():
-        new_tokens = loaded.backbone.generate(loaded, batch, noise_mode=loaded.noise_mode, **kwargs)
-    texts = loaded.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-    return [cut_at_stop(text, stops) for text in texts]
+    return [reply.text for reply in generate_replies(loaded, batch, settings, streamer)]
 
 
 def answer_prompt(loaded: LoadedModel, prompt: Prompt, settings: GenerationSettings, streamer: Any = None

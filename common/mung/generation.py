@@ -12,12 +12,15 @@ from transformers import StoppingCriteria, TextStreamer
 
 @dataclass
 class GenerationSettings:
-    """Sampling at ``temperature > 0`` (with ``top_p``), greedy otherwise; beams; new-token budget."""
+    """Sampling at ``temperature > 0`` (with ``top_p`` / ``top_k``), greedy otherwise; beams; new-token budget;
+    an optional repetition penalty."""
 
     temperature: float = 0.2
     top_p: Optional[float] = None
     num_beams: int = 1
     max_new_tokens: int = 128
+    top_k: Optional[int] = None
+    repetition_penalty: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -26,6 +29,10 @@ class GenerationSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
         if self.num_beams < 1 or self.max_new_tokens < 1:
             raise ValueError("num_beams and max_new_tokens must be at least 1.")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0: no top-k filter), got {self.top_k}.")
+        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}.")
 
     @classmethod
     def from_args(cls, args: Any) -> "GenerationSettings":
@@ -38,8 +45,12 @@ class GenerationSettings:
             kwargs.update(do_sample=True, temperature=self.temperature)
             if self.top_p is not None:
                 kwargs["top_p"] = self.top_p
+            if self.top_k is not None:
+                kwargs["top_k"] = self.top_k
         else:  # greedy: clear sampling defaults a checkpoint's generation_config may carry
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if self.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = self.repetition_penalty
         return kwargs
 
 

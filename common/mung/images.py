@@ -10,7 +10,7 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -44,10 +44,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image_bytes(data: bytes, name: str) -> Image.Image:
-    """Decode ``data`` completely (so truncation shows here) into RGB."""
+def check_pixel_bound(size: tuple[int, int], name: str, max_pixels: Optional[int]) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels (None: no bound) before it is decoded."""
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageLoadError(
+            f"{name} is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}; downscale it "
+            "(or start the server with a larger --max-image-pixels)."
+        )
+
+
+def decode_image_bytes(data: bytes, name: str, max_pixels: Optional[int] = None) -> Image.Image:
+    """Decode ``data`` completely (so truncation shows here) into RGB; more than ``max_pixels`` pixels is refused
+    from the header, before decoding."""
     try:
         with Image.open(io.BytesIO(data)) as opened:
+            check_pixel_bound(opened.size, name, max_pixels)
             opened.load()
             return to_rgb(opened)
     except Image.DecompressionBombError as err:
@@ -60,7 +72,7 @@ def decode_image_bytes(data: bytes, name: str) -> Image.Image:
         raise ImageLoadError(f"{name} cannot be decoded ({err}); it is corrupt or truncated. Re-create the file.") from err
 
 
-def decode_base64_image(data: str, name: str = "base64 image") -> Image.Image:
+def decode_base64_image(data: str, name: str = "base64 image", max_pixels: Optional[int] = None) -> Image.Image:
     """A base64 string (or a ``data:image/...;base64,`` URL) → RGB."""
     if data.startswith("data:"):
         header, _, data = data.partition(",")
@@ -70,7 +82,7 @@ def decode_base64_image(data: str, name: str = "base64 image") -> Image.Image:
         raw = base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError) as err:
         raise ImageLoadError(f"{name}: invalid base64 image data ({err}).") from err
-    return decode_image_bytes(raw, name)
+    return decode_image_bytes(raw, name, max_pixels)
 
 
 def _read_file(path: Path) -> bytes:
@@ -96,23 +108,24 @@ def _download(url: str, timeout: float) -> bytes:
 
 
 def load_image(source: ImageSource, folder: str | os.PathLike | None = None, allow_remote: bool = True,
-               timeout: float = 10.0) -> Image.Image:
+               timeout: float = 10.0, max_pixels: Optional[int] = None) -> Image.Image:
     """An RGB image from a path (relative paths under ``folder``), an http(s) URL, a data URL, raw bytes or a PIL
-    image; every failure is an ``ImageLoadError`` naming the source."""
+    image; every failure is an ``ImageLoadError`` naming the source. ``max_pixels`` bounds width × height."""
     if isinstance(source, Image.Image):
+        check_pixel_bound(source.size, "the given image", max_pixels)
         return to_rgb(source)
     if isinstance(source, bytes):
-        return decode_image_bytes(source, "the given image bytes")
+        return decode_image_bytes(source, "the given image bytes", max_pixels)
     text = str(source)
     if text.startswith("data:"):
-        return decode_base64_image(text, "data URL image")
+        return decode_base64_image(text, "data URL image", max_pixels)
     if text.startswith(REMOTE_PREFIXES):
         if not allow_remote:
             raise ImageLoadError(f"remote image {text[:200]} refused: remote images are not allowed here.")
-        return decode_image_bytes(_download(text, timeout), text)
+        return decode_image_bytes(_download(text, timeout), text, max_pixels)
     if text.startswith("file://"):
         text = text[len("file://"):]
     path = Path(text).expanduser()
     if folder and not path.is_absolute():
         path = Path(folder) / path
-    return decode_image_bytes(_read_file(path), str(path))
+    return decode_image_bytes(_read_file(path), str(path), max_pixels)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from noise_generator import NoiseOutput, capture_noise
 
@@ -72,6 +72,78 @@ def render_overlay(
         )
     heat = heat.resize(image.size, Image.BILINEAR)
     return Image.blend(image, heat, alpha)
+
+
+MAP_LEGENDS = {
+    # Plain-ASCII titles: PIL's built-in font has no Greek letters.
+    "mu_norm": ("|mu| per patch: size of the noise mean",
+                "High (red): the generator's mean shifts this patch's features most for this question."),
+    "sigma_mean": ("mean sigma per patch: spread of the noise",
+                   "High (red): this patch gets the most random noise when the generator samples."),
+}
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` pixels."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(lines[-1] + " " + word, font=font) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def range_labels(low: float, high: float) -> tuple[str, str]:
+    """``low`` and ``high`` with just enough significant digits to tell them apart (a narrow range is common)."""
+    for digits in range(3, 9):
+        labels = f"{low:.{digits}g}", f"{high:.{digits}g}"
+        if labels[0] != labels[1]:
+            return labels
+    return labels
+
+
+def colour_bar(low: float, high: float, title: str, legend: str, width: int, font_size: int = 13) -> Image.Image:
+    """A key for an overlay: ``title``, the colour ramp from ``low`` (left) to ``high`` (right) with both values,
+    and ``legend`` (what a high value means) wrapped to ``width``."""
+    font = ImageFont.load_default(size=font_size)
+    pad, bar_height, line = 8, 14, font_size + 4
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    legend_lines = _wrap(probe, legend, font, width - 2 * pad)
+    height = pad + line + bar_height + 4 + line + len(legend_lines) * line + pad
+    panel = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(panel)
+    draw.text((pad, pad), title, fill=(0, 0, 0), font=font)
+    ramp = _colormap(torch.linspace(0, 1, width - 2 * pad)[None, :].expand(bar_height, -1))
+    top = pad + line
+    panel.paste(Image.fromarray(ramp.numpy()), (pad, top))
+    labels_y = top + bar_height + 4
+    low_label, high_label = range_labels(low, high)
+    draw.text((pad, labels_y), f"low {low_label}", fill=(0, 0, 0), font=font)
+    high_text = f"high {high_label}"
+    draw.text((width - pad - draw.textlength(high_text, font=font), labels_y), high_text, fill=(0, 0, 0), font=font)
+    for i, text in enumerate(legend_lines):
+        draw.text((pad, labels_y + line * (i + 1)), text, fill=(60, 60, 60), font=font)
+    return panel
+
+
+def noise_figure(
+    image: Image.Image,
+    values: torch.Tensor,
+    name: str,
+    content_box: Optional[tuple[float, float, float, float]] = None,
+    min_width: int = 320,
+) -> Image.Image:
+    """The overlay of map ``name`` (``mu_norm`` or ``sigma_mean``) at the image's size, with its colour bar and
+    legend underneath (the figure is at least ``min_width`` wide so the legend stays legible on small images)."""
+    overlay = render_overlay(image, values, content_box=content_box)
+    title, legend = MAP_LEGENDS[name]
+    width = max(overlay.width, min_width)
+    key = colour_bar(float(values.min()), float(values.max()), title, legend, width)
+    figure = Image.new("RGB", (width, overlay.height + key.height), (255, 255, 255))
+    figure.paste(overlay, ((width - overlay.width) // 2, 0))
+    figure.paste(key, (0, overlay.height))
+    return figure
 
 
 def save_noise_figures(

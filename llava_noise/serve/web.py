@@ -1,0 +1,6 @@
+"""``python -m llava_noise.serve.web``: the shared web demo ``mung.serve.web`` (any backbone)."""
+
+from mung.serve.web import main
+
+if __name__ == "__main__":
+    main()
