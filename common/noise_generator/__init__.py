@@ -20,6 +20,7 @@ from .model import (
     text_key_mask,
 )
 from .attach import (
+    GENERATOR_PREFIX,
     NoiseAttachment,
     attach,
     attach_from_config,
@@ -43,6 +44,7 @@ from .io import (
 )
 
 __all__ = [
+    "GENERATOR_PREFIX",
     "NoiseAttachment",
     "attach",
     "attach_from_config",

@@ -42,6 +42,7 @@ from .model import NoiseDraws, find_noise_generator, text_key_mask
 
 ATTACHMENT_ATTR = "_noise_attachment"
 GENERATOR_ATTR = "noise_generator"
+GENERATOR_PREFIX = GENERATOR_ATTR + "."
 
 
 def _config_id(config: Any, *names: str) -> Optional[int]:
@@ -306,7 +307,7 @@ def saved_generator_tensors(folder: str) -> dict[str, torch.Tensor]:
             files = sorted(set(json.load(handle)["weight_map"].values()))
     else:
         files = ["model.safetensors"] if os.path.isfile(os.path.join(folder, "model.safetensors")) else []
-    prefix, tensors = GENERATOR_ATTR + ".", {}
+    prefix, tensors = GENERATOR_PREFIX, {}
     for name in files:
         with safe_open(os.path.join(folder, name), framework="pt") as weights:
             for key in weights.keys():
