@@ -44,15 +44,20 @@ def render(processor, messages: list[dict[str, Any]], add_generation_prompt: boo
     return processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
 
 
-def process(processor, texts: list[str], images: list[list[Image.Image]], **kwargs) -> dict[str, Any]:
-    """The processor's batch for rendered ``texts`` and each text's ``images`` (left padding); a template that already
-    wrote the BOS token gets none added, as transformers' own ``apply_chat_template`` does."""
-    bos = processor.tokenizer.bos_token
+def adds_special_tokens(tokenizer, texts: Sequence[str]) -> bool:
+    """Whether tokenising ``texts`` should add the tokenizer's special tokens: not when the template already wrote
+    the BOS token (as transformers' own ``apply_chat_template`` decides)."""
+    bos = tokenizer.bos_token
+    return not (bos and all(text.startswith(bos) for text in texts))
+
+
+def process(processor, texts: list[str], images: list[list[Image.Image]], padding_side: str = "left") -> dict[str, Any]:
+    """The processor's batch for rendered ``texts`` and each text's ``images``, padded on ``padding_side``."""
     with_images = any(images)
     try:
         batch = processor(
             text=texts, images=[list(i) for i in images] if with_images else None, return_tensors="pt", padding=True,
-            padding_side="left", add_special_tokens=not (bos and all(t.startswith(bos) for t in texts)), **kwargs,
+            padding_side=padding_side, add_special_tokens=adds_special_tokens(processor.tokenizer, texts),
         )
     except ValueError as err:  # e.g. PaliGemma's processor takes no prompt without an image
         raise ValueError(f"{type(processor).__name__} cannot encode this prompt: {err}") from err
