@@ -21,3 +21,14 @@ def tiny_world(tmp_path_factory) -> dict:
 def world(tiny_world) -> dict:
     """The tiny world under the short name the LLaVA tests use."""
     return tiny_world
+
+
+@pytest.fixture(scope="session")
+def vlm_families(tiny_world) -> dict:
+    """{family: checkpoint folder} of the tiny transformers VLM families (built once beside the tiny world, reused
+    across sessions with MUNG_TINY_WORLD), plus the world's own Qwen2.5-VL. Treat them as read-only."""
+    from tiny_world import build_families
+
+    folders = build_families(os.path.dirname(tiny_world["image_folder"]), verbose=False)
+    folders["qwen2_5_vl"] = tiny_world["qwen_model"]
+    return folders

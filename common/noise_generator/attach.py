@@ -12,7 +12,8 @@ placeholder token (``config.image_token_id``) and hands ``inputs_embeds`` to the
 - a forward pre-hook on the decoder noises the image rows of ``inputs_embeds`` (queries) with the generator,
   attending to the same sample's text rows (keys: ``text_key_mask``, never padding nor image/video placeholders,
   the answer only in training with ``condition_on_answer``), through the one entry point
-  ``NoiseGenerator.forward``. Decoding steps hold no placeholder, so noise enters at prefill only.
+  ``NoiseGenerator.forward``. Noise enters at prefill only: a call that continues a filled cache (a decoding
+  step) runs the stock model.
 
 The generator is registered as ``model.noise_generator`` (optimisers, ``save_pretrained``, peft ``modules_to_save``
 and LoRA on top, and ZeRO-3 see it) and its config is recorded in ``model.config.noise_generator``. Mode ``off``
@@ -61,6 +62,7 @@ class _CallInputs:
     attention_mask: Any
     labels: Optional[torch.Tensor]
     mode: Optional[str]
+    continuing: bool = False  # a decoding step after cached positions: the stock model, whatever its tokens are
 
 
 @dataclass
@@ -93,7 +95,10 @@ class NoiseAttachment:
         if mode is not None and mode not in MODES:
             raise ValueError(f"noise_mode={mode!r} is not one of {', '.join(MODES)}.")
         bound = self.signature.bind_partial(*args, **kwargs).arguments
-        self.current = _CallInputs(bound.get("input_ids"), bound.get("attention_mask"), bound.get("labels"), mode)
+        cache = bound.get("past_key_values")
+        continuing = cache is not None and hasattr(cache, "get_seq_length") and cache.get_seq_length() > 0
+        self.current = _CallInputs(bound.get("input_ids"), bound.get("attention_mask"), bound.get("labels"), mode,
+                                   continuing)
         return args, kwargs
 
     def after_model(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -101,8 +106,10 @@ class NoiseAttachment:
 
     def before_decoder(self, module: nn.Module, args: tuple, kwargs: dict):
         call, embeds = self.current, kwargs.get("inputs_embeds")
-        if call is None:
-            return None  # the decoder alone (no top-level call): nothing to know the image rows from
+        if call is None or call.continuing:
+            # The decoder alone (no top-level call: nothing to find the image rows from), or a decoding step (a
+            # random model may even generate a placeholder id there): the stock model.
+            return None
         generator = self.generator
         mode = generator.resolve_mode(call.mode or self.mode_override)
         if mode == "off":
@@ -221,6 +228,7 @@ def attach(model: nn.Module, config: NoiseGeneratorConfig) -> NoiseGenerator:
     reference = model.get_input_embeddings().weight
     generator = NoiseGenerator(config)
     generator.to(device=reference.device, dtype=reference.dtype if reference.dtype.is_floating_point else None)
+    generator.train(model.training)  # a new module trains by default; it follows the model's mode instead
     setattr(model, GENERATOR_ATTR, generator)
     model_config.noise_generator = config.to_dict()
     attachment = NoiseAttachment(model, decoder, image_token_id, _config_id(model_config, "video_token_id", "video_token_index"))

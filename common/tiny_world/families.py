@@ -54,12 +54,24 @@ def build_family(out_dir: str, base_tokenizer_dir: str, name: str, preset: str =
     config = family.config(tokenizer, size)
     torch.manual_seed(seed * 16 + _SEED_OFFSET + sorted(FAMILIES).index(name))
     model = AutoModelForImageTextToText.from_config(config)
+    _randomise_zero_matrices(model)
     stops = [tokenizer.convert_tokens_to_ids(t) for t in (family.eos, family.end_of_turn) if t]
     model.generation_config = GenerationConfig(eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
                                                bos_token_id=tokenizer.bos_token_id)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+def _randomise_zero_matrices(model) -> None:
+    """Give weight matrices that a family initialises to zeros (e.g. Gemma 3's image projection, which real
+    checkpoints train) small random values, so a tiny random model passes image information to its LLM."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2 and not param.any():
+                param.normal_(0.0, 0.02)
 
 
 def build_families(world_dir: str, names: Optional[Iterable[str]] = None, verbose: bool = True) -> dict[str, str]:
