@@ -189,3 +189,64 @@ def test_one_training_step_moves_only_the_generator_and_lora(family, tiny_world,
     assert all("noise_generator" in n or "lora_" in n for n in moved)
     if with_lora:
         assert any("lora_" in n for n in moved)
+
+
+def test_a_decoding_step_is_never_noised_even_on_a_placeholder_token(family, tiny_world):
+    name, folder = family
+    model, processor = load_family(folder, generator={"inference_mode": "sample"})
+    batch = chat_batch(processor, world_images(tiny_world), QUESTIONS)
+    prompt_length, image_token = batch["input_ids"].shape[1], model.config.image_token_id
+    everything = list(range(model.config.get_text_config().vocab_size))
+
+    def first_token_is_a_placeholder(row, ids):  # the next decoding step then feeds the placeholder id back in
+        return [image_token] if ids.shape[-1] == prompt_length else everything
+
+    calls = GeneratorCalls(find_noise_generator(model))
+    with torch.no_grad():
+        tokens = model.generate(**batch, max_new_tokens=3, do_sample=False,
+                                prefix_allowed_tokens_fn=first_token_is_a_placeholder)
+    assert (tokens[:, prompt_length] == image_token).all() and tokens.shape[1] == prompt_length + 3
+    assert len(calls.key_masks) == 1  # prefill only
+
+
+class DeepstackCopies:
+    def __init__(self, model):
+        self.seen = []
+        self.handle = model.get_decoder().register_forward_pre_hook(
+            lambda module, args, kwargs: self.seen.append([c.clone() for c in kwargs["deepstack_visual_embeds"]]),
+            with_kwargs=True)
+
+
+@pytest.mark.parametrize("noise_deepstack", [False, True])
+def test_qwen3_vl_deepstack_copies_get_the_noise_only_with_the_flag(vlm_families, tiny_world, noise_deepstack):
+    folder = vlm_families["qwen3_vl"]
+    stock, processor = load_family(folder)
+    model, _ = load_family(folder, generator={"inference_mode": "sample", "noise_deepstack": noise_deepstack})
+    batch = chat_batch(processor, world_images(tiny_world), QUESTIONS)
+    clean, seen = DeepstackCopies(stock), DeepstackCopies(model)
+    calls = GeneratorCalls(find_noise_generator(model))
+    with torch.no_grad():
+        stock(**batch)
+        model(**batch)
+    noise = torch.cat(calls.outputs[0].noise)  # the image rows in order, as the deepstack copies hold them
+    assert len(clean.seen[0]) == 2
+    for reference, copy in zip(clean.seen[0], seen.seen[0]):
+        if noise_deepstack:
+            assert torch.allclose(copy, reference + noise, atol=1e-6) and not torch.equal(copy, reference)
+        else:
+            assert torch.equal(copy, reference)
+
+
+@pytest.mark.parametrize("noise_video", [False, True])
+def test_video_rows_are_queries_only_with_the_flag_and_never_keys(vlm_families, noise_video):
+    from noise_generator.attach import _CallInputs, attachment_of
+
+    model, _ = load_family(vlm_families["qwen2_vl"], generator={"noise_video": noise_video})
+    config = model.config
+    ids = torch.tensor([[5, config.image_token_id, config.video_token_id, 6]])
+    embeds = torch.zeros(1, 4, config.get_text_config().hidden_size)
+    attachment = attachment_of(model)
+    queries = attachment.query_mask(ids, embeds)
+    keys = attachment.key_mask(_CallInputs(ids, torch.ones_like(ids), None, None), embeds)
+    assert queries.tolist() == [[False, True, noise_video, False]]
+    assert keys.tolist() == [[True, False, False, True]]
