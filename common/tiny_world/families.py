@@ -41,8 +41,8 @@ def family_tokenizer(base_tokenizer_dir: str, family):
     return tokenizer
 
 
-def build_family(out_dir: str, base_tokenizer_dir: str, name: str, preset: str = "tiny", seed: int = 0) -> str:
-    """Write the tiny checkpoint of family ``name`` into ``out_dir``; returns it."""
+def make_family(base_tokenizer_dir: str, name: str, preset: str = "tiny", seed: int = 0):
+    """(random model, processor) of family ``name`` at ``preset``'s shapes, in memory."""
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
@@ -58,6 +58,12 @@ def build_family(out_dir: str, base_tokenizer_dir: str, name: str, preset: str =
     stops = [tokenizer.convert_tokens_to_ids(t) for t in (family.eos, family.end_of_turn) if t]
     model.generation_config = GenerationConfig(eos_token_id=stops, pad_token_id=tokenizer.pad_token_id,
                                                bos_token_id=tokenizer.bos_token_id)
+    return model, processor
+
+
+def build_family(out_dir: str, base_tokenizer_dir: str, name: str, preset: str = "tiny", seed: int = 0) -> str:
+    """Write the tiny checkpoint of family ``name`` into ``out_dir``; returns it."""
+    model, processor = make_family(base_tokenizer_dir, name, preset, seed)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir

@@ -157,8 +157,15 @@ def _qwen_ids(tokenizer) -> dict[str, int]:
                 vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
 
 
+def mrope_section(size: FamilySize) -> list[int]:
+    """Rotary frequencies of (time, height, width): a quarter for time, the rest split between height and width."""
+    half = size.text["head_dim"] // 2
+    rest = half - half // 4
+    return [half // 4, rest // 2, rest - rest // 2]
+
+
 def qwen2_vl_config(tokenizer, size):
-    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size)}
     text = text_config(tokenizer, size, rope_parameters=rope)
     text.pop("head_dim")  # Qwen2-VL derives it (hidden / heads)
     vision = dict(depth=size.vision["num_hidden_layers"], embed_dim=size.vision["hidden_size"],
@@ -175,7 +182,7 @@ def qwen3_vl_processor(tokenizer, size):
 
 
 def qwen3_vl_config(tokenizer, size):
-    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], "mrope_interleaved": True}
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size), "mrope_interleaved": True}
     text = text_config(tokenizer, size, rope_parameters=rope)
     vision = dict(depth=size.vision["num_hidden_layers"], hidden_size=size.vision["hidden_size"],
                   intermediate_size=size.vision["intermediate_size"], num_heads=size.vision["num_attention_heads"],
