@@ -10,6 +10,7 @@ from transformers import AutoModelForImageTextToText
 
 from noise_generator import (
     IGNORE_INDEX,
+    attach_from_config,
     attach_pretrained,
     detach,
     find_noise_generator,
@@ -155,6 +156,18 @@ def test_generator_only_checkpoint_reloads_to_identical_logits(family, tiny_worl
         sampled = model(**batch, noise_mode="sample").logits
         torch.manual_seed(3)
         assert torch.equal(sampled, other(**batch, noise_mode="sample").logits)
+
+
+def test_a_saved_model_reloads_with_its_generator_through_attach_from_config(family, tiny_world, tmp_path):
+    name, folder = family
+    model, processor = load_family(folder, generator={"inference_mode": "mean", "init": "normal", "init_std": 0.1})
+    model.save_pretrained(tmp_path)
+    again = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()  # the stock class: generator not attached
+    generator, restored = attach_from_config(again, str(tmp_path))
+    assert restored and generator.config.to_dict() == find_noise_generator(model).config.to_dict()
+    batch = chat_batch(processor, world_images(tiny_world), QUESTIONS)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, again(**batch).logits)
 
 
 def changed_parameters(model, before: dict) -> set:

@@ -19,8 +19,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor,
 
 from mung.backbones import Backbone, EncodedPrompt, Prompt
 from mung.loading import check_loading_info
-from noise_generator import GENERATOR_PREFIX, NoiseGeneratorConfig, attach, load_generator_weights, noise_mode
-from noise_generator import saved_generator_tensors
+from noise_generator import GENERATOR_PREFIX, NoiseGeneratorConfig, attach, attach_from_config, noise_mode
 
 from . import grids, prompting, support
 
@@ -44,23 +43,20 @@ class VLMBackbone(Backbone):
     def load_weights(self, weights: str, config_source: str, generator: Optional[NoiseGeneratorConfig], options):
         config = AutoConfig.from_pretrained(config_source)
         support.warn_if_unverified(config.model_type)
-        entry = generator.to_dict() if generator is not None else getattr(config, "noise_generator", None)
-        if hasattr(config, "noise_generator"):
-            del config.noise_generator  # attach records it again
+        if generator is not None and hasattr(config, "noise_generator"):
+            del config.noise_generator  # a generator-only checkpoint replaces the one the folder describes
         model, info = AutoModelForImageTextToText.from_pretrained(
             weights, config=config, output_loading_info=True, **options.from_pretrained_kwargs(QUANTIZATION_SKIP)
         )
         # A MuNG folder holds the generator's tensors beside the model's: the stock class calls them unexpected.
         info = dict(info, unexpected_keys=[k for k in info.get("unexpected_keys", []) if not k.startswith(GENERATOR_PREFIX)])
         missing = check_loading_info(info, weights)
-        if entry is None:
-            return model, missing
-        attached = attach(model, NoiseGeneratorConfig.from_dict(dict(entry), source=f"{config_source}/config.json"))
-        saved = saved_generator_tensors(weights) if generator is None else {}
-        if not saved:
-            return model, missing + [GENERATOR_PREFIX + name for name in attached.state_dict()]
-        reference = next(attached.parameters())
-        load_generator_weights(attached, {k: t.to(reference.device, reference.dtype) for k, t in saved.items()}, weights)
+        if generator is not None:
+            attached, restored = attach(model, generator), False
+        else:
+            attached, restored = attach_from_config(model, weights)
+        if attached is not None and not restored:  # the loader restores them from the checkpoint's own files
+            missing += [GENERATOR_PREFIX + name for name in attached.state_dict()]
         return model, missing
 
     def load_processor(self, source: str, model) -> tuple[Any, Any]:
