@@ -46,12 +46,14 @@ def test_a_family_build_is_byte_deterministic(tiny_world, tmp_path):
 
 def test_built_families_are_reused_and_listed(vlm_families, tiny_world):
     root = os.path.dirname(tiny_world["image_folder"])
-    manifest = os.path.join(root, FAMILIES_DIR, "manifest.json")
+    out_dir = os.path.dirname(vlm_families["gemma3"])
+    manifest = os.path.join(out_dir, "manifest.json")
     before = os.stat(manifest).st_mtime_ns
-    again = build_families(root, verbose=False)
+    again = build_families(root, verbose=False, out_dir=out_dir)
     assert os.stat(manifest).st_mtime_ns == before
     assert {k: v for k, v in vlm_families.items() if k != "qwen2_5_vl"} == again
     listed = json.load(open(manifest))
     assert listed["version"] >= 1 and listed["preset"] == "tiny" and set(listed["families"]) == set(again)
     with pytest.raises(ValueError, match="unknown tiny VLM families"):
-        build_families(root, ["llava", "nope"], verbose=False)
+        build_families(root, ["llava", "nope"], verbose=False, out_dir=out_dir)
+    assert not os.path.exists(os.path.join(root, FAMILIES_DIR))  # the world's own folder is left as built

@@ -173,7 +173,8 @@ class NoiseAttachment:
         (or the same factor for ``mul`` injection)."""
         multiply = self.generator.config.injection == "mul"
         noise = torch.cat(output.noise, dim=0).to(embeds.dtype)
-        full = torch.full_like(embeds, 1.0 if multiply else 0.0).masked_scatter(queries[..., None].expand_as(embeds), noise)
+        rows = queries[..., None].expand_as(embeds)
+        full = torch.full_like(embeds, 1.0 if multiply else 0.0).masked_scatter(rows, noise)
         change = full[kwargs["visual_pos_masks"].to(embeds.device)]
         copies = kwargs["deepstack_visual_embeds"]
         return [copy * change.to(copy.dtype) if multiply else copy + change.to(copy.dtype) for copy in copies]
@@ -200,7 +201,8 @@ def _language_decoder(model: nn.Module) -> nn.Module:
             "their image placeholder rows."
         )
     if "inputs_embeds" not in inspect.signature(decoder.forward).parameters:
-        raise ValueError(f"{type(decoder).__name__}.forward takes no inputs_embeds; noise_generator.attach cannot noise it.")
+        raise ValueError(f"{type(decoder).__name__}.forward takes no inputs_embeds; noise_generator.attach cannot "
+                         "noise its inputs.")
     return decoder
 
 
@@ -231,7 +233,8 @@ def attach(model: nn.Module, config: NoiseGeneratorConfig) -> NoiseGenerator:
     generator.train(model.training)  # a new module trains by default; it follows the model's mode instead
     setattr(model, GENERATOR_ATTR, generator)
     model_config.noise_generator = config.to_dict()
-    attachment = NoiseAttachment(model, decoder, image_token_id, _config_id(model_config, "video_token_id", "video_token_index"))
+    video_token_id = _config_id(model_config, "video_token_id", "video_token_index")
+    attachment = NoiseAttachment(model, decoder, image_token_id, video_token_id)
     attachment.handles = [
         model.register_forward_pre_hook(attachment.before_model, with_kwargs=True),
         model.register_forward_hook(attachment.after_model, with_kwargs=True, always_call=True),

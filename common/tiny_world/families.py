@@ -2,7 +2,9 @@
 
 ``build_families(world_dir, names)`` writes ``world_dir/families/<name>/`` for each family (model, processor, chat
 template, generation config: ``AutoModelForImageTextToText`` and ``AutoProcessor`` load it offline) and
-``world_dir/families/manifest.json`` (``{"version", "preset", "seed", "families": {name: relative path}}``). A
+``world_dir/families/manifest.json`` (``{"version", "preset", "seed", "families": {name: relative path}}``); another
+``out_dir`` keeps them out of the world's own folder (the tests do, so a world folder stays exactly what
+``tiny_world.build`` wrote). A
 family already built with the same preset, seed and version is reused, so callers (tests, demos) can ask for it
 lazily. The default world (``tiny_world.build``) does not build them: ``python -m tiny_world --families all``
 does.
@@ -80,9 +82,10 @@ def _randomise_zero_matrices(model) -> None:
                 param.normal_(0.0, 0.02)
 
 
-def build_families(world_dir: str, names: Optional[Iterable[str]] = None, verbose: bool = True) -> dict[str, str]:
-    """Build (or reuse) the family checkpoints ``names`` (default: all) of the world in ``world_dir``; returns
-    ``{name: absolute folder}`` of every family the manifest lists."""
+def build_families(world_dir: str, names: Optional[Iterable[str]] = None, verbose: bool = True,
+                   out_dir: Optional[str] = None) -> dict[str, str]:
+    """Build (or reuse) the family checkpoints ``names`` (default: all) of the world in ``world_dir`` into
+    ``out_dir`` (default ``world_dir/families``); returns ``{name: absolute folder}`` of every family listed there."""
     from .builder import _no_progress_bars
     from .family_specs import FAMILIES
     from .manifest import load_manifest
@@ -92,7 +95,7 @@ def build_families(world_dir: str, names: Optional[Iterable[str]] = None, verbos
     unknown = sorted(set(wanted) - set(family_names()))
     if unknown:
         raise ValueError(f"unknown tiny VLM families {unknown}; choose from {family_names()}")
-    root = os.path.join(os.path.abspath(world_dir), FAMILIES_DIR)
+    root = os.path.abspath(out_dir or os.path.join(world_dir, FAMILIES_DIR))
     manifest = _read(root, world["preset"], world["seed"])
     for name in wanted:
         if name in manifest["families"] and os.path.isdir(os.path.join(root, manifest["families"][name])):

@@ -50,7 +50,9 @@ def labels_for_tokens(offsets: Sequence[tuple[int, int]], ids: Sequence[int], sp
         for position, (token_start, token_end) in enumerate(offsets):
             if token_start < end and token_end > start:
                 labels[position] = ids[position]
-        after = next((p for p, (token_start, token_end) in enumerate(offsets) if token_start >= end and token_end > token_start), None)
+        following = (p for p, (token_start, token_end) in enumerate(offsets)
+                     if token_start >= end and token_end > token_start)  # the next non-empty token
+        after = next(following, None)
         if after is not None:
             labels[after] = ids[after]
     return labels
