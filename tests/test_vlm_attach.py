@@ -263,3 +263,24 @@ def test_video_rows_are_queries_only_with_the_flag_and_never_keys(vlm_families, 
     keys = attachment.key_mask(_CallInputs(ids, torch.ones_like(ids), None, None), embeds)
     assert queries.tolist() == [[False, True, noise_video, False]]
     assert keys.tolist() == [[True, False, False, True]]
+
+
+def test_attach_refuses_a_second_generator_a_peft_wrapper_and_a_model_without_image_token(vlm_families):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from noise_generator import NoiseGeneratorConfig, attach
+
+    model, _ = load_family(vlm_families["llava"], generator={})
+    with pytest.raises(ValueError, match="already has a noise generator"):
+        attach(model, NoiseGeneratorConfig(hidden_size=64, num_heads=4))
+    stock, _ = load_family(vlm_families["llava"])
+    wrapped = get_peft_model(stock, LoraConfig(r=2, target_modules=["q_proj"]))
+    with pytest.raises(ValueError, match="before wrapping the model with peft"):
+        attach(wrapped, NoiseGeneratorConfig(hidden_size=64, num_heads=4))
+    text_only = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=1,
+                                             num_attention_heads=4, vocab_size=32))
+    with pytest.raises(ValueError, match="no image_token_id"):
+        attach(text_only, NoiseGeneratorConfig(hidden_size=64, num_heads=4))
+    with pytest.raises(ValueError, match="hidden size 32"):
+        attach(load_family(vlm_families["llava"])[0], NoiseGeneratorConfig(hidden_size=32, num_heads=4))

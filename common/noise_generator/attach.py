@@ -214,6 +214,9 @@ def attach(model: nn.Module, config: NoiseGeneratorConfig) -> NoiseGenerator:
     """
     if attachment_of(model) is not None or find_noise_generator(model) is not None:
         raise ValueError(f"This {type(model).__name__} already has a noise generator; detach it first.")
+    if hasattr(model, "peft_config"):
+        raise ValueError("Attach the noise generator before wrapping the model with peft (get_peft_model), so the "
+                         "hooks sit on the model's own forward.")
     model_config = model.config
     image_token_id = _config_id(model_config, "image_token_id", "image_token_index")
     if image_token_id is None:
