@@ -21,3 +21,17 @@ def tiny_world(tmp_path_factory) -> dict:
 def world(tiny_world) -> dict:
     """The tiny world under the short name the LLaVA tests use."""
     return tiny_world
+
+
+@pytest.fixture(scope="session")
+def vlm_families(tiny_world, tmp_path_factory) -> dict:
+    """{family: checkpoint folder} of the tiny transformers VLM families, plus the world's own Qwen2.5-VL. Treat
+    them as read-only. Built once per session outside the world's folder; with MUNG_TINY_WORLD=DIR they go to
+    DIR_families and are reused across sessions."""
+    from tiny_world import build_families
+
+    shared = os.environ.get("MUNG_TINY_WORLD")
+    out_dir = shared.rstrip(os.sep) + "_families" if shared else str(tmp_path_factory.mktemp("vlm_families"))
+    folders = build_families(os.path.dirname(tiny_world["image_folder"]), verbose=False, out_dir=out_dir)
+    folders["qwen2_5_vl"] = tiny_world["qwen_model"]
+    return folders

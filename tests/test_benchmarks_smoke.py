@@ -75,3 +75,14 @@ def test_inference_table_has_every_contender_with_finite_positive_numbers(infere
         values = numbers(cells)
         assert len(values) == 8, (name, cells)  # TTFT, IQR low/high, ratio, CPU, ratio, TPOT, ratio
         assert all(math.isfinite(v) and v > 0 for v in values), (name, cells)
+
+
+def test_vlm_ttft_counts_real_shapes_and_times_a_tiny_family(tiny_world):
+    from benchmarks import vlm_ttft
+
+    _, text_config, image_tokens, _ = vlm_ttft.REAL["llava"]
+    tflop, ratio = vlm_ttft.real_shape_ratio(text_config, image_tokens)
+    # A 7B Llama prefill of 704 tokens is about 2 x 6.7e9 parameters x 704 tokens = 9.4 TFLOP (weights dominate).
+    assert 8.5 < tflop < 10.5 and 1.0 < ratio < 1.03
+    off, noised = vlm_ttft.measured_ttft(tiny_world, "gemma3", "tiny", repeats=1)
+    assert off > 0 and noised > 0 and math.isfinite(noised / off)

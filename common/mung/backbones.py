@@ -80,6 +80,8 @@ class EncodedPrompt:
     input_ids: list[int]
     tensors: dict[str, torch.Tensor]
     text: str
+    # The prompt's images, for backbones whose processor batches several samples itself (``collate``).
+    images: list[Image.Image] = field(default_factory=list)
 
 
 class Backbone(ABC):
@@ -95,6 +97,10 @@ class Backbone(ABC):
     @abstractmethod
     def serves(self, config: dict) -> bool:
         """True when this backbone can load a checkpoint with this ``config.json`` (a dict)."""
+
+    def refusal(self, config: dict) -> Optional[str]:
+        """Why this backbone does not serve ``config`` when that is worth telling the user (None: nothing to say)."""
+        return None
 
     # --- loading ------------------------------------------------------------------------------------------------
     @abstractmethod
@@ -202,9 +208,10 @@ def for_config(config: dict, source: str) -> Backbone:
         if backbone.serves(config):
             return backbone
     names = ", ".join(sorted(b.name for b in known_backbones()))
+    reasons = [f" {b.name}: {reason}" for b in known_backbones() if (reason := b.refusal(config))]
     raise ValueError(
         f"{source} holds a model of type {config.get('model_type')!r}, which no installed MuNG backbone serves "
-        f"({names})."
+        f"({names}).{''.join(reasons)}"
     )
 
 

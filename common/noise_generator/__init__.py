@@ -1,9 +1,10 @@
 """MuNG's Multimodal Noise Generator, shared by the LLaVA-1.5 and Qwen2.5-VL backbones.
 
 Layout (as a PEFT tuner): ``config`` (NoiseGeneratorConfig), ``generator`` (the module and its math), ``model``
-(putting it into a model: the mixin every backbone's model uses, the key rule, the m-draw rule, finding it again)
-and ``io`` (generator-only checkpoints). It imports nothing of the app layer (``mung``) or the backbones; the
-training plumbing around it lives in ``mung.training``.
+(putting it into a model: the mixin every backbone's model uses, the key rule, the m-draw rule, finding it again),
+``attach`` (putting it into any transformers VLM with hooks: the generic backbone) and ``io`` (generator-only
+checkpoints). It imports nothing of the app layer (``mung``) or the backbones; the training plumbing around it lives
+in ``mung.training``.
 """
 
 from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, InvalidSetting, NoiseGeneratorConfig
@@ -19,6 +20,18 @@ from .model import (
     module_name_of,
     text_key_mask,
 )
+from .attach import (
+    GENERATOR_PREFIX,
+    NoiseAttachment,
+    attach,
+    attach_from_config,
+    attach_pretrained,
+    attachment_of,
+    detach,
+    mean_loss_over_draws,
+    noise_mode,
+    saved_generator_tensors,
+)
 from .io import (
     WEIGHTS_NAME,
     check_generator_fits,
@@ -31,6 +44,16 @@ from .io import (
 )
 
 __all__ = [
+    "GENERATOR_PREFIX",
+    "NoiseAttachment",
+    "attach",
+    "attach_from_config",
+    "attach_pretrained",
+    "attachment_of",
+    "detach",
+    "mean_loss_over_draws",
+    "noise_mode",
+    "saved_generator_tensors",
     "CONFIG_NAME",
     "CapturedNoise",
     "IGNORE_INDEX",

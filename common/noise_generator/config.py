@@ -87,6 +87,23 @@ class NoiseGeneratorConfig:
             "generator."
         },
     )
+    noise_video: bool = field(
+        default=False,
+        metadata={
+            "help": "Generic attach (noise_generator.attach, any transformers VLM): noise the video placeholder rows "
+            "too, not only the image rows. The paper noises images only. The LLaVA-1.5 / Qwen2.5-VL backbones "
+            "noise images only and refuse True."
+        },
+    )
+    noise_deepstack: bool = field(
+        default=False,
+        metadata={
+            "help": "Generic attach on models with deepstack visual features (Qwen3-VL): add the same noise to the "
+            "deepstack copies of the image tokens as well. Off by default: those copies are added to the hidden "
+            "states of the first decoder layers, which already carry the noised input, so True adds the noise "
+            "once more per deepstack layer."
+        },
+    )
     base_model_type: Optional[str] = field(
         default=None,
         metadata={"help": "model_type of the backbone this generator was trained on (set by the backbone)."},

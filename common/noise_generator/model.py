@@ -32,6 +32,11 @@ def build_noise_generator(
     if entry is None:
         return None
     config = NoiseGeneratorConfig.from_dict(dict(entry), source=source)
+    if config.noise_video or config.noise_deepstack:
+        raise ValueError(
+            f"{source}: noise_video / noise_deepstack are settings of noise_generator.attach (any transformers VLM); "
+            "this backbone noises image tokens only. Set them to false."
+        )
     if config.hidden_size != hidden_size:
         raise ValueError(
             f"{source}.hidden_size={config.hidden_size} differs from the language model's hidden size {hidden_size}; "

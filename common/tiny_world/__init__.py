@@ -40,11 +40,17 @@ Values
                             qwen_shift_train (Qwen files, incl. two-image samples), mmpr (annotation lines),
                             images (PNG files)
 
+Tiny checkpoints of transformers' own VLM families (LLaVA in the HF format, LLaVA-NeXT, LLaVA-OneVision, Qwen2-VL,
+Qwen3-VL, Gemma 3, PaliGemma, Idefics3, SmolVLM, InternVL, Mistral 3) are built on demand beside a world:
+``build_families(DIR, names)`` or ``--families all`` write ``DIR/families/<name>/`` (model + processor + chat
+template, loadable offline by ``AutoModelForImageTextToText`` / ``AutoProcessor``); see ``tiny_world.families``.
+
 Training files also hold families "multi_turn" (two QA turns about one image), "text" (no image) and
 "multi_image" (Qwen/MMPR only). ``score_answers(answers_jsonl, ground_truth_jsonl)`` scores answers per family.
 """
 
 from .builder import build
+from .families import build_families, family_names
 from .manifest import BUILDER_VERSION, PATH_KEYS, load_manifest
 from .scoring import normalize_answer, score_answers
 from .vocabulary import ANSWER_WORDS, CHANCE, FAMILIES
@@ -56,6 +62,8 @@ __all__ = [
     "FAMILIES",
     "PATH_KEYS",
     "build",
+    "build_families",
+    "family_names",
     "load_manifest",
     "normalize_answer",
     "score_answers",

@@ -1,10 +1,11 @@
-"""python -m tiny_world --out DIR [--preset tiny|small] [--seed N] [--force]"""
+"""python -m tiny_world --out DIR [--preset tiny|small] [--seed N] [--force] [--families all|NAME,NAME]"""
 
 from __future__ import annotations
 
 import argparse
 
 from .builder import build
+from .families import build_families, family_names
 from .presets import PRESETS
 
 
@@ -17,9 +18,16 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model and data sizes")
     parser.add_argument("--seed", type=int, default=0, help="fixes all data and weights (non-negative)")
     parser.add_argument("--force", action="store_true", help="rebuild even if DIR already holds this world")
+    parser.add_argument("--families", default=None,
+                        help="also build tiny checkpoints of transformers VLM families into DIR/families: 'all' or "
+                        f"names separated by commas ({', '.join(family_names())})")
     args = parser.parse_args(argv)
     manifest = build(args.out, preset=args.preset, seed=args.seed, force=args.force)
     print(f"[tiny_world] manifest: {args.out}/manifest.json ({manifest['counts']})")
+    if args.families:
+        names = None if args.families == "all" else [n.strip() for n in args.families.split(",") if n.strip()]
+        built = build_families(args.out, names)
+        print(f"[tiny_world] families: {', '.join(built)}")
 
 
 if __name__ == "__main__":
