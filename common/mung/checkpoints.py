@@ -8,7 +8,6 @@ Kinds: ``lora`` (``adapter_config.json``), ``projector`` (``mm_projector.bin`` w
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Mapping
 
@@ -16,6 +15,8 @@ import torch
 from torch import nn
 
 from noise_generator import is_noise_generator_dir
+
+from .safe_pickles import load_weights_only
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 PROJECTOR_FILE = "mm_projector.bin"
@@ -57,19 +58,12 @@ def checkpoint_kind(folder: str | os.PathLike) -> str:
 
 
 def read_tensor_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A ``torch.save``'d dict of tensors, read with the weights-only unpickler (never arbitrary objects)."""
+    """A ``torch.save``'d dict of tensors, read with the weights-only unpickler (never arbitrary objects); a file
+    holding anything else, or a damaged one, is refused naming it (``safe_pickles.UntrustedPickle``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist.")
-    try:
-        tensors = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"Cannot read {path}: it holds objects other than tensors, or it is corrupt. Re-save it from the run "
-            "that wrote it (only dicts of tensors are accepted)."
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"Cannot read {path}: the file is corrupt or truncated ({err}); re-save it.") from err
+    tensors = load_weights_only(path)
     if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise ValueError(f"{path} does not hold a dict of tensors; re-save it from the run that wrote it.")
     return tensors

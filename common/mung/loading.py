@@ -40,6 +40,7 @@ from .checkpoints import (
 from .load_report import HeldLoadReport
 from .noise_modes import resolve_noise_mode
 from .paths import looks_like_local_path
+from .safe_pickles import check_weight_pickles
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +224,9 @@ def load(
     generator_files = is_noise_generator_dir(path)
     generator = load_noise_generator_state(path)[0] if generator_files else None
     base = None if kind == "full" else _base_for(path, model_base, kind)
+    for folder in (path, base):  # pickle weight files hold tensors only, or a refusal names the file
+        if folder is not None and Path(folder).is_dir():
+            check_weight_pickles(folder)
     backbone = _backbone_for(path, base, generator)
     backbone.check_template(template)
     config_source = str(path) if registry.read_config(path) is not None else base

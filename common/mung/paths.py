@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from .safe_pickles import check_weight_pickles
+
 
 def looks_like_local_path(name: str) -> bool:
     """True for absolute/relative filesystem paths; False for hub ids such as ``org/model``."""
@@ -13,8 +15,12 @@ def looks_like_local_path(name: str) -> bool:
 
 
 def check_model_path(name: Optional[str], flag: str) -> None:
-    """Fail fast (before transformers tries the hub) when ``flag`` names a local folder that does not exist."""
+    """Fail fast (before transformers tries the hub) when ``flag`` names a local folder that does not exist, or one
+    whose pickle-format weight files hold more than tensors (``safe_pickles.check_weight_pickles``)."""
     if not name:
         raise ValueError(f"{flag} is required.")
-    if looks_like_local_path(name) and not os.path.exists(os.path.expanduser(str(name))):
+    folder = os.path.expanduser(str(name))
+    if looks_like_local_path(name) and not os.path.exists(folder):
         raise FileNotFoundError(f"{flag} {name} does not exist; pass the folder of a downloaded checkpoint.")
+    if os.path.isdir(folder):
+        check_weight_pickles(folder)

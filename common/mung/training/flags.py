@@ -32,6 +32,11 @@ NG_LR_HELP = "Learning rate of the generator; default: the run's --learning_rate
 
 ON_NONFINITE = ("raise", "skip_step")
 ON_NONFINITE_HELP = f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."
+TRUST_CHECKPOINT_HELP = (
+    "Resume without checking the checkpoint's pickle files (optimizer.pt, rng_state*.pth, DeepSpeed's "
+    "global_stepN/*.pt) with the weights-only reader first. Only for checkpoints from a source you trust: DeepSpeed "
+    "unpickles its files with the full unpickler, which can run code."
+)
 OVERWRITE_OUTPUT_DIR_HELP = (
     "Train from scratch into --output_dir, removing the checkpoint-N folders and trainer_state.json of an earlier "
     "run there. Without it an unfinished run there is resumed and a finished one is left as it is (nothing to do)."
@@ -119,6 +124,7 @@ class TrainingArguments(transformers.TrainingArguments):
 
     overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_OUTPUT_DIR_HELP})
     on_nonfinite: str = field(default="raise", metadata={"help": ON_NONFINITE_HELP})
+    trust_checkpoint: bool = field(default=False, metadata={"help": TRUST_CHECKPOINT_HELP})
 
     def __post_init__(self) -> None:
         check_on_nonfinite(self.on_nonfinite)
