@@ -209,6 +209,21 @@ def _check_all_restored(missing: list[str], restored: list[str], path: Path, rep
     report.discard()
 
 
+def _check_files(path: Path, base: Optional[str]) -> None:
+    """Before any weights load: pickle weight files hold tensors only, and a ``noise_generator`` entry of a
+    ``config.json`` is a valid generator config (errors name the file and the setting)."""
+    for folder in (path, base):
+        if folder is None or not Path(folder).is_dir():
+            continue
+        check_weight_pickles(folder)
+        entry = (registry.read_config(folder) or {}).get("noise_generator")
+        source = f"{Path(folder) / 'config.json'} (noise_generator)"
+        if entry is not None and not isinstance(entry, dict):
+            raise ValueError(f"{source} is a {type(entry).__name__}, expected an object of generator settings.")
+        if entry is not None:
+            NoiseGeneratorConfig.from_dict(dict(entry), source=source)
+
+
 def load(
     model_path: str | os.PathLike,
     model_base: Optional[str] = None,
@@ -224,9 +239,7 @@ def load(
     generator_files = is_noise_generator_dir(path)
     generator = load_noise_generator_state(path)[0] if generator_files else None
     base = None if kind == "full" else _base_for(path, model_base, kind)
-    for folder in (path, base):  # pickle weight files hold tensors only, or a refusal names the file
-        if folder is not None and Path(folder).is_dir():
-            check_weight_pickles(folder)
+    _check_files(path, base)
     backbone = _backbone_for(path, base, generator)
     backbone.check_template(template)
     config_source = str(path) if registry.read_config(path) is not None else base

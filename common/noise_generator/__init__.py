@@ -6,7 +6,18 @@ and ``io`` (generator-only checkpoints). It imports nothing of the app layer (``
 training plumbing around it lives in ``mung.training``.
 """
 
-from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, InvalidSetting, NoiseGeneratorConfig
+from .config import (
+    CONFIG_NAME,
+    INFERENCE_ONLY,
+    INITS,
+    INJECTIONS,
+    KINDS,
+    MODES,
+    GeneratorSettingsChanged,
+    InvalidSetting,
+    NoiseGeneratorConfig,
+    changed_settings,
+)
 from .generator import NoiseGenerator, NoiseOutput
 from .model import (
     IGNORE_INDEX,
@@ -33,6 +44,8 @@ from .io import (
 __all__ = [
     "CONFIG_NAME",
     "CapturedNoise",
+    "GeneratorSettingsChanged",
+    "INFERENCE_ONLY",
     "IGNORE_INDEX",
     "INITS",
     "INJECTIONS",
@@ -47,6 +60,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "build_noise_generator",
     "capture_noise",
+    "changed_settings",
     "check_generator_fits",
     "find_noise_generator",
     "is_noise_generator_dir",

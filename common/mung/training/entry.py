@@ -10,6 +10,7 @@ from transformers import Trainer, set_seed
 from ..safe_pickles import check_resume_files
 from .distributed import prepare_cpu_deepspeed
 from .runs import checkpoint_to_resume, finished_or_cleared
+from .trainer import check_resume_generator
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,13 @@ def train_and_save(trainer: Trainer) -> None:
     """Resume from the newest complete checkpoint (or ``--resume_from_checkpoint``) unless ``--overwrite_output_dir``,
     train, then write the final state and model into ``--output_dir`` (collective under ZeRO-3), with the KV cache
     switched back on in the saved config for inference. The pickle files of the checkpoint resumed from are checked
-    with the weights-only reader first (``safe_pickles.check_resume_files``) unless ``--trust_checkpoint``."""
+    with the weights-only reader first (``safe_pickles.check_resume_files``) unless ``--trust_checkpoint``, and its
+    generator settings must be this run's (``trainer.check_resume_generator``)."""
     args = trainer.args
     resume = checkpoint_to_resume(args.resume_from_checkpoint, args.output_dir, args.overwrite_output_dir)
     if resume:
         check_resume_files(resume, trusted=getattr(args, "trust_checkpoint", False))
+        check_resume_generator(trainer.model, resume)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
     trainer.model.config.use_cache = True

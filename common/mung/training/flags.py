@@ -63,10 +63,11 @@ class GeneratorFlags:
         try:
             return self.config_class(hidden_size=hidden_size, base_model_type=base_model_type, **self.settings())
         except InvalidSetting as err:
-            raise ValueError(err.describe(_flag_or_description)) from None
+            raise ValueError(err.describe(flag_or_description)) from None
 
 
-def _flag_or_description(setting: str) -> str:
+def flag_or_description(setting: str) -> str:
+    """How training names a generator setting: its ``--ng_*`` flag, or what sets it when no flag does."""
     return "the model's hidden size" if setting == "hidden_size" else f"--{flag_name(setting)}"
 
 

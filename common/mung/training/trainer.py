@@ -12,18 +12,53 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Optional
 
 import torch
 from transformers import Trainer
 
-from noise_generator import is_noise_generator_dir, restore_generator
+from noise_generator import (
+    CONFIG_NAME,
+    GeneratorSettingsChanged,
+    NoiseGeneratorConfig,
+    changed_settings,
+    find_noise_generator,
+    is_noise_generator_dir,
+    restore_generator,
+)
 
 from .distributed import save_generator_from_model
+from .flags import flag_or_description
 from .nonfinite import NonFiniteGuardMixin
 from .parameters import optimizer_groups
 
 logger = logging.getLogger(__name__)
+
+
+START_AGAIN = "or start again with --overwrite_output_dir True or a new --output_dir"
+
+
+def check_resume_generator(model: torch.nn.Module, checkpoint: str | os.PathLike) -> None:
+    """Before resuming from ``checkpoint`` (any resume, DeepSpeed's too, which restores tensors without looking at
+    settings): the run's generator must be the one the checkpoint's weights were trained as. A generator added or
+    dropped, or a setting that changes its shapes or meaning (``--ng_heads 8`` → ``4``), is refused naming each."""
+    generator = find_noise_generator(model)
+    saved = is_noise_generator_dir(checkpoint)
+    if generator is None and saved:
+        raise ValueError(f"Resuming from {checkpoint}: it holds a noise generator but this run has none; pass the "
+                         f"generator flags of the run that wrote it, {START_AGAIN}.")
+    if generator is not None and not saved:
+        raise ValueError(f"Resuming from {checkpoint}: it holds no noise generator but this run adds one; drop the "
+                         f"generator flags to continue that run, {START_AGAIN}.")
+    if generator is None:
+        return
+    saved_config = NoiseGeneratorConfig.from_json_file(Path(checkpoint) / CONFIG_NAME)
+    changes = changed_settings(saved_config, generator.config)
+    if changes:
+        described = GeneratorSettingsChanged(f"{checkpoint}", changes).describe(flag_or_description, "this run")
+        raise ValueError(f"{described[:-1]}, {START_AGAIN}.")
 
 
 class MungTrainerMixin(NonFiniteGuardMixin):
