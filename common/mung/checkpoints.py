@@ -16,6 +16,7 @@ from torch import nn
 
 from noise_generator import is_noise_generator_dir
 
+from .paths import missing_reason
 from .safe_pickles import load_weights_only
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
@@ -37,10 +38,10 @@ def has_processor_files(folder: str | os.PathLike) -> bool:
 def checkpoint_kind(folder: str | os.PathLike) -> str:
     """``lora`` | ``projector`` | ``generator`` | ``full`` from the files in ``folder``; a clear error otherwise."""
     path = Path(folder)
-    if not path.is_dir():
+    reason = missing_reason(path, "folder")
+    if reason:
         raise FileNotFoundError(
-            f"--model-path {folder} does not exist or is not a folder (only local checkpoints are supported; "
-            "download the model first)."
+            f"--model-path {folder} {reason} (only local checkpoints are supported; download the model first)."
         )
     if (path / ADAPTER_CONFIG_FILE).is_file():
         return "lora"
@@ -61,8 +62,9 @@ def read_tensor_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A ``torch.save``'d dict of tensors, read with the weights-only unpickler (never arbitrary objects); a file
     holding anything else, or a damaged one, is refused naming it (``safe_pickles.UntrustedPickle``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist.")
+    reason = missing_reason(path)
+    if reason:
+        raise FileNotFoundError(f"{path} {reason}.")
     tensors = load_weights_only(path)
     if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise ValueError(f"{path} does not hold a dict of tensors; re-save it from the run that wrote it.")

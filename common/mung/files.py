@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from .paths import missing_reason
+
 
 def _text_of(path: Path) -> str:
     """The file's text as UTF-8 (a BOM is dropped); a byte that is not UTF-8 is reported with its line."""
@@ -28,8 +30,9 @@ def _text_of(path: Path) -> str:
 
 
 def _existing(path: str | os.PathLike, expected: str) -> Path:
-    if not path or not Path(path).is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass {expected}.")
+    reason = missing_reason(path) if path else "does not exist"
+    if reason:
+        raise FileNotFoundError(f"{path} {reason}; pass {expected}.")
     return Path(path)
 
 

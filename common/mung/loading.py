@@ -39,7 +39,7 @@ from .checkpoints import (
 )
 from .load_report import HeldLoadReport
 from .noise_modes import resolve_noise_mode
-from .paths import looks_like_local_path
+from .paths import looks_like_local_path, missing_reason
 from .safe_pickles import check_weight_pickles
 
 logger = logging.getLogger(__name__)
@@ -165,11 +165,14 @@ def _base_for(model_path: Path, model_base: Optional[str], kind: str) -> str:
             f"{model_path} is a {what} checkpoint without the base weights; pass the model it was trained on as "
             "--model-base."
         )
-    if looks_like_local_path(model_base) and not Path(model_base).is_dir():
+    reason = missing_reason(model_base, "folder") if looks_like_local_path(model_base) else ""
+    if reason:
+        if reason in ("does not exist", "is a file, not a folder"):
+            reason = "does not exist or is not a folder"
         source = f"the base named in {model_path / ADAPTER_CONFIG_FILE}" if named_by_adapter else "--model-base"
         raise FileNotFoundError(
-            f"{model_path} is a {what} checkpoint; {source} ({model_base}) does not exist or is not a folder. Pass "
-            "the folder of the model it was trained on as --model-base."
+            f"{model_path} is a {what} checkpoint; {source} ({model_base}) {reason}. Pass the folder of the model it "
+            "was trained on as --model-base."
         )
     return model_base
 

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSampleError, BadSamplePolicy
 from mung.files import read_json, read_jsonl
+from mung.images import ImageLoadError, ImageMissing, load_image
 from mung.training.nonfinite import SAMPLE_IDS_KEY
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
@@ -288,21 +289,15 @@ class LazySupervisedDataset(Dataset):
         return TokenizedSample(kept, labels, sample.mismatch)
 
     def _load_image(self, name: str, sample_id: str) -> torch.Tensor:
-        path = os.path.join(self.image_folder or "", name)
-        if not os.path.isfile(path):
-            raise SampleError(
-                f"Sample {sample_id}: image {path} does not exist. Check --image_folder and the sample's 'image' path.",
-                BadSampleCause.MISSING_IMAGE,
-            )
+        """The sample's image through ``mung.images.load_image`` (the one decoding of every path, so training sees
+        what evaluation and the user see), padded and processed."""
         try:
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise SampleError(
-                f"Sample {sample_id}: image {path} cannot be decoded ({err}); it is corrupt or truncated. Re-create "
-                "the file or remove the sample.",
-                BadSampleCause.UNREADABLE_IMAGE,
-            ) from err
+            image = load_image(name, folder=self.image_folder or None)
+        except ImageMissing as err:
+            raise SampleError(f"Sample {sample_id}: {err}", BadSampleCause.MISSING_IMAGE) from None
+        except ImageLoadError as err:
+            raise SampleError(f"Sample {sample_id}: {err}", BadSampleCause.UNREADABLE_IMAGE) from None
+        path = os.path.join(self.image_folder or "", name)
         if min(image.size) < 1:
             raise SampleError(
                 f"Sample {sample_id}: image {path} has size {image.size}; replace it or remove the sample.",
