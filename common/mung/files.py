@@ -36,6 +36,11 @@ def _existing(path: str | os.PathLike, expected: str) -> Path:
     return Path(path)
 
 
+def read_text(path: str | os.PathLike, expected: str = "an existing text file") -> str:
+    """The UTF-8 text of ``path`` (a BOM dropped); a missing file or a byte that is not UTF-8 is named."""
+    return _text_of(_existing(path, expected))
+
+
 def read_json(path: str | os.PathLike, expected: str = "an existing JSON file") -> Any:
     """``json.load`` of ``path``; a syntax error names the file, line and column."""
     path = _existing(path, expected)
