@@ -114,6 +114,17 @@ def check_generator_flags(ng_args: GeneratorFlags) -> None:
         raise ValueError(f"--ng_lr {ng_args.ng_lr!r} must be positive.")
 
 
+def check_run_length(max_steps: int, num_train_epochs: float) -> None:
+    """Refuse a run that would train nothing: ``--max_steps 0`` (transformers would take one step at learning rate
+    0 and save it as finished), or no ``--max_steps`` and ``--num_train_epochs`` 0 or less."""
+    if max_steps == 0:
+        raise ValueError("--max_steps 0 trains nothing; pass a positive number of steps, or leave it out (-1) to "
+                         "train for --num_train_epochs.")
+    if max_steps < 0 and not num_train_epochs > 0:
+        raise ValueError(f"--num_train_epochs {num_train_epochs} trains nothing; pass a positive number of epochs "
+                         "(or a positive --max_steps).")
+
+
 def check_on_nonfinite(value: str) -> None:
     if value not in ON_NONFINITE:
         raise ValueError(f"--on_nonfinite {value!r} is not supported; choose one of {', '.join(ON_NONFINITE)}.")
@@ -129,6 +140,7 @@ class TrainingArguments(transformers.TrainingArguments):
 
     def __post_init__(self) -> None:
         check_on_nonfinite(self.on_nonfinite)
+        check_run_length(self.max_steps, self.num_train_epochs)
         super().__post_init__()
 
 
