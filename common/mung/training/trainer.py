@@ -29,8 +29,11 @@ from noise_generator import (
     restore_generator,
 )
 
+from ..files import atomic_write
 from .distributed import save_generator_from_model
 from .flags import flag_or_description
+from .output_dir import disk_full_reported
+from .runs import TRAINER_STATE_FILE, last_complete_checkpoint
 from .nonfinite import NonFiniteGuardMixin
 from .parameters import optimizer_groups
 
@@ -79,6 +82,18 @@ class MungTrainerMixin(NonFiniteGuardMixin):
             optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint; a full disk is reported as one, naming the folder and the checkpoint before."""
+        folder = f"{self.args.output_dir}/checkpoint-{self.state.global_step}"
+        with disk_full_reported(folder, f"checkpoint-{self.state.global_step}",
+                                earlier=last_complete_checkpoint(self.args.output_dir)):
+            super()._save_checkpoint(model, trial)
+
+    def save_state(self) -> None:
+        """The final trainer_state.json, written atomically (a run stopped while writing it keeps the earlier one)."""
+        if self.is_world_process_zero():
+            atomic_write(os.path.join(self.args.output_dir, TRAINER_STATE_FILE), self.state.save_to_json)
 
     def save_generator(self, output_dir: str) -> None:
         """The generator-only files of the model into ``output_dir`` (no-op without a generator); every rank calls
