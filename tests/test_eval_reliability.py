@@ -124,7 +124,8 @@ def test_answers_file_over_the_question_file_is_refused_before_loading(question_
     else:
         os.link(question_file, target)
     before = Path(question_file).read_bytes()
-    with pytest.raises(ValueError, match=r"--answers-file .* is the question file .*destroy the questions"):
+    with pytest.raises(ValueError, match=r"--answers-file .* is the same file as --question-file .*: writing it would "
+                                         r"destroy what is read from it\. Pass another --answers-file\."):
         model_vqa_loader.main(["--model-path", str(tmp_path / "never-loaded"), "--question-file", question_file,
                                "--answers-file", str(target)])
     assert Path(question_file).read_bytes() == before
@@ -282,3 +283,25 @@ def test_sampled_noise_depends_on_the_question_not_its_place(loaded, question_fi
     from mung.noise_seeds import question_seed
 
     assert question_seed(5, 1) != question_seed(5, "1") and question_seed(5, 1) == question_seed(5, 1)
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("convert_gqa_for_eval", ["--src", "{a}", "--dst", "{link}"]),
+    ("convert_mmvet_for_submission", ["--src", "{a}", "--dst", "{a}"]),
+    ("eval_tiny_world", ["--answers-file", "{a}", "--truth-file", "{t}", "--output-file", "{link}"]),
+    ("eval_pope", ["--annotation-dir", "{t}", "--question-file", "{t}", "--result-file", "{a}", "--output-file",
+                   "{a}"]),
+])
+def test_scorers_and_converters_never_write_over_what_they_read(tmp_path, module, argv):
+    """The class of --answers-file over --question-file: every output flag against the files it reads."""
+    import importlib
+
+    answers, truth, link = tmp_path / "answers.jsonl", tmp_path / "truth.jsonl", tmp_path / "link.json"
+    answers.write_text(json.dumps({"question_id": 1, "text": "red"}) + "\n")
+    truth.write_text(json.dumps({"question_id": 1, "answer": "red"}) + "\n")
+    link.symlink_to(answers)
+    before = answers.read_bytes()
+    names = {"a": answers, "t": truth, "link": link}
+    with pytest.raises(ValueError, match=r"is the same file as --\S+ .*: writing it would destroy what is read from it"):
+        importlib.import_module(f"mung.eval.{module}").main([arg.format(**names) for arg in argv])
+    assert answers.read_bytes() == before

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .files import write_jsonl
+from .files import check_output_path, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -28,20 +28,7 @@ HEADER_KEY = "mung_partial_answers"
 def check_answers_path(answers_file: str, question_file: Optional[str]) -> None:
     """Before anything is read: the answers must not go over the question file (same path, a link to it or a hard
     link of it), nor into a folder."""
-    answers = Path(answers_file)
-    if answers.is_dir():
-        raise ValueError(f"--answers-file {answers_file} is a folder; pass the path of the answers file to write.")
-    if not question_file:
-        return
-    question = Path(question_file)
-    same = os.path.realpath(answers) == os.path.realpath(question)
-    if not same and answers.exists() and question.exists():
-        same = os.path.samefile(answers, question)
-    if same:
-        raise ValueError(
-            f"--answers-file {answers_file} is the question file --question-file {question_file}: writing the "
-            "answers would destroy the questions. Pass another --answers-file."
-        )
+    check_output_path(answers_file, "--answers-file", {"--question-file": question_file})
 
 
 def question_keys(questions: Sequence[Any]) -> list[str]:

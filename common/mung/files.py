@@ -102,6 +102,26 @@ def index_by(rows: Iterable[dict], key: str, path: str | os.PathLike) -> dict:
     return out
 
 
+def check_output_path(output: Optional[str | os.PathLike], flag: str, inputs: dict[str, Any]) -> None:
+    """Before anything is read: ``output`` (the file ``flag`` names) must not be one of the ``inputs`` (flag → path)
+    — the same path, a symbolic link to it or a hard link of it — nor a folder."""
+    if not output:
+        return
+    if Path(output).is_dir():
+        raise ValueError(f"{flag} {output} is a folder; pass the path of the file to write.")
+    for input_flag, source in inputs.items():
+        if not source:
+            continue
+        same = os.path.realpath(output) == os.path.realpath(source)
+        if not same and os.path.exists(output) and os.path.exists(source):
+            same = os.path.samefile(output, source)
+        if same:
+            raise ValueError(
+                f"{flag} {output} is the same file as {input_flag} {source}: writing it would destroy what is read "
+                f"from it. Pass another {flag}."
+            )
+
+
 def ensure_parent(path: str | os.PathLike) -> None:
     Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)
 

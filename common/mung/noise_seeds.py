@@ -40,7 +40,9 @@ def per_sample_noise(model: nn.Module, seeds: Optional[Sequence[int]]) -> Iterat
     def supply_eps(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         images = args[0] if args else kwargs["image_embeds"]
         if len(images) != len(streams):
-            raise RuntimeError(f"The noise generator got {len(images)} samples for a batch of {len(streams)} questions.")
+            raise RuntimeError(
+                f"The noise generator got {len(images)} samples for a batch of {len(streams)} questions."
+            )
         eps = [torch.randn((x.shape[0], width), generator=g).to(x.device) for x, g in zip(images, streams)]
         return args, {**kwargs, "eps": eps}
 

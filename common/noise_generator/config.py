@@ -32,7 +32,8 @@ class GeneratorSettingsChanged(ValueError):
         super().__init__(self.describe(lambda name: name))
 
     def describe(self, name_of: Callable[[str], str], asked_by: str = "this model") -> str:
-        listed = ", ".join(f"{name_of(name)} {saved!r} (saved) vs {new!r} ({asked_by})" for name, saved, new in self.changes)
+        listed = ", ".join(f"{name_of(name)} {saved!r} (saved) vs {new!r} ({asked_by})"
+                           for name, saved, new in self.changes)
         return (
             f"The noise generator in {self.source} differs from the model's: {listed}. Its weights were trained under "
             "the saved values and mean something else under others; use the generator settings (--ng_* flags) of the "

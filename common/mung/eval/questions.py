@@ -69,7 +69,9 @@ def science_questions(path: str, image_folder: str, single_pred_prompt: bool) ->
         try:
             text = row["conversations"][0]["value"].replace("<image>", "").strip()
         except (KeyError, IndexError, TypeError, AttributeError) as err:
-            raise ValueError(f"{where} (id {row.get('id')!r}) has no first conversation turn with a text 'value'.") from err
+            raise ValueError(
+                f"{where} (id {row.get('id')!r}) has no first conversation turn with a text 'value'."
+            ) from err
         if single_pred_prompt:
             text = text + "\n" + SINGLE_PRED_PROMPT["en"]
         image = row.get("image")
