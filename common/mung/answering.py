@@ -34,7 +34,7 @@ from .backbones import IMAGE_PLACEHOLDER, EncodedPrompt, Prompt
 from .bad_samples import check_bad_sample_flags
 from .context import PromptTooLong, check_fits, fit_question
 from .generation import GenerationSettings, StopStringCriteria, cut_at_stop
-from .images import ImageLoadError, load_image
+from .images import ImageLoadError, ImageMissing, load_image
 from .loading import LoadedModel
 from .noise_seeds import per_sample_noise, question_seed
 
@@ -135,6 +135,8 @@ class QuestionDataset(Dataset):
                 "question's 'image'."))
         try:
             image = question.load_image()
+        except ImageMissing as err:
+            return PreparedQuestion(index, problem=str(err), cause="missing image")
         except ImageLoadError as err:
             return PreparedQuestion(index, problem=str(err), cause="unreadable image")
         images = [image] if image is not None else []
