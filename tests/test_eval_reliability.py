@@ -160,7 +160,7 @@ def test_an_unreadable_image_is_a_counted_reported_skip(loaded, tiny_world, tmp_
 
 def test_an_evaluation_whose_every_question_was_skipped_fails(loaded, tiny_world, tmp_path):
     rows = [{"question_id": i, "image": str(tmp_path / "gone.png"), "text": "Colour?"} for i in range(2)]
-    with pytest.raises(ValueError, match=r"Every question \(2\) was skipped \(2 unreadable image\)"):
+    with pytest.raises(ValueError, match=r"Every question \(2\) was skipped \(2 missing image\)"):
         answer_questions(questions_of(write_questions(tmp_path, rows), tiny_world), loaded, GREEDY,
                          str(tmp_path / "a.jsonl"))
     assert not (tmp_path / "a.jsonl").exists()
