@@ -206,3 +206,25 @@ def test_a_full_disk_while_saving_is_named_and_the_checkpoint_before_resumes(wor
     assert train_in_process(backbone, argv) is not None  # resumes from checkpoint-1 and finishes
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_every_rank_of_a_two_process_run_stops_on_a_busy_folder(world, tmp_path):
+    """Rank 0 finds the lock taken and tells rank 1 (a broadcast), so both stop at once instead of rank 1 waiting in
+    a collective for a rank 0 that is gone."""
+    from distributed_utils import free_port
+
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        write_lock(tmp_path / "out", other.pid)
+        argv = argv_of(world, "qwen", tmp_path, tmp_path / "out", "--max_steps", "1", "--ddp_backend", "gloo")
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                   "127.0.0.1", "--master_port", str(free_port()), "-m", MODULES["qwen"], *argv]
+        done = subprocess.run(command, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=240)
+        assert done.returncode != 0
+        text = done.stdout + done.stderr
+        for rank in (0, 1):
+            assert f"[rank{rank}]: mung.training.output_dir.OutputDirBusy: --output_dir" in text, text[-3000:]
+    finally:
+        other.kill()
+        other.wait()
