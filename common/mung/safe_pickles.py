@@ -36,11 +36,14 @@ RESUME_TYPES = (
     "numpy.ndarray",
     "numpy.dtype",
     "numpy.dtypes.UInt32DType",
-    # global_stepN/*optim_states.pt: ZeRO's stage, loss scaler (bf16/fp32 and fp16) and fragment maps
+    # global_stepN/*optim_states.pt: ZeRO's stage, its loss scaler (LossScaler for bf16/fp32; DynamicLossScaler for
+    # fp16, deepspeed.runtime.fp16.loss_scaler.CreateLossScaler) and fragment maps (also under the name DeepSpeed
+    # keeps in bf16_optimizer for its older checkpoints)
     "deepspeed.runtime.zero.config.ZeroStageEnum",
     "deepspeed.runtime.fp16.loss_scaler.LossScaler",
     "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
     "deepspeed.utils.tensor_fragment.fragment_address",
+    "deepspeed.runtime.bf16_optimizer.fragment_address",
 )
 
 
