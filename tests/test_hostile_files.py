@@ -156,3 +156,21 @@ def test_deepspeed_resume_reads_real_checkpoints_and_refuses_a_crafted_one(world
         resumed = train_as_child(backbone, argv + ["--max_steps", "2"])
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_the_types_deepspeed_writes_on_gpus_pass_the_check(tmp_path):
+    """fp16 ZeRO runs (GPU only) save a DynamicLossScaler in their optimizer states; it passes like the CPU runs'
+    LossScaler, and the check builds stand-ins, never DeepSpeed's objects."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    path = tmp_path / "global_step1" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    path.parent.mkdir()
+    torch.save({"optimizer_state_dict": {
+        "loss_scaler": DynamicLossScaler(init_scale=2**16, scale_window=1000, min_scale=1, delayed_shift=2,
+                                         consecutive_hysteresis=False, raise_error_at_min_scale=True,
+                                         dtype=torch.float16),
+        "zero_stage": ZeroStageEnum.gradients, "param_slice_mappings": [{"w": fragment_address(numel=4, start=0)}],
+        "fp32_flat_groups": [torch.zeros(4)]}}, path)
+    assert named_globals(path) and check_resume_files(tmp_path) == [path]
