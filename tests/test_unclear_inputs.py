@@ -101,3 +101,15 @@ def test_cli_images_that_loop_or_are_too_big_are_named_before_loading(tmp_path, 
     for name, said in [("loop.png", "is a symbolic link loop"), ("big.png", "has more pixels than PIL allows")]:
         with pytest.raises(SystemExit, match=said):
             cli.run(cli.parse_args(["--model-path", str(tmp_path / "never"), "--image-file", str(tmp_path / name)]))
+
+
+@pytest.mark.parametrize("backbone", ["llava", "qwen"])
+def test_training_files_that_loop_are_named_as_loops(parts, tmp_path, backbone):
+    from mung.training.distributed import check_deepspeed_lr_groups
+
+    loop = tmp_path / "data.json"
+    loop.symlink_to(loop)
+    with pytest.raises(FileNotFoundError, match=r"data\.json is a symbolic link loop"):
+        training_dataset(backbone, loop, parts, tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"--deepspeed .*data\.json: is a symbolic link loop"):
+        check_deepspeed_lr_groups(str(loop), {"--ng_lr": 1e-3})

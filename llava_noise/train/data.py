@@ -28,6 +28,7 @@ from tqdm import tqdm
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSampleError, BadSamplePolicy
 from mung.files import read_json, read_jsonl
 from mung.images import ImageLoadError, ImageMissing, load_image
+from mung.paths import missing_reason
 from mung.training.nonfinite import SAMPLE_IDS_KEY
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
@@ -153,8 +154,9 @@ def preprocess(conv: Conversation, tokenizer: Any, sample_id: Any = None) -> Tok
 
 def load_records(path: str) -> list[dict]:
     """A JSON list or JSONL file of samples; errors name the file and line."""
-    if not path or not os.path.isfile(path):
-        raise FileNotFoundError(f"--data_path {path} does not exist; pass the training JSON/JSONL file.")
+    reason = missing_reason(path) if path else "does not exist"
+    if reason:
+        raise FileNotFoundError(f"--data_path {path} {reason}; pass the training JSON/JSONL file.")
     records = [row for _, row in read_jsonl(path)] if path.endswith(".jsonl") else read_json(path)
     if not isinstance(records, list):
         raise ValueError(f"{path} must hold a JSON list of samples (or one JSON object per line in a .jsonl file).")
