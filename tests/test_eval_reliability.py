@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mung.answering import Question, answer_questions
+from mung.answering import answer_questions
 from mung.eval import model_vqa_loader, model_vqa_mmbench
 from mung.eval.questions import questions_from_jsonl
 from mung.generation import GenerationSettings
@@ -85,7 +85,7 @@ def test_a_crash_keeps_the_previous_answers_and_the_rerun_asks_only_the_rest(loa
     answers = tmp_path / "answers.jsonl"
     complete = answer_questions(questions, loaded, GREEDY, str(answers), batch_size=3, seed=1)
     before = answers.read_bytes()
-    crash = CountingGenerate(monkeypatch, loaded.backbone, fail_at=2)
+    CountingGenerate(monkeypatch, loaded.backbone, fail_at=2)
     with pytest.raises(RuntimeError, match="simulated crash"):
         answer_questions(questions, loaded, GREEDY, str(answers), batch_size=3, seed=1)
     assert answers.read_bytes() == before  # the previous complete answers are untouched

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import TrainerCallback
 
 from mung.training.flags import check_run_length

@@ -6,7 +6,6 @@ it was tuned on: Qwen's chat template (default system prompt, ``<|im_start|>role
 """
 
 import os
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
