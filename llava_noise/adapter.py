@@ -118,7 +118,11 @@ class LlavaBackbone(Backbone):
         return tokenizer, tower.image_processor if tower is not None else None
 
     def context_length(self, model) -> int:
-        return int(getattr(model.config, "max_sequence_length", None) or 2048)
+        # The model cuts longer sequences at tokenizer_model_max_length (what it was trained with); LLaVA's own rule
+        # otherwise.
+        config = model.config
+        return int(getattr(config, "tokenizer_model_max_length", None) or getattr(config, "max_sequence_length", None)
+                   or 2048)
 
     def default_template(self, loaded) -> Optional[str]:
         return infer_conv_mode(loaded.model, loaded.tokenizer)
@@ -145,6 +149,12 @@ class LlavaBackbone(Backbone):
                 raise ValueError(f"{loaded.model_name} has no vision tower; it cannot answer questions about images.")
             tensors["images"] = process_images(prompt.images, loaded.processor, loaded.model.config)
         return EncodedPrompt(input_ids=ids, tensors=tensors, text=text)
+
+    def prompt_length(self, loaded, encoded: EncodedPrompt) -> int:
+        # Each image is one placeholder id in the prompt and num_patches features in the model.
+        placeholders = encoded.input_ids.count(IMAGE_TOKEN_INDEX)
+        tower = loaded.model.get_vision_tower() if placeholders else None
+        return len(encoded.input_ids) + placeholders * ((tower.num_patches if tower is not None else 1) - 1)
 
     @staticmethod
     def pad_id(tokenizer) -> int:

@@ -144,6 +144,11 @@ class Backbone(ABC):
     def encode(self, loaded: "LoadedModel", prompt: Prompt) -> EncodedPrompt:
         """Model inputs of one chat, ending with the assistant's generation prompt."""
 
+    def prompt_length(self, loaded: "LoadedModel", encoded: EncodedPrompt) -> int:
+        """How many positions of the context ``encoded`` takes (image tokens included), against
+        ``LoadedModel.context_len``. Default: its token ids (right when each image token has an id of its own)."""
+        return len(encoded.input_ids)
+
     @abstractmethod
     def collate(self, loaded: "LoadedModel", samples: list[EncodedPrompt]) -> dict[str, Any]:
         """A left-padded batch of ``samples`` on the model's device, with ``attention_mask``."""

@@ -8,7 +8,6 @@ Kinds: ``lora`` (``adapter_config.json``), ``projector`` (``mm_projector.bin`` w
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Mapping
 
@@ -16,6 +15,9 @@ import torch
 from torch import nn
 
 from noise_generator import is_noise_generator_dir
+
+from .paths import missing_reason
+from .safe_pickles import load_weights_only
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 PROJECTOR_FILE = "mm_projector.bin"
@@ -36,10 +38,10 @@ def has_processor_files(folder: str | os.PathLike) -> bool:
 def checkpoint_kind(folder: str | os.PathLike) -> str:
     """``lora`` | ``projector`` | ``generator`` | ``full`` from the files in ``folder``; a clear error otherwise."""
     path = Path(folder)
-    if not path.is_dir():
+    reason = missing_reason(path, "folder")
+    if reason:
         raise FileNotFoundError(
-            f"--model-path {folder} does not exist or is not a folder (only local checkpoints are supported; "
-            "download the model first)."
+            f"--model-path {folder} {reason} (only local checkpoints are supported; download the model first)."
         )
     if (path / ADAPTER_CONFIG_FILE).is_file():
         return "lora"
@@ -57,19 +59,13 @@ def checkpoint_kind(folder: str | os.PathLike) -> str:
 
 
 def read_tensor_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A ``torch.save``'d dict of tensors, read with the weights-only unpickler (never arbitrary objects)."""
+    """A ``torch.save``'d dict of tensors, read with the weights-only unpickler (never arbitrary objects); a file
+    holding anything else, or a damaged one, is refused naming it (``safe_pickles.UntrustedPickle``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist.")
-    try:
-        tensors = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"Cannot read {path}: it holds objects other than tensors, or it is corrupt. Re-save it from the run "
-            "that wrote it (only dicts of tensors are accepted)."
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"Cannot read {path}: the file is corrupt or truncated ({err}); re-save it.") from err
+    reason = missing_reason(path)
+    if reason:
+        raise FileNotFoundError(f"{path} {reason}.")
+    tensors = load_weights_only(path)
     if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise ValueError(f"{path} does not hold a dict of tensors; re-save it from the run that wrote it.")
     return tensors

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from .paths import missing_reason
+
 
 def _text_of(path: Path) -> str:
     """The file's text as UTF-8 (a BOM is dropped); a byte that is not UTF-8 is reported with its line."""
@@ -28,9 +30,15 @@ def _text_of(path: Path) -> str:
 
 
 def _existing(path: str | os.PathLike, expected: str) -> Path:
-    if not path or not Path(path).is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass {expected}.")
+    reason = missing_reason(path) if path else "does not exist"
+    if reason:
+        raise FileNotFoundError(f"{path} {reason}; pass {expected}.")
     return Path(path)
+
+
+def read_text(path: str | os.PathLike, expected: str = "an existing text file") -> str:
+    """The UTF-8 text of ``path`` (a BOM dropped); a missing file or a byte that is not UTF-8 is named."""
+    return _text_of(_existing(path, expected))
 
 
 def read_json(path: str | os.PathLike, expected: str = "an existing JSON file") -> Any:
@@ -92,6 +100,26 @@ def index_by(rows: Iterable[dict], key: str, path: str | os.PathLike) -> dict:
             raise ValueError(f"{path}: '{key}' {row[key]!r} appears more than once (record {i}).")
         out[row[key]] = row
     return out
+
+
+def check_output_path(output: Optional[str | os.PathLike], flag: str, inputs: dict[str, Any]) -> None:
+    """Before anything is read: ``output`` (the file ``flag`` names) must not be one of the ``inputs`` (flag → path)
+    — the same path, a symbolic link to it or a hard link of it — nor a folder."""
+    if not output:
+        return
+    if Path(output).is_dir():
+        raise ValueError(f"{flag} {output} is a folder; pass the path of the file to write.")
+    for input_flag, source in inputs.items():
+        if not source:
+            continue
+        same = os.path.realpath(output) == os.path.realpath(source)
+        if not same and os.path.exists(output) and os.path.exists(source):
+            same = os.path.samefile(output, source)
+        if same:
+            raise ValueError(
+                f"{flag} {output} is the same file as {input_flag} {source}: writing it would destroy what is read "
+                f"from it. Pass another {flag}."
+            )
 
 
 def ensure_parent(path: str | os.PathLike) -> None:

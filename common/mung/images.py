@@ -12,7 +12,10 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Union
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .paths import missing_reason
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image]
 REMOTE_PREFIXES = ("http://", "https://")
@@ -22,23 +25,35 @@ class ImageLoadError(ValueError):
     """An image that cannot be read; the message names it and says what to do."""
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB as a viewer shows the image: EXIF rotation applied, transparency composited over white, 16-bit and
-    float samples scaled to 8 bits (PIL's own ``convert("RGB")`` clips them, which turns a 16-bit PNG white)."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        extrema = image.getextrema()
-        top = extrema[1] if isinstance(extrema[1], (int, float)) else max(e[1] for e in extrema)
-        image = image.point(lambda v: v / 257) if image.mode != "I" or top > 255 else image
-        image = image.convert("L")
+class ImageMissing(ImageLoadError):
+    """An image file that is not there (or a link that leads nowhere), rather than one that is there but bad."""
+
+
+def _samples_to_8_bits(image: Image.Image) -> Image.Image:
+    """An ``I;16*`` / ``I`` / ``F`` image as 8-bit ``L``, rounded: 16-bit samples scaled by 255/65535; ``I`` samples
+    as 8-bit when all are within 0..255, as 16-bit within 0..65535, else scaled by their maximum; ``F`` samples as
+    fractions when all are within 0..1, else as 0..255 values (clipped)."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16"):
+        scale = 255 / 65535
     elif image.mode == "F":
-        low, high = image.getextrema()
-        image = image.point(lambda v: v * 255) if high <= 1.0 else image
-        image = image.convert("L")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = image.convert("RGBA")
+        scale = 255.0 if top <= 1.0 else 1.0
+    else:
+        scale = 1.0 if top <= 255 else 255 / 65535 if top <= 65535 else 255 / top
+    return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB as a viewer shows the image: EXIF rotation applied; 16-bit, 32-bit and float samples scaled to 8 bits
+    (PIL's own ``convert("RGB")`` clips them, which turns a 16-bit PNG white); transparency (alpha, premultiplied
+    alpha, a palette's transparent entries or RGBA palette) composited over white; CMYK, YCbCr, LAB and HSV through
+    PIL's conversions to RGB."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = _samples_to_8_bits(image)
+    if image.has_transparency_data:
+        rgba = (image.convert("LA") if image.mode == "La" else image).convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
     return image.convert("RGB")
@@ -64,10 +79,14 @@ def decode_image_bytes(data: bytes, name: str, max_pixels: Optional[int] = None)
             return to_rgb(opened)
     except Image.DecompressionBombError as err:
         raise ImageLoadError(
-            f"{name} has more pixels than allowed ({err}); downscale it before use."
-        ) from err
-    except UnidentifiedImageError as err:
-        raise ImageLoadError(f"{name} is not a readable image (its format is not recognised).") from err
+            f"{name} has more pixels than PIL allows (its guard against decompression bombs: {err}); downscale the "
+            "image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(
+            f"{name} cannot be decoded: {Path(name).name} is not a readable image (its format is not recognised); it "
+            "is corrupt or truncated, or not an image file. Re-create the file."
+        ) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageLoadError(f"{name} cannot be decoded ({err}); it is corrupt or truncated. Re-create the file.") from err
 
@@ -86,12 +105,14 @@ def decode_base64_image(data: str, name: str = "base64 image", max_pixels: Optio
 
 
 def _read_file(path: Path) -> bytes:
+    reason = missing_reason(path)
+    if reason:
+        missing = not os.path.exists(path)  # not there, a broken link or a link loop (vs a folder, no permission)
+        raise (ImageMissing if missing else ImageLoadError)(
+            f"image {path} {reason}; check the image folder and the image path."
+        )
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageLoadError(f"image {path} does not exist; check the image folder and the image path.") from None
-    except IsADirectoryError:
-        raise ImageLoadError(f"image {path} is a folder, not an image file.") from None
     except OSError as err:
         raise ImageLoadError(f"cannot read image file {path}: {err.strerror or err}.") from err
 

@@ -39,7 +39,8 @@ from .checkpoints import (
 )
 from .load_report import HeldLoadReport
 from .noise_modes import resolve_noise_mode
-from .paths import looks_like_local_path
+from .paths import looks_like_local_path, missing_reason
+from .safe_pickles import check_weight_pickles
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +165,14 @@ def _base_for(model_path: Path, model_base: Optional[str], kind: str) -> str:
             f"{model_path} is a {what} checkpoint without the base weights; pass the model it was trained on as "
             "--model-base."
         )
-    if looks_like_local_path(model_base) and not Path(model_base).is_dir():
+    reason = missing_reason(model_base, "folder") if looks_like_local_path(model_base) else ""
+    if reason:
+        if reason in ("does not exist", "is a file, not a folder"):
+            reason = "does not exist or is not a folder"
         source = f"the base named in {model_path / ADAPTER_CONFIG_FILE}" if named_by_adapter else "--model-base"
         raise FileNotFoundError(
-            f"{model_path} is a {what} checkpoint; {source} ({model_base}) does not exist or is not a folder. Pass "
-            "the folder of the model it was trained on as --model-base."
+            f"{model_path} is a {what} checkpoint; {source} ({model_base}) {reason}. Pass the folder of the model it "
+            "was trained on as --model-base."
         )
     return model_base
 
@@ -208,6 +212,21 @@ def _check_all_restored(missing: list[str], restored: list[str], path: Path, rep
     report.discard()
 
 
+def _check_files(path: Path, base: Optional[str]) -> None:
+    """Before any weights load: pickle weight files hold tensors only, and a ``noise_generator`` entry of a
+    ``config.json`` is a valid generator config (errors name the file and the setting)."""
+    for folder in (path, base):
+        if folder is None or not Path(folder).is_dir():
+            continue
+        check_weight_pickles(folder)
+        entry = (registry.read_config(folder) or {}).get("noise_generator")
+        source = f"{Path(folder) / 'config.json'} (noise_generator)"
+        if entry is not None and not isinstance(entry, dict):
+            raise ValueError(f"{source} is a {type(entry).__name__}, expected an object of generator settings.")
+        if entry is not None:
+            NoiseGeneratorConfig.from_dict(dict(entry), source=source)
+
+
 def load(
     model_path: str | os.PathLike,
     model_base: Optional[str] = None,
@@ -223,6 +242,7 @@ def load(
     generator_files = is_noise_generator_dir(path)
     generator = load_noise_generator_state(path)[0] if generator_files else None
     base = None if kind == "full" else _base_for(path, model_base, kind)
+    _check_files(path, base)
     backbone = _backbone_for(path, base, generator)
     backbone.check_template(template)
     config_source = str(path) if registry.read_config(path) is not None else base

@@ -31,6 +31,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from PIL import Image, UnidentifiedImageError
 
 from .backbones import IMAGE_PLACEHOLDER
+from .paths import missing_reason
+
 MESSAGE_SHAPES = ("str", "dict", "liststr", "listdict")
 REMOTE_PREFIXES = ("http://", "https://", "data:image/")
 ROLES = ("user", "assistant")
@@ -209,8 +211,8 @@ class StandaloneBaseModel:
                              "path.")
         found = file_kind(value)
         if found is None and kind != "text":
-            raise ValueError(f"message item {index}: {kind} file {value!r} does not exist (give the path of a local "
-                             "file, e.g. one returned by dump_image).")
+            raise ValueError(f"message item {index}: {kind} file {value!r} {missing_reason(value) or 'does not exist'} "
+                             "(give the path of a local file, e.g. one returned by dump_image).")
         if found is not None and found != kind:
             raise ValueError(f"message item {index} has type {kind!r} but {value!r} is a file of type {found!r}.")
         return {"type": kind, "value": value}

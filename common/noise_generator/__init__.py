@@ -7,7 +7,18 @@ checkpoints). It imports nothing of the app layer (``mung``) or the backbones; t
 in ``mung.training``.
 """
 
-from .config import CONFIG_NAME, INITS, INJECTIONS, KINDS, MODES, InvalidSetting, NoiseGeneratorConfig
+from .config import (
+    CONFIG_NAME,
+    INFERENCE_ONLY,
+    INITS,
+    INJECTIONS,
+    KINDS,
+    MODES,
+    GeneratorSettingsChanged,
+    InvalidSetting,
+    NoiseGeneratorConfig,
+    changed_settings,
+)
 from .generator import NoiseGenerator, NoiseOutput
 from .model import (
     IGNORE_INDEX,
@@ -56,6 +67,8 @@ __all__ = [
     "saved_generator_tensors",
     "CONFIG_NAME",
     "CapturedNoise",
+    "GeneratorSettingsChanged",
+    "INFERENCE_ONLY",
     "IGNORE_INDEX",
     "INITS",
     "INJECTIONS",
@@ -70,6 +83,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "build_noise_generator",
     "capture_noise",
+    "changed_settings",
     "check_generator_fits",
     "find_noise_generator",
     "is_noise_generator_dir",

@@ -7,7 +7,9 @@ generator-only checkpoint (``noise_generator_config.json``), so every checkpoint
 from __future__ import annotations
 
 import json
+import math
 import os
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional
 
@@ -17,6 +19,40 @@ MODES = ("sample", "mean", "off")
 INITS = ("xavier", "normal", "zero")
 
 CONFIG_NAME = "noise_generator_config.json"
+# Settings that only choose what inference does: weights trained under one value serve every value.
+INFERENCE_ONLY = ("inference_mode",)
+
+
+class GeneratorSettingsChanged(ValueError):
+    """Generator weights saved under other settings than those of the model they would go into. ``changes`` lists
+    (setting, saved value, model's value); ``describe`` words it for another surface (training's flags)."""
+
+    def __init__(self, source: str, changes: list[tuple[str, Any, Any]]):
+        self.source, self.changes = source, changes
+        super().__init__(self.describe(lambda name: name))
+
+    def describe(self, name_of: Callable[[str], str], asked_by: str = "this model") -> str:
+        listed = ", ".join(f"{name_of(name)} {saved!r} (saved) vs {new!r} ({asked_by})"
+                           for name, saved, new in self.changes)
+        return (
+            f"The noise generator in {self.source} differs from the model's: {listed}. Its weights were trained under "
+            "the saved values and mean something else under others; use the generator settings (--ng_* flags) of the "
+            "run that wrote it."
+        )
+
+
+def changed_settings(saved: "NoiseGeneratorConfig", current: "NoiseGeneratorConfig") -> list[tuple[str, Any, Any]]:
+    """(setting, saved value, current value) of every setting that changes the generator's shapes or what its
+    weights mean (all but ``INFERENCE_ONLY``; a backbone type missing on either side is no change)."""
+    changes = []
+    for spec in fields(saved):
+        old, new = getattr(saved, spec.name), getattr(current, spec.name)
+        if spec.name in INFERENCE_ONLY or old == new:
+            continue
+        if spec.name == "base_model_type" and None in (old, new):
+            continue
+        changes.append((spec.name, old, new))
+    return changes
 
 
 class InvalidSetting(ValueError):
@@ -112,7 +148,28 @@ class NoiseGeneratorConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    def check_types(self) -> None:
+        """Each setting has its field's type (a bool is not a number here, a number not a bool, a float is finite):
+        a value read from a hand-edited file as ``"8"`` or ``"false"`` is refused naming the setting."""
+        for name, hint in typing.get_type_hints(type(self)).items():
+            value = getattr(self, name)
+            optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
+            kind = next(t for t in typing.get_args(hint) if t is not type(None)) if optional else hint
+            if value is None and optional:
+                continue
+            fits = {
+                int: isinstance(value, int) and not isinstance(value, bool),
+                float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                bool: isinstance(value, bool),
+                str: isinstance(value, str),
+            }[kind]
+            if not fits:
+                wanted = {int: "an int", float: "a finite number", bool: "true or false", str: "a string"}[kind]
+                quoted = " (write it without quotes)" if isinstance(value, str) and kind is not str else ""
+                raise InvalidSetting(name, value, f"must be {wanted}, not {type(value).__name__}{quoted}.")
+
     def validate(self) -> None:
+        self.check_types()
         for name, allowed in (("kind", KINDS), ("injection", INJECTIONS), ("inference_mode", MODES), ("init", INITS)):
             value = getattr(self, name)
             if value not in allowed:
@@ -151,7 +208,11 @@ class NoiseGeneratorConfig:
                 f"Unknown noise generator setting(s) {unknown} in {source}; known settings: {sorted(known)}. "
                 "Was it written by a newer MuNG version?"
             )
-        return cls(**data)
+        try:
+            return cls(**data)
+        except InvalidSetting as err:
+            setting = err.describe(lambda name: f'"{name}"', between=": ")
+            raise ValueError(f"{source}: {setting} Fix it there.") from None
 
     def to_json_file(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as handle:

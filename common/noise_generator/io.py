@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .config import CONFIG_NAME, NoiseGeneratorConfig
+from .config import CONFIG_NAME, GeneratorSettingsChanged, NoiseGeneratorConfig, changed_settings
 from .generator import NoiseGenerator
 from .model import find_noise_generator, module_name_of
 
@@ -155,16 +155,15 @@ def load_generator_weights(generator: NoiseGenerator, tensors: Mapping[str, torc
 
 def restore_generator(model: nn.Module, directory: str | os.PathLike) -> str:
     """Copy the generator-only checkpoint in ``directory`` into the generator inside ``model`` (through peft wrappers),
-    strictly: the model must have a generator, of the same config. Returns the generator's module name in ``model``."""
+    strictly: the model must have a generator with the same settings (all but ``INFERENCE_ONLY``; else
+    ``GeneratorSettingsChanged`` names each). Returns the generator's module name in ``model``."""
     config, tensors = load_noise_generator_state(directory)
     generator = find_noise_generator(model)
     if generator is None:
         raise ValueError(f"{directory} holds a noise generator but the model has none to load it into.")
-    if config.to_dict() != generator.config.to_dict():
-        raise ValueError(
-            f"The generator config in {directory} ({config.to_dict()}) differs from the model's "
-            f"({generator.config.to_dict()}); use the generator settings (--ng_* flags) of the run that wrote it."
-        )
+    changes = changed_settings(config, generator.config)
+    if changes:
+        raise GeneratorSettingsChanged(str(directory), changes)
     reference = next(generator.parameters(), None)
     if reference is not None:
         tensors = {name: t.to(device=reference.device, dtype=reference.dtype) for name, t in tensors.items()}

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
+from mung.safe_pickles import check_weight_pickles
+
 
 class CLIPVisionTower(nn.Module):
     """Wraps ``CLIPVisionModel`` and picks LLaVA's features: hidden state ``select_layer``, CLS dropped (``patch``).
@@ -33,6 +35,7 @@ class CLIPVisionTower(nn.Module):
             if device is not None or dtype is not None:
                 self.vision_tower.to(device=device, dtype=dtype)
             return
+        check_weight_pickles(self.vision_tower_name)  # a local folder's pickle weights hold tensors only
         try:
             self.image_processor = CLIPImageProcessor.from_pretrained(self.vision_tower_name)
             tower = CLIPVisionModel.from_pretrained(self.vision_tower_name, dtype=dtype or torch.float32)

@@ -27,6 +27,8 @@ from tqdm import tqdm
 
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSampleError, BadSamplePolicy
 from mung.files import read_json, read_jsonl
+from mung.images import ImageLoadError, ImageMissing, load_image
+from mung.paths import missing_reason
 from mung.training.nonfinite import SAMPLE_IDS_KEY
 
 from ..constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
@@ -152,8 +154,9 @@ def preprocess(conv: Conversation, tokenizer: Any, sample_id: Any = None) -> Tok
 
 def load_records(path: str) -> list[dict]:
     """A JSON list or JSONL file of samples; errors name the file and line."""
-    if not path or not os.path.isfile(path):
-        raise FileNotFoundError(f"--data_path {path} does not exist; pass the training JSON/JSONL file.")
+    reason = missing_reason(path) if path else "does not exist"
+    if reason:
+        raise FileNotFoundError(f"--data_path {path} {reason}; pass the training JSON/JSONL file.")
     records = [row for _, row in read_jsonl(path)] if path.endswith(".jsonl") else read_json(path)
     if not isinstance(records, list):
         raise ValueError(f"{path} must hold a JSON list of samples (or one JSON object per line in a .jsonl file).")
@@ -288,21 +291,15 @@ class LazySupervisedDataset(Dataset):
         return TokenizedSample(kept, labels, sample.mismatch)
 
     def _load_image(self, name: str, sample_id: str) -> torch.Tensor:
-        path = os.path.join(self.image_folder or "", name)
-        if not os.path.isfile(path):
-            raise SampleError(
-                f"Sample {sample_id}: image {path} does not exist. Check --image_folder and the sample's 'image' path.",
-                BadSampleCause.MISSING_IMAGE,
-            )
+        """The sample's image through ``mung.images.load_image`` (the one decoding of every path, so training sees
+        what evaluation and the user see), padded and processed."""
         try:
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise SampleError(
-                f"Sample {sample_id}: image {path} cannot be decoded ({err}); it is corrupt or truncated. Re-create "
-                "the file or remove the sample.",
-                BadSampleCause.UNREADABLE_IMAGE,
-            ) from err
+            image = load_image(name, folder=self.image_folder or None)
+        except ImageMissing as err:
+            raise SampleError(f"Sample {sample_id}: {err}", BadSampleCause.MISSING_IMAGE) from None
+        except ImageLoadError as err:
+            raise SampleError(f"Sample {sample_id}: {err}", BadSampleCause.UNREADABLE_IMAGE) from None
+        path = os.path.join(self.image_folder or "", name)
         if min(image.size) < 1:
             raise SampleError(
                 f"Sample {sample_id}: image {path} has size {image.size}; replace it or remove the sample.",

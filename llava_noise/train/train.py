@@ -15,7 +15,7 @@ from transformers import HfArgumentParser, TrainerCallback
 from mung.bad_samples import BadSampleCallback
 from mung.paths import check_model_path
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
-from mung.training.entry import start_run, train_and_save
+from mung.training.entry import train_and_save, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
 from mung.training.parameters import describe_trainable
 
@@ -50,9 +50,14 @@ def train(
     model_args, data_args, training_args, ng_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_flags(model_args, training_args, ng_args)
-    if not start_run(training_args):
-        return None
+    with training_run(training_args) as started:
+        if not started:
+            return None
+        return _train(model_args, data_args, training_args, ng_args, callbacks, attn_implementation)
 
+
+def _train(model_args, data_args, training_args, ng_args, callbacks, attn_implementation) -> LLaVATrainer:
+    """The model, the data and the Trainer of a started run; train and save."""
     model, tokenizer = prepare_model(model_args, data_args, training_args, ng_args, attn_implementation)
     logger.info("LLaVA %s", describe_trainable(model))
     data_module = make_supervised_data_module(tokenizer, data_args, model_args, training_args, model, return_sample_ids=True)
@@ -63,7 +68,6 @@ def train(
     if dataset.mismatches:
         logger.warning("%d sample(s) had tokenisation mismatches and were not supervised.", dataset.mismatches)
     return trainer
-
 
 if __name__ == "__main__":
     train()

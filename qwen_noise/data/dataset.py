@@ -16,7 +16,6 @@ counts and logs it, and stops once more than ``max_bad_sample_share`` of the sam
 Each example carries ``sample_id`` (file, index, line of a JSONL file, record id) for error messages.
 """
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,11 @@ import torch
 from torch.utils.data import Dataset
 
 from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSampleError, BadSamplePolicy
+from mung.files import read_records
+from mung.images import ImageLoadError, ImageMissing
 from noise_generator import IGNORE_INDEX
 
-from .prompting import DEFAULT_SYSTEM_PROMPT, IMAGE_PLACEHOLDER, MM_TEXT, ImageLoadError, encode_images, tokenize_conversation
+from .prompting import DEFAULT_SYSTEM_PROMPT, IMAGE_PLACEHOLDER, MM_TEXT, encode_images, tokenize_conversation
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
@@ -49,38 +50,11 @@ class Sample:
 def load_records(
     path: str | os.PathLike, with_lines: bool = False, expected: str = "the training JSON/JSONL file as --data_path"
 ):
-    """Read a JSON list or a JSON-lines file of records (training data, question files, MMPR annotations);
-    ``with_lines`` also returns each record's line number in a JSONL file (None for a JSON list). ``expected`` says
-    what to pass instead when ``path`` is missing."""
-    if not path or not Path(path).is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass {expected}.")
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{path} line {err.lineno}: not valid JSON ({err.msg}, column {err.colno}); fix line {err.lineno}."
-            ) from None
-        lines = [None] * len(records)
-    else:
-        records, lines = [], []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(
-                    f"{path} line {lineno}: not valid JSON ({err.msg}); fix line {lineno} (one object per line)."
-                ) from None
-            lines.append(lineno)
-    for index, (record, lineno) in enumerate(zip(records, lines)):
-        if not isinstance(record, dict):
-            where = f"line {lineno}" if lineno else f"record {index}"
-            raise ValueError(f"{path}: {where} is a {type(record).__name__}, expected an object.")
-    return (records, lines) if with_lines else records
+    """Read a JSON list or a JSON-lines file of records (training data, question files, MMPR annotations) with
+    ``mung.files.read_records`` (errors name the file and line, a non-UTF-8 byte included); ``with_lines`` also
+    returns each record's line number in a JSONL file (None for a JSON list). ``expected`` says what to pass
+    instead when ``path`` is missing."""
+    return read_records(path, with_lines=with_lines, expected=expected)
 
 
 def to_sample(record: dict[str, Any], where: str) -> Sample:
@@ -206,10 +180,10 @@ class QwenSupervisedDataset(Dataset):
         """Resize with qwen-vl-utils (bounded by min/max pixels) and encode; returns (pixel_values, image_grid_thw)."""
         try:
             return encode_images(self.processor, paths, self.min_pixels, self.max_pixels, self.image_folder)
+        except ImageMissing as err:
+            raise BadSample(f"{where}: {err}", BadSampleCause.MISSING_IMAGE) from None
         except ImageLoadError as err:
-            if err.missing_path is not None:
-                raise BadSample(f"{where}: {err}", BadSampleCause.MISSING_IMAGE) from err
-            raise BadSample(f"{where}: {err}", BadSampleCause.UNREADABLE_IMAGE) from err
+            raise BadSample(f"{where}: {err}", BadSampleCause.UNREADABLE_IMAGE) from None
 
     def encode(self, index: int) -> dict[str, Any]:
         """The training example of record ``index``; raises BadSample when it cannot be used."""

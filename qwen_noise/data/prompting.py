@@ -6,29 +6,20 @@ it was tuned on: Qwen's chat template (default system prompt, ``<|im_start|>role
 """
 
 import os
-from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from qwen_vl_utils import fetch_image
 
+from mung.images import ImageLoadError, load_image, to_rgb
 from noise_generator import IGNORE_INDEX
 
 IMAGE_PLACEHOLDER = "<image>"
 # qwen-vl-utils refuses images whose long side is more than this many times the short side.
 MAX_ASPECT_RATIO = 200
-URL_PREFIXES = ("http://", "https://", "file://", "data:image")
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 MM_TEXT, MM_IMAGE = 0, 1
-
-
-class ImageLoadError(ValueError):
-    """An image that cannot be read; ``missing_path`` is set when the file does not exist (rather than being bad)."""
-
-    def __init__(self, message: str, missing_path: Optional[str] = None):
-        super().__init__(message)
-        self.missing_path = missing_path
 
 
 def tokenize_conversation(
@@ -86,8 +77,9 @@ def encode_images(
     max_pixels: Optional[int] = None,
     image_folder: Optional[str | os.PathLike] = None,
 ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Resize images with qwen-vl-utils (multiples of patch × merge, within min/max pixels) and run the image
-    processor; returns ``(pixel_values, image_grid_thw)`` or ``(None, None)`` without images."""
+    """Decode images with ``mung.images`` (the one decoding of every path: files under ``image_folder``, URLs, data
+    URLs, PIL images), resize them with qwen-vl-utils (multiples of patch × merge, within min/max pixels) and run
+    the image processor; returns ``(pixel_values, image_grid_thw)`` or ``(None, None)`` without images."""
     if not images:
         return None, None
     image_processor = processor.image_processor
@@ -95,16 +87,8 @@ def encode_images(
     max_pixels = image_processor.size["longest_edge"] if max_pixels is None else max_pixels
     loaded = []
     for image in images:
-        name = "the given image"
-        if isinstance(image, str) and image.startswith(URL_PREFIXES):
-            loaded.append(fetch_url_image(image, min_pixels, max_pixels, image_processor.patch_size))
-            continue
-        if not isinstance(image, Image.Image):
-            path = Path(image)
-            if image_folder is not None and not path.is_absolute():
-                path = Path(image_folder) / path
-            name = str(path)
-            image = open_image(path)
+        name = "the given image" if isinstance(image, Image.Image) else str(image)[:200]
+        image = to_rgb(image) if isinstance(image, Image.Image) else load_image(image, folder=image_folder)
         check_image_size(image, name)
         loaded.append(
             fetch_image(
@@ -114,30 +98,6 @@ def encode_images(
         )
     encoded = image_processor(images=loaded, do_resize=False, return_tensors="pt")
     return encoded["pixel_values"], encoded["image_grid_thw"]
-
-
-def fetch_url_image(url: str, min_pixels: int, max_pixels: int, patch_size: int) -> Image.Image:
-    """A URL, ``file://`` or base64 image, fetched and resized by qwen-vl-utils."""
-    try:
-        return fetch_image({"image": url, "min_pixels": min_pixels, "max_pixels": max_pixels}, image_patch_size=patch_size)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ImageLoadError(f"cannot read image {url[:200]} ({err}); check the address.") from err
-
-
-def open_image(path: Path) -> Image.Image:
-    """Decode an image file fully (so truncation shows here); errors say whether it is missing or corrupt."""
-    if not path.is_file():
-        raise ImageLoadError(
-            f"image {path} does not exist; check the image folder and the sample's 'image' path.", missing_path=str(path)
-        )
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return opened.copy()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-        raise ImageLoadError(
-            f"image {path} cannot be decoded ({err}); it is corrupt or truncated. Re-create the file or remove the sample."
-        ) from err
 
 
 def check_image_size(image: Image.Image, name: str) -> None:

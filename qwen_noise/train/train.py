@@ -13,7 +13,7 @@ from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
-from mung.training.entry import start_run, train_and_save
+from mung.training.entry import train_and_save, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
 from mung.training.parameters import describe_trainable
 
@@ -43,9 +43,14 @@ def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback]
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
     )
-    if not start_run(training_args):
-        return None
+    with training_run(training_args) as started:
+        if not started:
+            return None
+        return _train(model_args, data_args, ng_args, training_args, callbacks)
 
+
+def _train(model_args, data_args, ng_args, training_args, callbacks) -> NoiseTrainer:
+    """The model, the data and the Trainer of a started run; train and save."""
     model, processor = prepare_model(model_args, training_args, ng_args)
     if training_args.should_log:  # on stdout (the recipes' logs and the quickstart read it), once
         print(f"--tune {model_args.tune}: {describe_trainable(model)}", flush=True)
@@ -71,7 +76,6 @@ def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback]
     )
     train_and_save(trainer)
     return trainer
-
 
 def main() -> None:
     train(sys.argv[1:])

@@ -7,7 +7,7 @@ The prediction is the answer text with trailing periods removed, lower-cased —
 
 import argparse
 
-from ..files import read_records, write_json
+from ..files import check_output_path, read_records, write_json
 
 
 def gqa_predictions(results):
@@ -19,6 +19,7 @@ def main(argv=None):
     parser.add_argument("--src", required=True, help="merged answers jsonl")
     parser.add_argument("--dst", required=True, help="output, e.g. testdev_balanced_predictions.json")
     args = parser.parse_args(argv)
+    check_output_path(args.dst, "--dst", {"--src": args.src})
     write_json(args.dst, gqa_predictions(read_records(args.src, expected="the merged answers file (--src)")))
 
 

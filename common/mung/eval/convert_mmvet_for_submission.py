@@ -5,7 +5,7 @@ The json is what MM-Vet's GPT-4 grader (online, needs network; not run here) tak
 
 import argparse
 
-from ..files import read_records, write_json
+from ..files import check_output_path, read_records, write_json
 
 
 def mmvet_submission(results):
@@ -17,6 +17,7 @@ def main(argv=None):
     parser.add_argument("--src", required=True)
     parser.add_argument("--dst", required=True)
     args = parser.parse_args(argv)
+    check_output_path(args.dst, "--dst", {"--src": args.src})
     write_json(args.dst, mmvet_submission(read_records(args.src, expected="the answers file (--src)")), indent=2)
 
 

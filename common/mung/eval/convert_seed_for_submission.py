@@ -9,7 +9,7 @@ questions; unanswered questions count as wrong and are reported. The upload file
 
 import argparse
 
-from ..files import read_json, read_records, write_jsonl
+from ..files import check_output_path, read_json, read_records, write_jsonl
 
 
 def option_of(text):
@@ -53,6 +53,8 @@ def main(argv=None):
     parser.add_argument("--result-file", required=True)
     parser.add_argument("--result-upload-file", required=True)
     args = parser.parse_args(argv)
+    check_output_path(args.result_upload_file, "--result-upload-file",
+                      {"--annotation-file": args.annotation_file, "--result-file": args.result_file})
     annotation = read_json(args.annotation_file, expected="SEED-Bench.json (--annotation-file)")
     results = read_records(args.result_file, expected="the answers file (--result-file)")
     for title, data_type in (("all", None), ("image", "image"), ("video", "video")):

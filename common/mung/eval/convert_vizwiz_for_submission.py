@@ -5,7 +5,7 @@ Every question of ``--annotation-file`` (the question jsonl) must be answered; a
 
 import argparse
 
-from ..files import index_by, read_records, write_json
+from ..files import check_output_path, index_by, read_records, write_json
 from .vqa_normalize import normalize_answer
 
 
@@ -24,6 +24,8 @@ def main(argv=None):
     parser.add_argument("--result-file", required=True)
     parser.add_argument("--result-upload-file", required=True)
     args = parser.parse_args(argv)
+    check_output_path(args.result_upload_file, "--result-upload-file",
+                      {"--annotation-file": args.annotation_file, "--result-file": args.result_file})
     questions = read_records(args.annotation_file, expected="the question file (--annotation-file)")
     results = read_records(args.result_file, expected="the answers file (--result-file)")
     write_json(args.result_upload_file, vizwiz_submission(questions, results, args.result_file))

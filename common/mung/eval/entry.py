@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Callable, Optional, Sequence
 
+from ..answer_files import check_answers_path
 from ..answering import Question, answer_questions
+from ..bad_samples import ON_BAD_SAMPLE
 from ..chunking import get_chunk
 from ..cli_args import (
     add_backbone_args,
@@ -25,7 +27,14 @@ def answering_parser(description: str, batched: bool = True, question_help: str 
     add_backbone_args(parser)
     parser.add_argument("--image-folder", type=str, default="")
     parser.add_argument("--question-file", type=str, required=True, help=question_help)
-    parser.add_argument("--answers-file", type=str, default="answer.jsonl")
+    parser.add_argument("--answers-file", type=str, default="answer.jsonl",
+                        help="written at the end (answers so far go to <answers-file>.partial, which a rerun with the "
+                             "same settings continues)")
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="start over instead of continuing an interrupted run's <answers-file>.partial")
+    parser.add_argument("--on_bad_sample", "--on-bad-sample", dest="on_bad_sample", choices=ON_BAD_SAMPLE,
+                        default="skip", help="a question that cannot be answered (unreadable image, <image> in its "
+                        "text, too long): skip it (counted, reported, a record with metadata.skipped) or raise")
     if batched:
         parser.add_argument("--batch-size", type=int, default=1, help="questions per generate call (left-padded)")
         parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers loading images")
@@ -35,12 +44,15 @@ def answering_parser(description: str, batched: bool = True, question_help: str 
 def run_answering(
     args: argparse.Namespace, read_questions: Callable[[argparse.Namespace], Sequence[Question]]
 ) -> list[dict]:
-    """Read (and chunk) the questions before loading anything, load the model, answer, write the answers file."""
+    """Check the answers path and read (and chunk) the questions before loading anything, load the model, answer,
+    write the answers file."""
+    check_answers_path(args.answers_file, args.question_file)
     questions = get_chunk(read_questions(args), args.num_chunks, args.chunk_idx)
     loaded = load_from_args(args)
     return answer_questions(
         questions, loaded, generation_settings(args), args.answers_file,
         batch_size=getattr(args, "batch_size", 1), num_workers=getattr(args, "num_workers", 0), seed=args.seed,
+        on_bad_sample=args.on_bad_sample, resume=args.resume,
     )
 
 

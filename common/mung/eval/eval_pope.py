@@ -10,7 +10,7 @@ Positive class = "yes".
 import argparse
 import os
 
-from ..files import index_by, read_jsonl, read_records, write_json
+from ..files import check_output_path, index_by, read_jsonl, read_records, write_json
 
 LABEL_PREFIX = "coco_pope_"
 
@@ -88,6 +88,8 @@ def main(argv=None):
     parser.add_argument("--result-file", required=True)
     parser.add_argument("--output-file", help="also write the scores as JSON here")
     args = parser.parse_args(argv)
+    check_output_path(args.output_file, "--output-file",
+                      {"--question-file": args.question_file, "--result-file": args.result_file})
     results = evaluate_pope(args.annotation_dir, args.question_file, args.result_file)
     for category, m in results.items():
         counts = "" if category == "average" else f"TP {m['TP']} FP {m['FP']} TN {m['TN']} FN {m['FN']}  "

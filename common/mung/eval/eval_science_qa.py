@@ -10,7 +10,7 @@ import argparse
 import os
 import re
 
-from ..files import read_json, read_records, write_json
+from ..files import check_output_path, read_json, read_records, write_json
 
 _ANSWER_IS = re.compile(r"The answer is ([A-Z])\.")
 
@@ -54,6 +54,8 @@ def main(argv=None):
     parser.add_argument("--split", default="test")
     parser.add_argument("--options", nargs="+", default=["A", "B", "C", "D", "E"])
     args = parser.parse_args(argv)
+    for flag, output in (("--output-file", args.output_file), ("--output-result", args.output_result)):
+        check_output_path(output, flag, {"--result-file": args.result_file})
     problems = read_json(os.path.join(args.base_dir, "problems.json"), expected="--base-dir holding problems.json")
     split_ids = read_json(os.path.join(args.base_dir, "pid_splits.json"),
                           expected="--base-dir holding pid_splits.json")[args.split]

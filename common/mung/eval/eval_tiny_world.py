@@ -7,7 +7,7 @@ as JSON. Unanswered questions count as wrong and are reported.
 
 import argparse
 
-from ..files import write_json
+from ..files import check_output_path, write_json
 
 
 def main(argv=None):
@@ -16,6 +16,8 @@ def main(argv=None):
     parser.add_argument("--truth-file", required=True, help="the tiny world's eval_answers.jsonl")
     parser.add_argument("--output-file", help="also write the scores as JSON here")
     args = parser.parse_args(argv)
+    check_output_path(args.output_file, "--output-file",
+                      {"--answers-file": args.answers_file, "--truth-file": args.truth_file})
     from tiny_world import score_answers
 
     scores = score_answers(args.answers_file, args.truth_file)

@@ -1,7 +1,10 @@
 """Reading MMBench TSV files (rows with base64 images), shared by model_vqa_mmbench and the converter."""
 
 import csv
+import io
 import sys
+
+from ..files import read_text
 
 OPTION_LETTERS = ["A", "B", "C", "D"]
 
@@ -9,10 +12,10 @@ OPTION_LETTERS = ["A", "B", "C", "D"]
 def read_mmbench_tsv(path):
     """(header, rows as dicts) of an MMBench TSV; image fields can be megabytes, so the csv limit is lifted."""
     csv.field_size_limit(sys.maxsize)
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        rows = list(reader)
-        header = list(reader.fieldnames or [])
+    reader = csv.DictReader(io.StringIO(read_text(path, "the MMBench TSV file (--question-file)"), newline=""),
+                            delimiter="\t")
+    rows = list(reader)
+    header = list(reader.fieldnames or [])
     for col in ("index", "question"):
         if col not in header:
             raise ValueError(f"{path}: MMBench TSV needs an '{col}' column; found {header}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 from ..answering import Question
 from ..files import read_json, read_jsonl
@@ -23,27 +24,61 @@ SINGLE_PRED_PROMPT = {
 }
 
 
+def _check_id(question_id: Any, where: str, field: str = "question_id") -> None:
+    if question_id is None or isinstance(question_id, bool) or not isinstance(question_id, (str, int, float)):
+        got = "no" if question_id is None else f"a {type(question_id).__name__} as"
+        raise ValueError(f"{where}: the question has {got} '{field}'; give every question an id (a string or a "
+                         "number), unique in the file.")
+
+
+def question_from_row(row: dict, path: str, line: int, image_folder: str) -> Question:
+    """A ``{question_id, text, image?}`` record → ``Question``; a field that is missing or of the wrong type is
+    named with the file and line."""
+    where = f"{path}:{line}"
+    _check_id(row.get("question_id"), where)
+    text = row.get("text")
+    if not isinstance(text, str):
+        got = "no 'text'" if "text" not in row else f"a {'null' if text is None else type(text).__name__} 'text'"
+        raise ValueError(f"{where}: question {row['question_id']!r} has {got}; give the question's text as a string.")
+    image = row.get("image")
+    if image is not None and not isinstance(image, str):
+        raise ValueError(f"{where}: question {row['question_id']!r}: 'image' must be a path relative to "
+                         f"--image-folder (a string), not a {type(image).__name__}.")
+    return Question(row["question_id"], text, os.path.join(image_folder, image) if image else None, where=where)
+
+
 def questions_from_jsonl(path: str, image_folder: str) -> list[Question]:
-    questions = []
-    for line, row in read_jsonl(path, expected="the question file (--question-file)"):
-        if not isinstance(row, dict) or "question_id" not in row or not isinstance(row.get("text"), str):
-            raise ValueError(f"{path}:{line}: a question needs 'question_id' and a text 'text' field.")
-        image = os.path.join(image_folder, row["image"]) if row.get("image") else None
-        questions.append(Question(row["question_id"], row["text"], image))
-    return questions
+    rows = read_jsonl(path, expected="the question file (--question-file)")
+    for line, row in rows:
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line}: a question is an object {{question_id, text, image?}}, not a "
+                             f"{type(row).__name__}.")
+    return [question_from_row(row, path, line, image_folder) for line, row in rows]
 
 
 def science_questions(path: str, image_folder: str, single_pred_prompt: bool) -> list[Question]:
+    items = read_json(path, expected="the ScienceQA question file (--question-file)")
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: a ScienceQA question file is a JSON list of {{id, image?, conversations}}.")
     questions = []
-    for i, row in enumerate(read_json(path, expected="the ScienceQA question file (--question-file)")):
+    for i, row in enumerate(items):
+        where = f"{path} item {i}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where} is a {type(row).__name__}, expected an object {{id, image?, conversations}}.")
+        _check_id(row.get("id"), where, "id")
         try:
             text = row["conversations"][0]["value"].replace("<image>", "").strip()
         except (KeyError, IndexError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path}: item {i} (id {row.get('id')!r}) has no first conversation turn.") from err
+            raise ValueError(
+                f"{where} (id {row.get('id')!r}) has no first conversation turn with a text 'value'."
+            ) from err
         if single_pred_prompt:
             text = text + "\n" + SINGLE_PRED_PROMPT["en"]
-        image = os.path.join(image_folder, row["image"]) if row.get("image") else None
-        questions.append(Question(row["id"], text, image, prompt=("<image>\n" + text) if image else text))
+        image = row.get("image")
+        if image is not None and not isinstance(image, str):
+            raise ValueError(f"{where} (id {row['id']!r}): 'image' must be a path relative to --image-folder.")
+        image = os.path.join(image_folder, image) if image else None
+        questions.append(Question(row["id"], text, image, prompt=("<image>\n" + text) if image else text, where=where))
     return questions
 
 
@@ -70,7 +105,7 @@ def mmbench_questions(path: str, all_rounds: bool, single_pred_prompt: bool, lan
         index = int(row["index"]) if row["index"].lstrip("-").isdigit() else row["index"]
         for round_id in range(len(options) if all_rounds else 1):
             text = _mmbench_text(row, options, single_pred_prompt, lang)
-            questions.append(Question(index, text, image, prompt=text, extra={
+            questions.append(Question(index, text, image, prompt=text, where=f"{path} index {row['index']}", extra={
                 "round_id": round_id, "options": list(options), "option_char": list(letters)}))
             options = options[1:] + options[:1]
             letters = letters[1:] + letters[:1]

@@ -14,6 +14,8 @@ from torch import nn
 
 from noise_generator import find_noise_generator, save_noise_generator
 
+from ..paths import missing_reason
+
 
 @contextlib.contextmanager
 def _gathered(params: Iterable[torch.Tensor]) -> Iterator[None]:
@@ -78,11 +80,13 @@ def prepare_cpu_deepspeed(deepspeed_config: Optional[str | dict]) -> None:
 def _read_deepspeed_config(deepspeed_config: str | dict) -> tuple[dict, str]:
     if isinstance(deepspeed_config, dict):
         return deepspeed_config, "the DeepSpeed config"
+    reason = missing_reason(deepspeed_config)
+    if reason:
+        what = "no such file" if reason == "does not exist" else reason
+        raise FileNotFoundError(f"--deepspeed {deepspeed_config}: {what}; pass a DeepSpeed JSON config.")
     try:
         with open(deepspeed_config, encoding="utf-8") as handle:
             return json.load(handle), str(deepspeed_config)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--deepspeed {deepspeed_config}: no such file.") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"--deepspeed {deepspeed_config} is not valid JSON (line {err.lineno}: {err.msg}).") from None
 

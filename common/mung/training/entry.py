@@ -3,14 +3,30 @@ before anything loads, and once the Trainer is built."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Iterator
 
 from transformers import Trainer, set_seed
 
+from ..safe_pickles import check_resume_files
 from .distributed import prepare_cpu_deepspeed
-from .runs import checkpoint_to_resume, finished_or_cleared
+from .output_dir import disk_full_reported, locked_output_dir
+from .runs import checkpoint_to_resume, finished_or_cleared, last_complete_checkpoint
+from .trainer import check_resume_generator
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def training_run(training_args) -> Iterator[bool]:
+    """The life of a training run, around everything a backbone's entry point does: the process group first (so the
+    ranks can agree), then ``--output_dir`` found writable and locked against other runs until the block ends (an
+    exception and SIGTERM included; ``output_dir.locked_output_dir``), then ``start_run``, whose answer the block
+    gets (False: nothing to do)."""
+    prepare_cpu_deepspeed(training_args.deepspeed)
+    with locked_output_dir(training_args):
+        yield start_run(training_args)
 
 
 def start_run(training_args) -> bool:
@@ -31,10 +47,16 @@ def start_run(training_args) -> bool:
 def train_and_save(trainer: Trainer) -> None:
     """Resume from the newest complete checkpoint (or ``--resume_from_checkpoint``) unless ``--overwrite_output_dir``,
     train, then write the final state and model into ``--output_dir`` (collective under ZeRO-3), with the KV cache
-    switched back on in the saved config for inference."""
+    switched back on in the saved config for inference. The pickle files of the checkpoint resumed from are checked
+    with the weights-only reader first (``safe_pickles.check_resume_files``) unless ``--trust_checkpoint``, and its
+    generator settings must be this run's (``trainer.check_resume_generator``)."""
     args = trainer.args
     resume = checkpoint_to_resume(args.resume_from_checkpoint, args.output_dir, args.overwrite_output_dir)
+    if resume:
+        check_resume_files(resume, trusted=getattr(args, "trust_checkpoint", False))
+        check_resume_generator(trainer.model, resume)
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_state()
-    trainer.model.config.use_cache = True
-    trainer.save_model(args.output_dir)
+    with disk_full_reported(args.output_dir, "the final model", earlier=last_complete_checkpoint(args.output_dir)):
+        trainer.save_state()
+        trainer.model.config.use_cache = True
+        trainer.save_model(args.output_dir)

@@ -32,6 +32,11 @@ NG_LR_HELP = "Learning rate of the generator; default: the run's --learning_rate
 
 ON_NONFINITE = ("raise", "skip_step")
 ON_NONFINITE_HELP = f"NaN/inf in the generator output or loss: {' | '.join(ON_NONFINITE)} (drop that batch)."
+TRUST_CHECKPOINT_HELP = (
+    "Resume without checking the checkpoint's pickle files (optimizer.pt, rng_state*.pth, DeepSpeed's "
+    "global_stepN/*.pt) with the weights-only reader first. Only for checkpoints from a source you trust: DeepSpeed "
+    "unpickles its files with the full unpickler, which can run code."
+)
 OVERWRITE_OUTPUT_DIR_HELP = (
     "Train from scratch into --output_dir, removing the checkpoint-N folders and trainer_state.json of an earlier "
     "run there. Without it an unfinished run there is resumed and a finished one is left as it is (nothing to do)."
@@ -58,10 +63,11 @@ class GeneratorFlags:
         try:
             return self.config_class(hidden_size=hidden_size, base_model_type=base_model_type, **self.settings())
         except InvalidSetting as err:
-            raise ValueError(err.describe(_flag_or_description)) from None
+            raise ValueError(err.describe(flag_or_description)) from None
 
 
-def _flag_or_description(setting: str) -> str:
+def flag_or_description(setting: str) -> str:
+    """How training names a generator setting: its ``--ng_*`` flag, or what sets it when no flag does."""
     return "the model's hidden size" if setting == "hidden_size" else f"--{flag_name(setting)}"
 
 
@@ -108,6 +114,17 @@ def check_generator_flags(ng_args: GeneratorFlags) -> None:
         raise ValueError(f"--ng_lr {ng_args.ng_lr!r} must be positive.")
 
 
+def check_run_length(max_steps: int, num_train_epochs: float) -> None:
+    """Refuse a run that would train nothing: ``--max_steps 0`` (transformers would take one step at learning rate
+    0 and save it as finished), or no ``--max_steps`` and ``--num_train_epochs`` 0 or less."""
+    if max_steps == 0:
+        raise ValueError("--max_steps 0 trains nothing; pass a positive number of steps, or leave it out (-1) to "
+                         "train for --num_train_epochs.")
+    if max_steps < 0 and not num_train_epochs > 0:
+        raise ValueError(f"--num_train_epochs {num_train_epochs} trains nothing; pass a positive number of epochs "
+                         "(or a positive --max_steps).")
+
+
 def check_on_nonfinite(value: str) -> None:
     if value not in ON_NONFINITE:
         raise ValueError(f"--on_nonfinite {value!r} is not supported; choose one of {', '.join(ON_NONFINITE)}.")
@@ -119,9 +136,11 @@ class TrainingArguments(transformers.TrainingArguments):
 
     overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_OUTPUT_DIR_HELP})
     on_nonfinite: str = field(default="raise", metadata={"help": ON_NONFINITE_HELP})
+    trust_checkpoint: bool = field(default=False, metadata={"help": TRUST_CHECKPOINT_HELP})
 
     def __post_init__(self) -> None:
         check_on_nonfinite(self.on_nonfinite)
+        check_run_length(self.max_steps, self.num_train_epochs)
         super().__post_init__()
 
 

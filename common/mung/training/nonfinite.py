@@ -3,8 +3,9 @@
 - ``NonFiniteGuardMixin`` (in ``MungTrainerMixin``): a NaN/inf in the generator's output or in the loss is caught at
   the step it appears and reported with the global step and the ids of the batch's samples (the collator's
   ``sample_ids`` key), instead of being trained on. ``--on_nonfinite raise`` (default) stops the run; ``skip_step``
-  drops that batch (no gradient from it) and counts it in the logs. Skipped bad samples of the dataset
-  (``dataset.skipped``) are logged the same way.
+  drops that batch (no gradient from it) and counts it in the logs. A run whose every batch was dropped trained
+  nothing: it fails at its last step, before the final checkpoint is written (counted over all ranks). Skipped bad
+  samples of the dataset (``dataset.skipped``) are logged the same way.
 - fp16 with a gradient scaler needs float32 master weights: trainable float16 parameters are upcast (the generator
   computes in its own dtype and hands back the inputs' dtype, so the frozen fp16 model is unaffected).
 """
@@ -16,6 +17,7 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from transformers import TrainerCallback
 
 from noise_generator import NoiseGenerator, find_noise_generator
 
@@ -81,6 +83,8 @@ class NonFiniteGuardMixin:
         super().__init__(*args, **kwargs)
         check_on_nonfinite(self._on_nonfinite)
         self.nonfinite_skipped = 0
+        self.nonfinite_checked = 0
+        self.add_callback(_TrainedSomethingCheck(self))
         self._generator_monitor: Optional[GeneratorOutputMonitor] = None
         self._monitor_ready = False
         if getattr(self.accelerator, "scaler", None) is not None:
@@ -112,6 +116,7 @@ class NonFiniteGuardMixin:
         loss_bad = ~torch.isfinite(loss.detach()).all()
         flags = torch.stack([loss_bad, generator_bad.to(loss_bad.device)]) if generator_bad is not None else loss_bad[None]
         flags = flags.tolist()  # the one host sync per step
+        self.nonfinite_checked += 1
         if not any(flags):
             return result
         what = " and ".join(
@@ -141,6 +146,21 @@ class NonFiniteGuardMixin:
             return sum((p.sum() * 0.0 for p in trainable), torch.zeros((), device=loss.device)).float()
         return torch.zeros((), device=loss.device, dtype=torch.float32, requires_grad=True)
 
+    def check_trained_something(self) -> None:
+        """Fail when every batch this run looked at (on every rank) was dropped for a NaN/inf: nothing was trained,
+        and a checkpoint would only look finished."""
+        counts = torch.tensor([self.nonfinite_checked, self.nonfinite_skipped], dtype=torch.long)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            counts = counts.to(self.args.device)
+            torch.distributed.all_reduce(counts)
+        checked, skipped = counts.tolist()
+        if checked and skipped == checked:
+            raise NonFiniteError(
+                f"Every one of the {checked} batches of this run had a NaN/inf loss or generator output and was "
+                "dropped (--on_nonfinite skip_step): nothing was trained, so no final checkpoint is written. Look at "
+                "the warnings above: lower the learning rate, prefer bf16 over fp16, check the data."
+            )
+
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         skipped = getattr(self.train_dataset, "skipped", 0)
         if skipped:
@@ -148,3 +168,23 @@ class NonFiniteGuardMixin:
         if self.nonfinite_skipped:
             logs["nonfinite_skipped_batches"] = self.nonfinite_skipped
         super().log(logs, *args, **kwargs)
+
+
+class _TrainedSomethingCheck(TrainerCallback):
+    """Runs ``check_trained_something`` once, at the last optimizer step (before the Trainer saves the final
+    checkpoint) or at the end of training (every rank gets there, so its all-reduce lines up)."""
+
+    def __init__(self, trainer: NonFiniteGuardMixin):
+        self.trainer, self.done = trainer, False
+
+    def _check(self) -> None:
+        if not self.done:
+            self.done = True
+            self.trainer.check_trained_something()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            self._check()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._check()

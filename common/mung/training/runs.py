@@ -30,12 +30,20 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> Optional[str]:
         if match and path.is_dir():
             steps.append((int(match.group(1)), path))
     for _, path in sorted(steps, reverse=True):
-        if (path / TRAINER_STATE_FILE).is_file():
+        if _readable_state(path / TRAINER_STATE_FILE):
             return str(path)
         logger.warning(
-            "Not resuming from %s: it has no %s (the run stopped while saving it).", path, TRAINER_STATE_FILE
+            "Not resuming from %s: it has no complete %s (the run stopped while saving it).", path, TRAINER_STATE_FILE
         )
     return None
+
+
+def _readable_state(path: Path) -> bool:
+    """``path`` is a trainer_state.json written to the end (a full disk can leave half of one)."""
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def _names_a_checkpoint(resume_from_checkpoint: Optional[str]) -> bool:

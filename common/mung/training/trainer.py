@@ -12,18 +12,56 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Optional
 
 import torch
 from transformers import Trainer
 
-from noise_generator import is_noise_generator_dir, restore_generator
+from noise_generator import (
+    CONFIG_NAME,
+    GeneratorSettingsChanged,
+    NoiseGeneratorConfig,
+    changed_settings,
+    find_noise_generator,
+    is_noise_generator_dir,
+    restore_generator,
+)
 
+from ..files import atomic_write
 from .distributed import save_generator_from_model
+from .flags import flag_or_description
+from .output_dir import disk_full_reported
+from .runs import TRAINER_STATE_FILE, last_complete_checkpoint
 from .nonfinite import NonFiniteGuardMixin
 from .parameters import optimizer_groups
 
 logger = logging.getLogger(__name__)
+
+
+START_AGAIN = "or start again with --overwrite_output_dir True or a new --output_dir"
+
+
+def check_resume_generator(model: torch.nn.Module, checkpoint: str | os.PathLike) -> None:
+    """Before resuming from ``checkpoint`` (any resume, DeepSpeed's too, which restores tensors without looking at
+    settings): the run's generator must be the one the checkpoint's weights were trained as. A generator added or
+    dropped, or a setting that changes its shapes or meaning (``--ng_heads 8`` → ``4``), is refused naming each."""
+    generator = find_noise_generator(model)
+    saved = is_noise_generator_dir(checkpoint)
+    if generator is None and saved:
+        raise ValueError(f"Resuming from {checkpoint}: it holds a noise generator but this run has none; pass the "
+                         f"generator flags of the run that wrote it, {START_AGAIN}.")
+    if generator is not None and not saved:
+        raise ValueError(f"Resuming from {checkpoint}: it holds no noise generator but this run adds one; drop the "
+                         f"generator flags to continue that run, {START_AGAIN}.")
+    if generator is None:
+        return
+    saved_config = NoiseGeneratorConfig.from_json_file(Path(checkpoint) / CONFIG_NAME)
+    changes = changed_settings(saved_config, generator.config)
+    if changes:
+        described = GeneratorSettingsChanged(f"{checkpoint}", changes).describe(flag_or_description, "this run")
+        raise ValueError(f"{described[:-1]}, {START_AGAIN}.")
 
 
 class MungTrainerMixin(NonFiniteGuardMixin):
@@ -44,6 +82,18 @@ class MungTrainerMixin(NonFiniteGuardMixin):
             optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint; a full disk is reported as one, naming the folder and the checkpoint before."""
+        folder = f"{self.args.output_dir}/checkpoint-{self.state.global_step}"
+        with disk_full_reported(folder, f"checkpoint-{self.state.global_step}",
+                                earlier=last_complete_checkpoint(self.args.output_dir)):
+            super()._save_checkpoint(model, trial)
+
+    def save_state(self) -> None:
+        """The final trainer_state.json, written atomically (a run stopped while writing it keeps the earlier one)."""
+        if self.is_world_process_zero():
+            atomic_write(os.path.join(self.args.output_dir, TRAINER_STATE_FILE), self.state.save_to_json)
 
     def save_generator(self, output_dir: str) -> None:
         """The generator-only files of the model into ``output_dir`` (no-op without a generator); every rank calls
