@@ -137,6 +137,21 @@ def test_over_large_image_is_refused_naming_the_bound(client, tmp_path):
     assert "over the limit of 100,000" in caught.value.body["message"]
 
 
+def test_a_prompt_longer_than_the_context_is_a_400_plain_and_streamed(client, image):
+    question = "Which shape is it? " * 3000  # far over the tiny LLaVA's 2,048 tokens
+    messages = [{"role": "user", "content": question}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="tiny-llava", messages=messages, max_tokens=2)
+    error = check_error_shape(caught.value.body, 400, caught.value.code)
+    assert error["code"] == "context_length_exceeded" and "2,048" in error["message"].replace("2048", "2,048")
+    stream = client.chat.completions.create(model="tiny-llava", messages=messages, max_tokens=2, stream=True)
+    with pytest.raises(openai.APIError, match="context"):
+        for _ in stream:
+            pass
+    answer = client.chat.completions.create(model="tiny-llava", messages=image_message(data_url(image)), max_tokens=2)
+    assert answer.choices[0].message.content is not None  # the server keeps serving
+
+
 def raw_get(url: str, headers: dict) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..context import PromptTooLong
 from .openai_schema import (
     APIError,
     ImagePolicy,
@@ -93,7 +94,10 @@ class ChatService:
             raise APIError(400, str(err), param="messages") from err
 
     async def complete(self, parsed: ParsedRequest) -> JSONResponse:
-        reply = await asyncio.wrap_future(self.submit(parsed))
+        try:
+            reply = await asyncio.wrap_future(self.submit(parsed))
+        except PromptTooLong as err:
+            raise too_long(err) from err
         return JSONResponse(completion_body(completion_id(), now(), self.model_id, reply))
 
     def stream(self, parsed: ParsedRequest) -> StreamingResponse:
@@ -113,6 +117,10 @@ class ChatService:
                 yield _sse(chunk_body(request_id, created, self.model_id, {"content": piece}))
             try:
                 reply = reply_future.result()
+            except PromptTooLong as err:
+                yield _sse(too_long(err).body())
+                yield "data: [DONE]\n\n"
+                return
             except Exception as err:  # reported in the stream, OpenAI's way; the server keeps serving
                 logger.exception("generation failed")
                 yield _sse(APIError(500, f"Generation failed: {err}", type="server_error").body())
@@ -129,6 +137,10 @@ class ChatService:
         return {"status": "ok", "model": self.model_id, "backbone": self.worker.loaded.backbone.name,
                 "running": self.worker.running, "waiting": self.worker.waiting,
                 "queue_size": self.worker.max_waiting, "answered": self.worker.answered, "failed": self.worker.failed}
+
+
+def too_long(err: PromptTooLong) -> APIError:
+    return APIError(400, str(err), param="messages", code="context_length_exceeded")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

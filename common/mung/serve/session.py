@@ -24,6 +24,7 @@ from transformers import StoppingCriteria, set_seed
 from noise_generator import find_noise_generator
 
 from ..answering import generate_replies
+from ..context import check_fits
 from ..backbones import Prompt
 from ..generation import GenerationSettings, StopStringStreamer
 from ..loading import LoadedModel
@@ -156,6 +157,7 @@ class ModelWorker:
             set_seed(job.seed)
         prompt = Prompt(list(job.turns), list(job.images))
         encoded = loaded.backbone.encode(loaded, prompt)
+        check_fits(loaded, encoded, job.settings)  # refused with the limit, never run past the context
         batch = loaded.backbone.collate(loaded, [encoded])
         streamer = None
         if job.on_text is not None:
