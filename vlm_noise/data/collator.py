@@ -8,13 +8,12 @@ import torch
 from transformers import PaliGemmaProcessor
 
 from mung.bad_samples import BadSampleCause, BadSampleError
+from mung.training.nonfinite import SAMPLE_IDS_KEY
 from noise_generator import IGNORE_INDEX
 
 from ..prompting import adds_special_tokens, process
 from .labels import align_labels, assistant_spans, labels_for_tokens
 from .records import ConversationSample
-
-SAMPLE_IDS_KEY = "sample_ids"  # what mung.training's NaN/inf guard reads (and removes) to name a batch's samples
 
 
 def causal_suffix(token_type_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
