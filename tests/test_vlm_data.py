@@ -110,3 +110,13 @@ def test_paligemma_learns_its_answer_as_a_causal_suffix(vlm_families, records, t
         before, after = model(**batch).logits, model(**changed).logits
     assert torch.equal(before[0, :last], after[0, :last])
     assert not torch.equal(before[0, last], after[0, last])
+
+
+def test_a_converted_mmpr_item_is_one_question_and_its_answer(records, tiny_world):
+    record = {"image": records["colour"]["image"], "question": "What color?", "answer": 3}
+    sample = read_sample(record, tiny_world["image_folder"], "m")
+    assert [m["role"] for m in sample.messages] == ["user", "assistant"]
+    assert sample.messages[0]["content"] == [{"type": "image"}, {"type": "text", "text": "\nWhat color?"}]
+    assert sample.messages[1]["content"] == [{"type": "text", "text": "3"}]
+    with pytest.raises(BadSampleError, match="m: 'question' must be text"):
+        read_sample({"question": ["x"], "answer": "y"}, tiny_world["image_folder"], "m")
