@@ -67,7 +67,8 @@ def logits_of(model, processor, tiny_world):
     from vlm_helpers import chat_batch
 
     batch = chat_batch(processor, world_images(tiny_world), ["What color is it?", "Is there a red circle?"])
-    with torch.no_grad(), noise_mode(model, "mean"):
+    mode = "mean" if find_noise_generator(model) is not None else None
+    with torch.no_grad(), noise_mode(model, mode):
         return model(**batch).logits
 
 
@@ -382,3 +383,26 @@ def test_a_prompt_the_processor_refuses_is_a_bad_sample(vlm_families, tiny_world
     data = bad_data(tiny_world, tmp_path / "bad.jsonl")
     with pytest.raises(BadSampleError, match=r"sample 4 \(line 5\).*cannot encode this prompt"):
         ConversationDataset(data, processor, tiny_world["image_folder"], on_bad_sample="raise")[4]
+
+
+def test_full_fine_tuning_saves_whole_models_that_load_alone(vlm_families, tiny_world, tmp_path):
+    from safetensors.torch import load_file
+
+    data = train_file(tiny_world, tmp_path / "train.json", 12)
+    trainer = train(argv(vlm_families["gemma3"], data, tiny_world, tmp_path / "out", "--tune", "full", "--max_steps",
+                         "3", "--per_device_train_batch_size", "4", "--save_steps", "2", "--learning_rate", "1e-3"))
+    base = load_file(os.path.join(vlm_families["gemma3"], "model.safetensors"))
+    for folder in (tmp_path / "out", tmp_path / "out" / "checkpoint-2"):
+        config = json.load(open(folder / "config.json"))
+        assert config["use_cache"] is True and config["text_config"]["use_cache"] is True
+        assert "noise_generator" not in config
+        saved = load_file(folder / "model.safetensors")
+        vision = [k for k in base if "vision_tower." in k]  # names as the family's checkpoints store them
+        head = next(k for k in base if k.endswith("lm_head.weight"))
+        assert vision and all(torch.equal(saved[k], base[k]) for k in vision)  # frozen
+        assert not torch.equal(saved[head], base[head])
+    loaded = load(str(tmp_path / "out"), options=LoadOptions(device="cpu"))
+    assert find_noise_generator(loaded.model) is None and loaded.noise_mode == "off"
+    trainer.model.eval()
+    assert torch.equal(logits_of(loaded.model, loaded.processor, tiny_world),
+                       logits_of(trainer.model, trainer.processing_class, tiny_world))

@@ -73,7 +73,7 @@ def load_model(model_args: ModelArguments, training_args: TrainingArguments, con
         raise ValueError(f"{model_args.model_name_or_path} lacks weights of its model ({info['missing_keys'][:5]}); "
                          "pass a complete checkpoint folder.")
     report.discard()
-    model.config.use_cache = False
+    model.config.get_text_config().use_cache = False  # training keeps no KV cache (saved folders get it back)
     return model
 
 

@@ -62,7 +62,16 @@ class VLMTrainer(MungTrainerMixin, MeanOverDrawsMixin, Trainer):
         """Collective under DeepSpeed ZeRO-3 (every rank calls it, as the Trainer does); the main process writes."""
         output_dir = output_dir or self.args.output_dir
         if self.tune == "full":
-            super().save_model(output_dir, _internal_call=_internal_call)
+            config = self.accelerator.unwrap_model(self.model).config
+            configs = [config, config.get_text_config()]
+            training = [getattr(c, "use_cache", None) for c in configs]
+            for c in configs:  # the saved model generates with its KV cache
+                c.use_cache = True
+            try:
+                super().save_model(output_dir, _internal_call=_internal_call)
+            finally:
+                for c, value in zip(configs, training):
+                    c.use_cache = value
             return
         if self.args.should_save:
             os.makedirs(output_dir, exist_ok=True)
