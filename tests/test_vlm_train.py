@@ -17,7 +17,7 @@ import torch
 from mung.bad_samples import BadSampleCause, BadSampleError
 from mung.loading import LoadOptions, load
 from mung.serve import cli
-from noise_generator import IGNORE_INDEX, find_noise_generator, noise_mode
+from noise_generator import find_noise_generator
 from vlm_helpers import FAMILY_NAMES, family_folder, world_images
 from vlm_noise.data import ConversationCollator, ConversationDataset, read_sample
 from vlm_noise.train.train import parse, train
@@ -28,6 +28,8 @@ IN_SUITE = {"gemma3": "noise_lora", "qwen3_vl": "noise", "smolvlm": "noise"}
 EVERY = {name: "noise_lora" if k % 2 else "noise" for k, name in enumerate(FAMILY_NAMES)} | IN_SUITE
 FAMILIES = EVERY if os.environ.get("MUNG_VLM_FAMILIES") == "all" else IN_SUITE
 NEEDS_AN_IMAGE = {"paligemma"}
+# A generator trained by vlm_noise on a stock Qwen2.5-VL is served by the bespoke Qwen backbone (same noise).
+SERVED_BY = {"qwen2_5_vl": "qwen"}
 EVAL_QUESTIONS = 12
 
 
@@ -67,9 +69,9 @@ def logits_of(model, processor, tiny_world):
     from vlm_helpers import chat_batch
 
     batch = chat_batch(processor, world_images(tiny_world), ["What color is it?", "Is there a red circle?"])
-    mode = "mean" if find_noise_generator(model) is not None else None
-    with torch.no_grad(), noise_mode(model, mode):
-        return model(**batch).logits
+    mode = {"noise_mode": "mean"} if find_noise_generator(model) is not None else {}
+    with torch.no_grad():
+        return model(**batch, **mode).logits
 
 
 # --- end to end ---------------------------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ def test_every_checkpoint_loads_and_answers_like_the_trained_model(trained, vlm_
     expected = logits_of(trainer.model, trainer.processing_class, tiny_world)
     # generator-only folders need the base; a LoRA adapter names its own
     loaded = load(str(out), model_base=base if tune == "noise" else None, options=LoadOptions(device="cpu"))
-    assert loaded.backbone.name == "vlm"
+    assert loaded.backbone.name == SERVED_BY.get(name, "vlm")
     got = logits_of(loaded.model, loaded.processor, tiny_world)
     if tune == "noise":
         assert torch.equal(got, expected)
@@ -143,7 +145,7 @@ def test_the_vlmevalkit_class_answers_as_the_eval_command(trained, vlm_families,
     expected = json.loads(open(tmp_path / "a.jsonl").readline())["text"]
     vlm = CheckpointVLM(str(out), *base, noise_mode="mean", max_new_tokens=4, device="cpu")
     image = os.path.join(tiny_world["image_folder"], row["image"])
-    assert vlm.loaded.backbone.name == "vlm" and vlm.loaded.noise_mode == "mean"
+    assert vlm.loaded.backbone.name == SERVED_BY.get(name, "vlm") and vlm.loaded.noise_mode == "mean"
     assert vlm.generate([image, row["text"]]) == expected
 
 
@@ -308,10 +310,10 @@ def test_a_text_only_batch_runs_the_modules_of_an_image_batch_in_order_with_the_
 # --- resume, finished runs, bad samples ---------------------------------------------------------------------------
 
 
-def generator_tensors(folder) -> dict:
+def tensors(path) -> dict:
     from safetensors.torch import load_file
 
-    return load_file(os.path.join(folder, "noise_generator.safetensors"))
+    return load_file(str(path))
 
 
 class StepsRun(__import__("transformers").TrainerCallback):
@@ -322,15 +324,16 @@ class StepsRun(__import__("transformers").TrainerCallback):
         self.steps.append(state.global_step)
 
 
+@pytest.mark.parametrize("tune", ["noise", "noise_lora"])
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does_and_a_finished_one_does_nothing(
-        vlm_families, tiny_world, tmp_path, capsys):
+        tune, vlm_families, tiny_world, tmp_path, capsys):
     data = train_file(tiny_world, tmp_path / "train.json", 40)
 
     def run(out, steps):
         ran = StepsRun()
         trainer = train(argv(vlm_families["gemma3"], data, tiny_world, out, "--max_steps", str(steps),
                              "--per_device_train_batch_size", "2", "--save_steps", "3", "--lr_scheduler_type",
-                             "constant"), callbacks=[ran])
+                             "constant", "--tune", tune), callbacks=[ran])
         return trainer, ran.steps
 
     straight, _ = run(tmp_path / "straight", 8)
@@ -338,8 +341,10 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does_and_a_finished_one_d
     resumed, steps = run(tmp_path / "resumed", 8)
     assert steps == [5, 6, 7, 8]
     assert step_losses(resumed) == pytest.approx(step_losses(straight), abs=1e-6)
-    a, b = generator_tensors(tmp_path / "straight"), generator_tensors(tmp_path / "resumed")
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    weights = ["noise_generator.safetensors"] + (["adapter_model.safetensors"] if tune == "noise_lora" else [])
+    for name in weights:  # the resumed run restored the generator (and the adapter) it had saved
+        a, b = tensors(tmp_path / "straight" / name), tensors(tmp_path / "resumed" / name)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     before = sorted(os.listdir(tmp_path / "resumed"))
     assert run(tmp_path / "resumed", 8)[0] is None
     assert "already holds a finished run (step 8 of 8); nothing to do" in capsys.readouterr().out
@@ -406,3 +411,22 @@ def test_full_fine_tuning_saves_whole_models_that_load_alone(vlm_families, tiny_
     trainer.model.eval()
     assert torch.equal(logits_of(loaded.model, loaded.processor, tiny_world),
                        logits_of(trainer.model, trainer.processing_class, tiny_world))
+
+
+def test_a_mung_folder_is_continued_with_its_own_settings_only(vlm_families, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from noise_generator import NoiseGeneratorConfig, attach
+
+    model = AutoModelForImageTextToText.from_pretrained(vlm_families["gemma3"])
+    saved = attach(model, NoiseGeneratorConfig(hidden_size=64, num_heads=4, init="normal", init_std=0.3))
+    folder = tmp_path / "gemma3-mung"
+    model.save_pretrained(folder)
+    AutoProcessor.from_pretrained(vlm_families["gemma3"]).save_pretrained(folder)
+    continued = find_noise_generator(prepared(str(folder), tmp_path, "--tune", "noise", "--ng_init", "normal",
+                                              "--ng_init_std", "0.3"))
+    assert all(torch.equal(a, b) for a, b in zip(continued.state_dict().values(), saved.state_dict().values()))
+    with pytest.raises(ValueError, match=r"carries a noise generator with other settings \(init='normal', init_std=0.3"):
+        prepared(str(folder), tmp_path, "--tune", "noise")
+    with pytest.raises(ValueError, match="--tune lora trains no noise generator, but .* carries one"):
+        prepared(str(folder), tmp_path, "--tune", "lora")

@@ -120,7 +120,9 @@ def prepare_model(model_args: ModelArguments, training_args: TrainingArguments, 
     processor = load_processor(model_args.model_name_or_path)
     model = load_model(model_args, training_args, config)
     if generator is not None and hasattr(model.config, "noise_generator"):
-        attach_from_config(model, model_args.model_name_or_path)
+        if not attach_from_config(model, model_args.model_name_or_path)[1]:
+            raise ValueError(f"{model_args.model_name_or_path}/config.json records a noise generator but the folder's "
+                             "weights hold none of its tensors; start from the model without it.")
         logger.info("noise generator: continued from %s", model_args.model_name_or_path)
     elif generator is not None:
         attach(model, generator)
