@@ -6,10 +6,14 @@ A sample is bad when its record is malformed, an image is missing or unreadable,
 naming it, ``skip`` uses the next good sample, counts and logs it, and stops once more than ``max_bad_sample_share``
 of the samples were bad. Checking a sample runs the family's processor on it alone (its token count and labels
 depend on the processor's image expansion), so every sample is processed twice: once here, once in its batch.
+
+A family whose processor takes no prompt without an image (PaliGemma) cannot learn from text-only records at all:
+they are left out up front, with one warning saying how many (not bad samples: the data is fine for other families).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Optional
@@ -20,8 +24,11 @@ from mung.bad_samples import DEFAULT_MAX_BAD_SAMPLE_SHARE, BadSampleCause, BadSa
 from mung.files import read_records
 from noise_generator import IGNORE_INDEX
 
+from ..prompting import accepts_text_only
 from .collator import ConversationCollator
 from .records import ConversationSample, read_sample
+
+logger = logging.getLogger(__name__)
 
 
 class ConversationDataset(Dataset):
@@ -38,11 +45,26 @@ class ConversationDataset(Dataset):
             raise ValueError(f"{data_path} holds no records; pass the training JSON/JSONL file as --data_path.")
         self.image_folder = None if image_folder is None else str(image_folder)
         self.check = ConversationCollator(processor, max_length)
-        self.bad_samples = BadSamplePolicy(len(self.records), on_bad_sample, max_bad_sample_share,
+        self.kept = self._usable(processor)  # record indices, in file order
+        self.bad_samples = BadSamplePolicy(len(self.kept), on_bad_sample, max_bad_sample_share,
                                            image_folder=image_folder, source=self.data_path)
 
+    def _usable(self, processor) -> list[int]:
+        everything = list(range(len(self.records)))
+        if accepts_text_only(processor):
+            return everything
+        kept = [i for i in everything if self.records[i].get("image")]
+        if len(kept) < len(everything):
+            logger.warning("%s: %d of %d records have no image and are left out: %s takes no prompt without an "
+                           "image.", self.data_path, len(everything) - len(kept), len(everything),
+                           type(processor).__name__)
+        if not kept:
+            raise ValueError(f"{self.data_path} holds no record with an image, and {type(processor).__name__} takes "
+                             "no prompt without one.")
+        return kept
+
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.kept)
 
     @property
     def skipped(self) -> int:
@@ -67,8 +89,9 @@ class ConversationDataset(Dataset):
             if not full.is_file():
                 raise BadSampleError(f"{name}: image {full} does not exist.", BadSampleCause.MISSING_IMAGE)
 
-    def load(self, index: int) -> ConversationSample:
-        """Sample ``index``, checked through the processor; a ``BadSampleError`` when it cannot be used."""
+    def load(self, position: int) -> ConversationSample:
+        """The sample at ``position``, checked through the processor; a ``BadSampleError`` when it cannot be used."""
+        index = self.kept[position]
         name = self.name(index)
         self._check_images_exist(self.records[index], name)
         sample = read_sample(self.records[index], self.image_folder, name)
@@ -82,6 +105,6 @@ class ConversationDataset(Dataset):
             raise BadSampleError(f"{name}: no answer token to learn from (the assistant turns are empty).")
         return sample
 
-    def __getitem__(self, index: int) -> ConversationSample:
-        """Sample ``index``, or (``on_bad_sample="skip"``) the next good one after it."""
-        return self.bad_samples.first_good(index, self.load)
+    def __getitem__(self, position: int) -> ConversationSample:
+        """The sample at ``position``, or (``on_bad_sample="skip"``) the next good one after it."""
+        return self.bad_samples.first_good(position, self.load)
