@@ -7,4 +7,5 @@ from .dataset import ConversationDataset
 from .labels import assistant_spans, labels_for_tokens
 from .records import ConversationSample, read_sample
 
-__all__ = ["ConversationCollator", "ConversationDataset", "ConversationSample", "assistant_spans", "labels_for_tokens", "read_sample"]
+__all__ = ["ConversationCollator", "ConversationDataset", "ConversationSample", "assistant_spans", "labels_for_tokens",
+           "read_sample"]

@@ -62,7 +62,8 @@ class ConversationCollator:
         if isinstance(self.processor, PaliGemmaProcessor) and "token_type_ids" in batch:
             batch["token_type_ids"] = causal_suffix(batch["token_type_ids"], labels, batch["attention_mask"])
         if self.dtype is not None:
-            batch = {k: v.to(self.dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
+            batch = {key: value.to(self.dtype) if torch.is_tensor(value) and value.is_floating_point() else value
+                     for key, value in batch.items()}
         if self.return_sample_ids:
             batch[SAMPLE_IDS_KEY] = [sample.name for sample in samples]
         return batch

@@ -90,7 +90,8 @@ class DataArguments:
             "unreadable image, bad format, no answer tokens): skip (counted in the log) or raise."
         },
     )
-    max_bad_sample_share: float = field(default=DEFAULT_MAX_BAD_SAMPLE_SHARE, metadata={"help": MAX_BAD_SAMPLE_SHARE_HELP})
+    max_bad_sample_share: float = field(default=DEFAULT_MAX_BAD_SAMPLE_SHARE,
+                                        metadata={"help": MAX_BAD_SAMPLE_SHARE_HELP})
 
     def __post_init__(self) -> None:
         check_bad_sample_flags(self.on_bad_sample, self.max_bad_sample_share)
