@@ -104,6 +104,10 @@ def test_every_checkpoint_loads_and_answers_like_the_trained_model(trained, vlm_
     else:  # the adapter is merged into the weights at loading: the same function, rounded differently
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     trainer.model.train()
+    by_step = {step: logits_of(load(str(out / f"checkpoint-{step}"), model_base=base if tune == "noise" else None,
+                                    options=LoadOptions(device="cpu")).model, loaded.processor, tiny_world)
+               for step in (10, 30)}
+    assert torch.equal(by_step[30], got) and not torch.equal(by_step[10], got)
 
 
 def test_the_eval_and_chat_commands_run_on_the_result(trained, vlm_families, tiny_world, tmp_path, monkeypatch,
