@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Optional
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))  # quickstart_backbones, also when this file is loaded as a module
+import quickstart_backbones  # noqa: E402
 REPORT_NAME = "quickstart_report.json"
 TRAINABLE_RE = re.compile(r"trainable params: ([\d,]+) \|\| all params: ([\d,]+) \|\| trainable%: ([\d.]+)")
 MAX_NEW_TOKENS = 8
@@ -74,6 +76,9 @@ PLANS = {
     "qwen": Plan(base=Stage(steps=400, batch=16, lr=1e-3, projector_lr=1e-2),
                  mung=Stage(steps=300, batch=16, lr=1e-2), eval_questions=None, eval_batch=1),
 }
+FAMILY_PLAN = quickstart_backbones.PLAN  # every transformers VLM family of the tiny world (see quickstart_backbones)
+PLANS.update({name: Plan(Stage(**FAMILY_PLAN["base"]), Stage(**FAMILY_PLAN["mung"]), FAMILY_PLAN["eval_questions"],
+                         FAMILY_PLAN["eval_batch"]) for name in quickstart_backbones.families()})
 # --fast: one step per stage and one question per family, batched into one eval batch: every stage runs once.
 FAST_PLAN = Plan(base=Stage(steps=1, batch=2, lr=1e-3), mung=Stage(steps=1, batch=2, lr=1e-3, ng_lr=1e-3),
                  eval_questions=5, eval_batch=5)
@@ -99,6 +104,7 @@ BACKBONES = {
                      "noise generator only (MLLM frozen)", "qwen_noise.eval.model_vqa_loader",
                      "qwen_noise.serve.cli", "qwen_train_json", "qwen_shift_train_json"),
 }
+BACKBONES.update({name: Backbone(name, **quickstart_backbones.RECIPES) for name in quickstart_backbones.families()})
 
 
 # ----------------------------------------------------------------------------------------------------- running
@@ -307,7 +313,8 @@ def quickstart(args: argparse.Namespace) -> dict:
 
     # 1. base
     base_dir = run_dir / "base"
-    start_model = manifest["llava_llm"] if backbone.name == "llava" else manifest["qwen_model"]
+    start_model = quickstart_backbones.start_model(backbone.name, str(world_dir)) or (
+        manifest["llava_llm"] if backbone.name == "llava" else manifest["qwen_model"])
     base_env = training_env(backbone, plan.base, start_model, manifest[backbone.train_json], manifest, base_dir,
                             args.seed)
     seconds["base"], _ = run("stage 1: base (full fine-tuning, white backgrounds)", ["bash", backbone.base_recipe],

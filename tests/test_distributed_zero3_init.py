@@ -1,5 +1,6 @@
 """The generator's initial weights when ``from_pretrained`` builds the model under DeepSpeed ZeRO-3 (``zero.Init``:
-parameters are partitioned as they are created and transformers initialises the missing ones through a gather).
+parameters are partitioned as they are created and transformers initialises the missing ones through a gather), and
+when ``noise_generator.attach`` puts one into a transformers VLM loaded partitioned (the generic backbone).
 
 The loading runs in a child process (``python tests/test_distributed_zero3_init.py OUT``: a one-rank world, or
 ``torchrun --nproc_per_node 2 tests/test_distributed_zero3_init.py OUT``), which saves the gathered generator
@@ -16,19 +17,21 @@ import torch
 INITS = ("xavier", "normal", "zero")
 # init="normal": not the backbones' initializer_range (0.02), so the generic Linear init would be told apart.
 NORMAL_STD = 0.05
-BACKBONES = ("llava", "qwen")
+BACKBONES = ("llava", "qwen", "vlm")
 LOG_SIGMA_MIN = -10.0
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "mu_proj", "log_sigma_proj")
 
 
 def load_under_zero3(manifest: dict, out: str) -> None:
-    """Child process: load both backbones with a fresh generator of each init under ZeRO-3, save what was built."""
+    """Child process: load both backbones with a fresh generator of each init under ZeRO-3, and a transformers LLaVA
+    with one attached, save what was built."""
     import torch.distributed as dist
+    from transformers import AutoModelForImageTextToText
     from transformers.integrations import HfDeepSpeedConfig
 
     from llava_noise.model import LlavaLlamaForCausalLM
     from llava_noise.model.builder import load_llava_config
-    from noise_generator import NoiseGeneratorConfig
+    from noise_generator import NoiseGeneratorConfig, attach
     from mung.training.distributed import gathered_state_dict, prepare_cpu_deepspeed
     from qwen_noise.model.builder import load_model, noise_config
 
@@ -47,7 +50,10 @@ def load_under_zero3(manifest: dict, out: str) -> None:
         llava_config = load_llava_config(manifest["llava_llm"])
         llava_config.noise_generator = generator(llava_config.hidden_size, "llava_noise")
         llava = LlavaLlamaForCausalLM.from_pretrained(manifest["llava_llm"], config=llava_config)
-        for name, module in (("qwen", qwen.model.noise_generator), ("llava", llava.model.noise_generator)):
+        vlm = AutoModelForImageTextToText.from_pretrained(manifest["vlm_llava"])  # HF-format LLaVA, partitioned
+        attach(vlm, NoiseGeneratorConfig.from_dict(generator(vlm.config.text_config.hidden_size, "llava")))
+        for name, module in (("qwen", qwen.model.noise_generator), ("llava", llava.model.noise_generator),
+                             ("vlm", vlm.noise_generator)):
             results[f"{name}-{init}"] = {
                 "partitioned": all(hasattr(p, "ds_id") for p in module.parameters()),
                 "state": gathered_state_dict(module),
@@ -57,13 +63,13 @@ def load_under_zero3(manifest: dict, out: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tiny_world, tmp_path_factory):
+def built(tiny_world, vlm_families, tmp_path_factory):
     import json
 
     from distributed_utils import child_env, free_port, run_group
 
     root = tmp_path_factory.mktemp("zero3_init")
-    (root / "manifest.json").write_text(json.dumps(tiny_world))
+    (root / "manifest.json").write_text(json.dumps({**tiny_world, "vlm_llava": vlm_families["llava"]}))
     cmd = [sys.executable, str(Path(__file__).resolve()), str(root / "manifest.json"), str(root / "built.pt")]
     run_group(cmd, child_env(MASTER_PORT=str(free_port())), root / "log.txt", timeout=300)
     return torch.load(root / "built.pt", weights_only=True)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = {"llava": "scripts/v1_5/finetune_noise_lora.sh", "qwen": "scripts/qwen/finetune_noise.sh"}
-MODULES = {"llava": "llava_noise.train.train", "qwen": "qwen_noise.train.train"}
+RECIPES = {"llava": "scripts/v1_5/finetune_noise_lora.sh", "qwen": "scripts/qwen/finetune_noise.sh",
+           "vlm": "scripts/vlm/finetune_noise.sh"}
+MODULES = {"llava": "llava_noise.train.train", "qwen": "qwen_noise.train.train", "vlm": "vlm_noise.train.train"}
 
 
 def usable_cores() -> int:
@@ -52,7 +53,7 @@ def run_recipe(root, backbone, path, **env):
                           timeout=60)
 
 
-@pytest.mark.parametrize("backbone", ["llava", "qwen"])
+@pytest.mark.parametrize("backbone", ["llava", "qwen", "vlm"])
 def test_without_an_active_venv_the_repository_venv_runs_with_threads_per_core(backbone, scratch_repo):
     root, record, path = scratch_repo
     result = run_recipe(root, backbone, path, NUM_WORKERS="1")
@@ -63,7 +64,7 @@ def test_without_an_active_venv_the_repository_venv_runs_with_threads_per_core(b
     assert (int(threads), int(mkl)) == (expected, expected)
 
 
-@pytest.mark.parametrize("backbone", ["llava", "qwen"])
+@pytest.mark.parametrize("backbone", ["llava", "qwen", "vlm"])
 def test_a_chosen_thread_count_is_kept(backbone, scratch_repo):
     root, record, path = scratch_repo
     result = run_recipe(root, backbone, path, OMP_NUM_THREADS="3", MKL_NUM_THREADS="5")
@@ -79,3 +80,10 @@ def test_an_activated_venv_wins_over_the_repository_one(scratch_repo, tmp_path):
     assert not record.exists()  # the stub in .venv never ran
     assert result.returncode != 0 and result.stderr.startswith(f"{active}/bin/python: ")  # this bare venv ran it
     assert "No module named 'qwen_noise'" in result.stderr
+
+
+def test_the_generic_recipe_asks_for_the_model_to_tune(scratch_repo):
+    root, record, path = scratch_repo
+    result = run_recipe(root, "vlm", path, MODEL_PATH="")
+    assert result.returncode != 0 and not record.exists()
+    assert "set MODEL_PATH to the folder of the VLM to tune" in result.stderr

@@ -86,3 +86,37 @@ def test_samples_longer_than_max_length_are_refused(vlm_families, records, tiny_
         ConversationCollator(processor, max_length=8)([sample])
     assert caught.value.cause == BadSampleCause.TOO_LONG
     assert torch.is_tensor(ConversationCollator(processor, max_length=4096)([sample])["labels"])
+
+
+def test_paligemma_learns_its_answer_as_a_causal_suffix(vlm_families, records, tiny_world):
+    """PaliGemma is prefix-LM: the prompt attends bidirectionally, the answer must be causal (token_type_ids 1 from
+    the answer on, as its processor's ``suffix=`` encodes it), or every answer token would see the tokens it is
+    trained to predict. Changing the last answer token must leave the logits of every earlier position unchanged."""
+    from transformers import AutoModelForImageTextToText
+
+    folder = family_folder(vlm_families, "paligemma")
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    record = dict(records["colour"])
+    batch = ConversationCollator(processor)([read_sample(record, tiny_world["image_folder"], "a")])
+    labels, types = batch["labels"][0], batch["token_type_ids"][0]
+    answer = (labels != IGNORE_INDEX).nonzero().flatten()
+    assert types[: answer[0]].eq(0).all() and types[answer[0]:].eq(1).all()
+    changed = {k: v.clone() for k, v in batch.items()}
+    last = int(answer[-1])
+    words = [processor.tokenizer(w, add_special_tokens=False).input_ids[0] for w in ("blue", "red")]
+    changed["input_ids"][0, last] = next(w for w in words if w != int(batch["input_ids"][0, last]))
+    with torch.no_grad():
+        before, after = model(**batch).logits, model(**changed).logits
+    assert torch.equal(before[0, :last], after[0, :last])
+    assert not torch.equal(before[0, last], after[0, last])
+
+
+def test_a_converted_mmpr_item_is_one_question_and_its_answer(records, tiny_world):
+    record = {"image": records["colour"]["image"], "question": "What color?", "answer": 3}
+    sample = read_sample(record, tiny_world["image_folder"], "m")
+    assert [m["role"] for m in sample.messages] == ["user", "assistant"]
+    assert sample.messages[0]["content"] == [{"type": "image"}, {"type": "text", "text": "\nWhat color?"}]
+    assert sample.messages[1]["content"] == [{"type": "text", "text": "3"}]
+    with pytest.raises(BadSampleError, match="m: 'question' must be text"):
+        read_sample({"question": ["x"], "answer": "y"}, tiny_world["image_folder"], "m")

@@ -66,6 +66,15 @@ def process(processor, texts: list[str], images: list[list[Image.Image]], paddin
     return batch
 
 
+def accepts_text_only(processor) -> bool:
+    """Whether the processor encodes a prompt without any image (PaliGemma's refuses one)."""
+    try:
+        process(processor, [render(processor, messages_of([("user", "hi")]), add_generation_prompt=True)], [[]])
+    except ValueError:
+        return False
+    return True
+
+
 def end_of_turn_id(processor) -> Optional[int]:
     """The special token the chat template writes right after an assistant message (``<|im_end|>``,
     ``<end_of_turn>``, ``</s>``, ...), or None when it writes no special token there."""

@@ -56,3 +56,19 @@ def warn_if_unverified(model_type: str) -> None:
     if model_type not in VERIFIED:
         logger.warning("model_type %r is served by the generic MuNG backbone but not verified by its tests (verified: "
                        "%s).", model_type, ", ".join(VERIFIED))
+
+
+# Where the vision encoder sits in the inner model (``model.model``) of the families, and the parts inside it that
+# connect it to the language model (Qwen-VL's mergers live in ``visual``): what ``--tune full`` keeps frozen.
+VISION_ENCODERS = ("vision_tower", "vision_model", "visual")
+CONNECTORS_IN_ENCODER = ("merger", "deepstack_merger_list")
+
+
+def vision_encoder(model) -> tuple[Optional[object], list]:
+    """(the vision encoder module of ``model``, the connector modules inside it), or (None, []) when unknown."""
+    inner = getattr(model, "model", None)
+    for name in VISION_ENCODERS:
+        encoder = getattr(inner, name, None)
+        if encoder is not None:
+            return encoder, [getattr(encoder, part) for part in CONNECTORS_IN_ENCODER if hasattr(encoder, part)]
+    return None, []

@@ -18,7 +18,9 @@ placeholder token (``config.image_token_id``) and hands ``inputs_embeds`` to the
 The generator is registered as ``model.noise_generator`` (optimisers, ``save_pretrained``, peft ``modules_to_save``
 and LoRA on top, and ZeRO-3 see it) and its config is recorded in ``model.config.noise_generator``. Mode ``off``
 (``noise_mode`` context, a ``noise_mode=`` call argument, or the config's ``inference_mode``) leaves the decoder
-inputs untouched: the stock model bit for bit.
+inputs untouched: the stock model bit for bit. Under DeepSpeed ZeRO-3 (the model was loaded partitioned, since the
+generator comes after ``from_pretrained``) the new generator is partitioned as well, rank 0's initialisation is what
+every rank keeps, and generator weights are loaded into it gathered.
 
 m noise draws per sample (``num_samples``): the batch layout (pixel tensors, grids, rope positions) is each family's
 own, so the batch is not repeated inside the model; ``mean_loss_over_draws`` runs the top-level forward m times and
@@ -180,6 +182,56 @@ class NoiseAttachment:
         return [copy * change.to(copy.dtype) if multiply else copy + change.to(copy.dtype) for copy in copies]
 
 
+# --- a generator of its own, also under DeepSpeed ZeRO-3 -----------------------------------------------------------
+
+
+def _zero3_config() -> Optional[dict]:
+    """The DeepSpeed config while transformers loads models under ZeRO-3 (a ``TrainingArguments`` with a ZeRO-3
+    ``--deepspeed`` config, or an ``HfDeepSpeedConfig``, is alive), else None."""
+    from transformers.integrations import deepspeed_config, is_deepspeed_zero3_enabled
+
+    return deepspeed_config() if is_deepspeed_zero3_enabled() else None
+
+
+@contextlib.contextmanager
+def _whole(generator: NoiseGenerator) -> Iterator[None]:
+    """Inside the block the generator's ZeRO-3 partitioned parameters are whole on every rank, and what rank 0 writes
+    into them is what every rank keeps (collective); a generator that is not partitioned is left alone."""
+    partitioned = [p for p in generator.parameters() if hasattr(p, "ds_id")]
+    if not partitioned:
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=0):
+        yield
+
+
+def _new_generator(config: NoiseGeneratorConfig, reference: torch.Tensor) -> NoiseGenerator:
+    """A freshly initialised generator on ``reference``'s device and in its floating dtype. Under ZeRO-3 (the model was
+    loaded partitioned) its parameters are partitioned as well, as ``zero.Init`` would have built them, and rank 0's
+    initialisation is the one every rank keeps."""
+    generator = NoiseGenerator(config)
+    generator.to(device=reference.device, dtype=reference.dtype if reference.dtype.is_floating_point else None)
+    zero3 = _zero3_config()
+    if zero3 is not None:
+        import deepspeed
+
+        deepspeed.zero.Init(module=generator, config_dict_or_path=zero3)
+        with _whole(generator):
+            generator.reset_parameters()
+    return generator
+
+
+def _load_into(generator: NoiseGenerator, tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    """Copy ``tensors`` into ``generator`` strictly, in its device and dtype (gathered under ZeRO-3)."""
+    with _whole(generator):
+        reference = next(generator.parameters(), None)
+        if reference is not None:
+            tensors = {name: t.to(device=reference.device, dtype=reference.dtype) for name, t in tensors.items()}
+        load_generator_weights(generator, tensors, source=source)
+
+
 # --- the public API -----------------------------------------------------------------------------------------------
 
 
@@ -230,9 +282,7 @@ def attach(model: nn.Module, config: NoiseGeneratorConfig) -> NoiseGenerator:
     settings["base_model_type"] = settings["base_model_type"] or model_type
     config = NoiseGeneratorConfig.from_dict(settings)
     check_generator_fits(config, "the generator config", model_config.get_text_config().hidden_size, model_type)
-    reference = model.get_input_embeddings().weight
-    generator = NoiseGenerator(config)
-    generator.to(device=reference.device, dtype=reference.dtype if reference.dtype.is_floating_point else None)
+    generator = _new_generator(config, model.get_input_embeddings().weight)
     generator.train(model.training)  # a new module trains by default; it follows the model's mode instead
     setattr(model, GENERATOR_ATTR, generator)
     model_config.noise_generator = config.to_dict()
@@ -270,10 +320,7 @@ def attach_pretrained(model: nn.Module, folder: str) -> NoiseGenerator:
     check_generator_fits(config, str(folder), model.config.get_text_config().hidden_size,
                          getattr(model.config, "model_type", None))
     generator = attach(model, config)
-    reference = next(generator.parameters(), None)
-    if reference is not None:
-        tensors = {name: t.to(device=reference.device, dtype=reference.dtype) for name, t in tensors.items()}
-    load_generator_weights(generator, tensors, source=str(folder))
+    _load_into(generator, tensors, str(folder))
     return generator
 
 
@@ -341,8 +388,5 @@ def attach_from_config(model: nn.Module, folder: str) -> tuple[Optional[NoiseGen
     tensors = saved_generator_tensors(folder)
     if not tensors:
         return generator, False
-    reference = next(generator.parameters(), None)
-    if reference is not None:
-        tensors = {name: t.to(device=reference.device, dtype=reference.dtype) for name, t in tensors.items()}
-    load_generator_weights(generator, tensors, source=str(folder))
+    _load_into(generator, tensors, str(folder))
     return generator, True

@@ -1,7 +1,8 @@
 """Conversation records (LLaVA / Qwen training JSON) as chat messages and images.
 
-A record is ``{"image": path | [paths] (optional), "conversations": [{"from": "human"|"gpt"|"system", "value"}]}``;
-each ``<image>`` in a human turn stands for the next image. A record with images and no ``<image>`` gets them in
+A record is ``{"image": path | [paths] (optional), "conversations": [{"from": "human"|"gpt"|"system", "value"}]}``,
+or a converted MMPR item ``{"image", "question", "answer"}`` (one human turn and its answer, as the Qwen recipe's
+data); each ``<image>`` in a human turn stands for the next image. A record with images and no ``<image>`` gets them in
 front of its first human turn, one per line (as LLaVA's data code does); text-only records have no ``image``.
 """
 
@@ -28,6 +29,10 @@ class ConversationSample:
 
 
 def _turns(record: dict, name: str) -> list[tuple[str, str]]:
+    if "conversations" not in record and "question" in record and "answer" in record:
+        if not isinstance(record["question"], str) or not isinstance(record["answer"], (str, int, float)):
+            raise BadSampleError(f"{name}: 'question' must be text and 'answer' text or a number.")
+        return [("human", record["question"]), ("gpt", str(record["answer"]))]
     conversations = record.get("conversations")
     if not isinstance(conversations, list) or not conversations:
         raise BadSampleError(f"{name}: 'conversations' must be a non-empty list of {{from, value}} turns.")

@@ -1,0 +1,69 @@
+"""Fine-tune any transformers VLM with MuNG (or a LoRA / full fine-tuning baseline).
+
+    python -m vlm_noise.train.train --model_name_or_path <VLM folder> --data_path <train.json> \
+        --image_folder <images> --output_dir <out> [--tune noise|noise_lora|lora|full] [--ng_* ...] \
+        [any transformers TrainingArguments flag]
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Iterable, Optional
+
+from transformers import HfArgumentParser, TrainerCallback
+
+from mung.bad_samples import BadSampleCallback
+from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
+from mung.training.entry import start_run, train_and_save
+from mung.training.flags import NoiseGeneratorArguments, check_generator_flags, compute_dtype
+from mung.training.parameters import describe_trainable
+
+from ..data import ConversationCollator, ConversationDataset
+from .args import DataArguments, ModelArguments, TrainingArguments, check_flag_combinations
+from .prepare import prepare_model
+from .trainer import VLMTrainer
+
+
+def parse(argv: Optional[list[str]] = None):
+    """(model, data, generator, training) flags of ``argv`` (default: the command line), checked as far as the flags
+    alone can show something wrong, before any weights load."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
+    model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    check_generator_flags(ng_args)
+    check_flag_combinations(model_args, ng_args)
+    check_deepspeed_lr_groups(training_args.deepspeed, {"--ng_lr": ng_args.ng_lr})
+    return model_args, data_args, ng_args, training_args
+
+
+def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback] = ()) -> Optional[VLMTrainer]:
+    """Parse ``argv`` (default: the command line), train and save; ``callbacks`` join the Trainer's. Returns the
+    Trainer, or None (nothing trained) when --output_dir already holds the finished run."""
+    model_args, data_args, ng_args, training_args = parse(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if training_args.should_log else logging.WARNING)
+    if not start_run(training_args):
+        return None
+
+    model, processor = prepare_model(model_args, training_args, ng_args)
+    if training_args.should_log:  # on stdout (the recipes' logs and the quickstart read it), once
+        print(f"--tune {model_args.tune}: {describe_trainable(model)}", flush=True)
+    dataset = ConversationDataset(data_args.data_path, processor, image_folder=data_args.image_folder,
+                                  max_length=training_args.model_max_length, on_bad_sample=data_args.on_bad_sample,
+                                  max_bad_sample_share=data_args.max_bad_sample_share)
+    collator = ConversationCollator(processor, training_args.model_max_length, dtype=compute_dtype(training_args),
+                                    return_sample_ids=True)
+    trainer = VLMTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
+                         processing_class=processor, tune=model_args.tune, ng_lr=ng_args.ng_lr,
+                         callbacks=[BadSampleCallback(dataset.bad_samples), *callbacks])
+    train_and_save(trainer)
+    return trainer
+
+
+def main() -> None:
+    train(sys.argv[1:])
+    close_process_group()
+
+
+if __name__ == "__main__":
+    main()
