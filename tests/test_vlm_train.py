@@ -435,3 +435,25 @@ def test_a_mung_folder_is_continued_with_its_own_settings_only(vlm_families, tmp
         prepared(str(folder), tmp_path, "--tune", "noise")
     with pytest.raises(ValueError, match="--tune lora trains no noise generator, but .* carries one"):
         prepared(str(folder), tmp_path, "--tune", "lora")
+
+
+def test_a_busy_output_dir_stops_the_run_before_loading_naming_the_holder(vlm_families, tiny_world, tmp_path):
+    import socket
+    import subprocess
+
+    from mung.training.output_dir import LOCK_NAME, OutputDirBusy
+
+    out = tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (out / LOCK_NAME).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(),
+                                                 "process_start": None, "started": "2026-01-02T03:04:05+00:00",
+                                                 "command": "python -m vlm_noise.train.train"}))
+        data = train_file(tiny_world, tmp_path / "d.json", 4)
+        with pytest.raises(OutputDirBusy, match=rf"--output_dir {out} is in use by another training run \(pid {other.pid}"):
+            train(argv(vlm_families["gemma3"], data, tiny_world, out, "--max_steps", "1"))
+        assert json.loads((out / LOCK_NAME).read_text())["pid"] == other.pid
+    finally:
+        other.kill()
+        other.wait()

@@ -15,7 +15,7 @@ from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
-from mung.training.entry import start_run, train_and_save
+from mung.training.entry import train_and_save, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags, compute_dtype
 from mung.training.parameters import describe_trainable
 
@@ -42,9 +42,14 @@ def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback]
     model_args, data_args, ng_args, training_args = parse(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
-    if not start_run(training_args):
-        return None
+    with training_run(training_args) as started:
+        if not started:
+            return None
+        return _train(model_args, data_args, ng_args, training_args, callbacks)
 
+
+def _train(model_args, data_args, ng_args, training_args, callbacks) -> VLMTrainer:
+    """The model, the data and the Trainer of a started run (``--output_dir`` locked); train and save."""
     model, processor = prepare_model(model_args, training_args, ng_args)
     if training_args.should_log:  # on stdout (the recipes' logs and the quickstart read it), once
         print(f"--tune {model_args.tune}: {describe_trainable(model)}", flush=True)
