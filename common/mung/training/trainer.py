@@ -18,6 +18,7 @@ from typing import Optional
 
 import torch
 from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from noise_generator import (
     CONFIG_NAME,
@@ -29,7 +30,7 @@ from noise_generator import (
     restore_generator,
 )
 
-from ..files import atomic_write
+from ..files import atomic_write, save_pretrained_atomically
 from .distributed import save_generator_from_model
 from .flags import flag_or_description
 from .output_dir import disk_full_reported
@@ -114,3 +115,49 @@ class MungTrainerMixin(NonFiniteGuardMixin):
         a peft adapter); a backbone overrides it for the files of its own (or for runs that train the generator
         alone)."""
         super()._load_from_checkpoint(checkpoint, model)
+
+
+class TunedCheckpointsMixin:
+    """For a backbone whose ``--tune`` is ``noise`` (generator only), a LoRA tune (adapter, with or without the
+    generator) or ``full``: every checkpoint folder holds what ``mung.loading.load`` and resuming need, and nothing
+    more — the generator-only files, the peft adapter (gathered under ZeRO-3) when there is one, the processor and the
+    training arguments; ``full`` folders are the Trainer's own (``save_full`` says how). Put it before
+    ``MungTrainerMixin``."""
+
+    def __init__(self, *args, tune: str = "noise", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tune = tune
+
+    def _zero3(self) -> bool:
+        return self.is_deepspeed_enabled and self.deepspeed.config.get("zero_optimization", {}).get("stage") == 3
+
+    def save_full(self, output_dir: str, _internal_call: bool) -> None:
+        """``--tune full``: the whole model, then the generator-only files beside it."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        self.save_generator(output_dir)
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        """Collective under DeepSpeed ZeRO-3 (every rank calls it, as the Trainer does); the main process writes."""
+        output_dir = output_dir or self.args.output_dir
+        if self.tune == "full":
+            self.save_full(output_dir, _internal_call)
+            return
+        if self.args.should_save:
+            os.makedirs(output_dir, exist_ok=True)
+        model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        self.save_generator(output_dir)
+        if hasattr(model, "peft_config"):
+            state_dict = None
+            if self._zero3():  # adapter tensors are partitioned: gather the trainable ones (collective)
+                state_dict = self.deepspeed._zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)
+            if self.args.should_save:
+                save_pretrained_atomically(model, output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, TRAINING_ARGS_NAME))
+
+    def load_trained_weights(self, checkpoint: str, model: torch.nn.Module) -> None:
+        """Resume after the generator (which ``MungTrainerMixin`` restores): ``--tune noise`` trained nothing else."""
+        if self.tune != "noise":
+            super().load_trained_weights(checkpoint, model)
