@@ -41,10 +41,10 @@ CONTENDERS = {
          "--learning_rate", "2e-4"],
         "lora",
     ),
-    # LLaVA's flags have no DoRA switch: the LoRA recipe with use_dora=True (see build_llava).
+    # LLaVA: the LoRA recipe with --lora_use_dora True.
     "DoRA r32": (
-        ["--lora_enable", "True", "--lora_r", str(LORA_R), "--lora_alpha", str(2 * LORA_R), "--mm_projector_lr", "2e-5",
-         "--learning_rate", "2e-4"],
+        ["--lora_enable", "True", "--lora_use_dora", "True", "--lora_r", str(LORA_R), "--lora_alpha", str(2 * LORA_R),
+         "--mm_projector_lr", "2e-5", "--learning_rate", "2e-4"],
         "dora",
     ),
     "full FT": (["--learning_rate", "2e-5"], "full"),
@@ -119,7 +119,7 @@ def build_llava(manifest: dict, contender: Optional[str], device: str = "cpu", s
         lora_config = LoraConfig(
             r=training_args.lora_r, lora_alpha=training_args.lora_alpha, lora_dropout=training_args.lora_dropout,
             target_modules=llava_train.llm_lora_targets(model), bias=training_args.lora_bias, task_type="CAUSAL_LM",
-            use_dora=contender == "DoRA r32",
+            use_dora=training_args.lora_use_dora,
         )
         model = get_peft_model(model, lora_config)
     llava_train.set_trainable(model, model_args, training_args)

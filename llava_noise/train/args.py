@@ -84,6 +84,7 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    lora_use_dora: bool = field(default=False, metadata={"help": "DoRA: weight-decomposed LoRA (peft use_dora)."})
     lora_weight_path: str = ""
     lora_bias: str = "none"
     mm_projector_lr: Optional[float] = None
@@ -109,6 +110,8 @@ class TrainingArguments(transformers.TrainingArguments):
             raise ValueError(f"--bits {self.bits} is not supported; use 4, 8 or 16.")
         if self.bits in (4, 8) and not self.lora_enable:
             raise ValueError("--bits 4/8 (QLoRA) needs --lora_enable True: quantised weights cannot be trained.")
+        if self.lora_use_dora and not self.lora_enable:
+            raise ValueError("--lora_use_dora True needs --lora_enable True (DoRA is a kind of LoRA adapter).")
         check_on_nonfinite(self.on_nonfinite)
         if self.lora_bias not in ("none", "all", "lora_only"):
             raise ValueError(f"--lora_bias {self.lora_bias!r}; use none, all or lora_only.")

@@ -154,6 +154,7 @@ def train(attn_implementation: Optional[str] = None) -> None:
             lora_dropout=training_args.lora_dropout,
             bias=training_args.lora_bias,
             task_type="CAUSAL_LM",
+            use_dora=training_args.lora_use_dora,
         )
         model = get_peft_model(model, lora_config)
 
