@@ -31,7 +31,7 @@ from tqdm import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from benchmarks.backbones import build_llava, build_qwen, load_world
-from benchmarks.report import table, write_section
+from benchmarks.report import table, write_json, write_section
 from noise_generator import count_parameters
 from noise_generator.training import find_noise_generator
 
@@ -80,13 +80,16 @@ def eval_questions(manifest: dict, count: int) -> list[dict]:
 
 
 def llava_requests(manifest: dict, model, tokenizer, count: int, device: str) -> list[Request]:
-    from llava_noise.eval.inference import build_prompt
+    from llava_noise.conversation import get_conv_template
     from llava_noise.mm_utils import process_images, tokenizer_image_token
 
     processor = model.get_vision_tower().image_processor
     requests = []
     for question in eval_questions(manifest, count):
-        prompt = build_prompt(question["text"], has_image=True, conv_mode="vicuna_v1")
+        conv = get_conv_template("vicuna_v1")
+        conv.append_message(conv.roles[0], "<image>\n" + question["text"])
+        conv.append_message(conv.roles[1], None)
+        prompt = conv.get_prompt()
         ids = tokenizer_image_token(prompt, tokenizer, return_tensors="pt")[None].to(device)
         image = Image.open(Path(manifest["image_folder"]) / question["image"]).convert("RGB")
         pixels = process_images([image], processor, model.config).to(device)
@@ -240,7 +243,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's); 1 gives steadier numbers on a busy shared machine")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--json", default=None,
+                        help="also write the raw measurements (one backbone) as JSON here, e.g. for mung.compare")
     args = parser.parse_args()
+    if args.json and args.backbone == "both":
+        parser.error("--json takes one backbone; pass --backbone llava or qwen")
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2 (TPOT needs two tokens)")
 
@@ -250,6 +257,8 @@ def main() -> None:
         measured = measure(backbone, args.preset, args.world, args.new_tokens, args.repeats, args.warmup,
                            args.prompts, args.device, threads=args.threads)
         load_after = os.getloadavg()[0]
+        if args.json:
+            write_json(args.json, {**measured, "load_average": [load_before, load_after]})
         body = (
             f"## Inference latency: {backbone}, {args.preset} preset, batch 1, {args.new_tokens} new tokens, "
             f"{args.device}\n\n" + render(measured)
