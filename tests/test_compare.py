@@ -228,3 +228,12 @@ def test_list_checkpoints_prints_finished_runs(tmp_path, capsys):
     unit.finish({"checkpoint": "/c/lora", "model_base": "/c/base"})
     assert list_checkpoints(tmp_path) == 0
     assert capsys.readouterr().out == "LoRA r32\t1\t/c/lora\t/c/base\n"
+
+
+def test_time_left_is_estimated_per_kind_of_unit(tmp_path, capsys):
+    progress = runner.Progress(total=5)
+    train, evaluate = method_unit(tmp_path, "LoRA r32", 0), method_unit(tmp_path, "base", 0, trains=False)
+    progress.finished(train, 60.0, "trained", remaining=[])
+    progress.finished(evaluate, 10.0, "evaluated", remaining=[method_unit(tmp_path, "MuNG", 0)] * 2 + [evaluate])
+    assert "left ~2m10s" in capsys.readouterr().out.splitlines()[-1]  # 2 x 60 s + 10 s
+    assert progress._estimate(runner.Unit("efficiency", tmp_path)) == pytest.approx(35.0)  # nothing of its kind yet

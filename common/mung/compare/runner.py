@@ -150,17 +150,16 @@ class Progress:
 
     def finished(self, unit: Unit, seconds: float, summary: str, remaining: list[Unit]) -> None:
         self.done += 1
-        key = unit.kind if unit.kind != "method" else ("eval" if unit.seed is None else "method")
-        self.seconds.setdefault(key, []).append(seconds)
-        mean = sum(self.seconds[key]) / len(self.seconds[key])
-        left = sum(self._estimate(u, mean) for u in remaining)
+        self.seconds.setdefault(unit.cost_kind, []).append(seconds)
+        left = sum(self._estimate(u) for u in remaining)
         elapsed = time.perf_counter() - self.started
         print(f"[compare] ({self.done}/{self.total}) {unit.label}: {summary} in {seconds:.0f} s | elapsed "
               f"{_clock(elapsed)}, left ~{_clock(left)}", flush=True)
 
-    def _estimate(self, unit: Unit, fallback: float) -> float:
-        runs = self.seconds.get(unit.kind, [])
-        return sum(runs) / len(runs) if runs else fallback
+    def _estimate(self, unit: Unit) -> float:
+        """The mean time of the units of its kind run so far, else of every unit run so far."""
+        runs = self.seconds.get(unit.cost_kind) or [s for kind in self.seconds.values() for s in kind]
+        return sum(runs) / len(runs)
 
 
 def _clock(seconds: float) -> str:

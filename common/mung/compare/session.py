@@ -63,7 +63,7 @@ def plan_units(out: Path, setup: Setup, plans: tuple[str, ...], methods: list, s
     units = [] if setup.start else [base_unit(out)]
     for method in methods:
         for seed in seeds if method.trains else seeds[:1]:
-            units.append(method_unit(out, method.name, seed))
+            units.append(method_unit(out, method.name, seed, method.trains))
     if "efficiency" in plans and setup.profile == "tiny":
         units.append(efficiency_unit(out))
     return units

@@ -29,6 +29,11 @@ class Unit:
     folder: Path
     method: Optional[str] = None
     seed: Optional[int] = None
+    trains: bool = True  # a method unit that only evaluates (the base) costs much less: kept apart in estimates
+
+    @property
+    def cost_kind(self) -> str:
+        return self.kind if self.kind != "method" else ("train" if self.trains else "eval")
 
     @property
     def label(self) -> str:
@@ -57,8 +62,8 @@ class Unit:
         write_json(self.marker, {"unit": self.kind, "method": self.method, "seed": self.seed, **result}, indent=2)
 
 
-def method_unit(out: Path, method: str, seed: int) -> Unit:
-    return Unit("method", out / "units" / slug(method) / f"seed{seed}", method, seed)
+def method_unit(out: Path, method: str, seed: int, trains: bool = True) -> Unit:
+    return Unit("method", out / "units" / slug(method) / f"seed{seed}", method, seed, trains)
 
 
 def base_unit(out: Path) -> Unit:
