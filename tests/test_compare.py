@@ -25,8 +25,8 @@ MANIFEST = {"image_folder": "/w/images", "llava_vision_tower": "/w/clip", "llava
 
 def env_of(backbone: str, method: str, seed: int = 4) -> tuple[str, dict, list[str]]:
     spec = by_name(backbone).comparison
-    setup = tiny_setup(backbone, spec, MANIFEST, "/w", Budget(7, 2, None, None), start="/ckpt/base")
-    env = training_env(spec, setup, METHODS[method], seed, Path("/out/x"), MANIFEST)
+    setup = tiny_setup(backbone, spec, MANIFEST, "/w", Budget(7, 2, None, None), start=None)
+    env = training_env(spec, setup, METHODS[method], seed, "/ckpt/base", Path("/out/x"), MANIFEST)
     return spec.recipes[METHODS[method].tuning].script, env, shlex.split(env["EXTRA_ARGS"])
 
 

@@ -31,11 +31,11 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
-def training_env(spec: ComparisonRecipes, setup: Setup, method: Method, seed: int, output_dir: Path,
+def training_env(spec: ComparisonRecipes, setup: Setup, method: Method, seed: int, start: str, output_dir: Path,
                  manifest: Optional[dict]) -> dict[str, str]:
-    """The recipe's environment for training ``method`` with ``seed`` into ``output_dir``."""
+    """The recipe's environment for training ``method`` with ``seed`` from ``start`` into ``output_dir``."""
     recipe = spec.recipes[method.tuning]
-    env = {**spec.env, **recipe.env, "MODEL_PATH": setup.start, "DATA_PATH": setup.train_data,
+    env = {**spec.env, **recipe.env, "MODEL_PATH": str(start), "DATA_PATH": setup.train_data,
            "OUTPUT_DIR": str(output_dir)}
     if setup.image_folder:
         env["IMAGE_FOLDER"] = setup.image_folder

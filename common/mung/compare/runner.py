@@ -34,6 +34,9 @@ class UnitFailed(RuntimeError):
 def run_logged(cmd: list[str], log: Path, cwd: Path, env: Optional[dict[str, str]] = None) -> tuple[float, str]:
     """Run ``cmd`` in ``cwd`` with stdout+stderr to ``log``; (seconds, output). ``env`` is added to ours."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    unset = sorted(key for key, value in (env or {}).items() if value is None)
+    if unset:
+        raise ValueError(f"{' '.join(cmd)}: no value for {', '.join(unset)} (a bug of the comparison's setup).")
     full_env = {**os.environ, **(env or {})}
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")  # recipes' python
     start = time.perf_counter()
@@ -105,7 +108,7 @@ def run_method(unit: Unit, method: Method, ctx: Context, start: str) -> dict[str
     checkpoint, model_base = start, None
     if method.trains:
         checkpoint, model_base = str(unit.folder / "checkpoint"), start
-        env = commands.training_env(ctx.spec, ctx.setup, method, unit.seed, Path(checkpoint), ctx.manifest)
+        env = commands.training_env(ctx.spec, ctx.setup, method, unit.seed, start, Path(checkpoint), ctx.manifest)
         log = unit.logs / "train.log"
         seconds, output = run_logged(commands.recipe_command(ctx.spec, method.tuning), log, ctx.repo, env)
         result["train"] = {"seconds": seconds, **training_summary(Path(checkpoint), output, log)}
