@@ -181,15 +181,20 @@ def test_fast_shortens_the_tiny_budget_and_flags_win():
 # ----------------------------------------------------------------------------------------------------- a real run
 @pytest.fixture
 def counted_runs(monkeypatch):
-    """Every command the runner starts, by kind (recipe = training, module = evaluation)."""
+    """Every training (recipe) and evaluation (eval module) the runner starts, in order."""
     calls = []
-    real = runner.run_logged
+    real_run, real_module = runner.run_logged, runner.run_module
 
-    def counting(cmd, log, cwd, env=None):
-        calls.append("train" if cmd[0] == "bash" else "eval")
-        return real(cmd, log, cwd, env)
+    def counting_run(cmd, log, cwd, env=None):
+        calls.append("train" if cmd[0] == "bash" else cmd[2])
+        return real_run(cmd, log, cwd, env)
 
-    monkeypatch.setattr(runner, "run_logged", counting)
+    def counting_module(module, argv, log):
+        calls.append("eval")
+        return real_module(module, argv, log)
+
+    monkeypatch.setattr(runner, "run_logged", counting_run)
+    monkeypatch.setattr(runner, "run_module", counting_module)
     return calls
 
 
@@ -237,3 +242,13 @@ def test_time_left_is_estimated_per_kind_of_unit(tmp_path, capsys):
     progress.finished(evaluate, 10.0, "evaluated", remaining=[method_unit(tmp_path, "MuNG", 0)] * 2 + [evaluate])
     assert "left ~2m10s" in capsys.readouterr().out.splitlines()[-1]  # 2 x 60 s + 10 s
     assert progress._estimate(runner.Unit("efficiency", tmp_path)) == pytest.approx(35.0)  # nothing of its kind yet
+
+
+def test_a_failing_eval_module_fails_its_unit_with_its_log(tmp_path, monkeypatch):
+    (tmp_path / "broken_eval.py").write_text("def main(argv):\n    print('answering', argv)\n"
+                                             "    raise ValueError('bad question file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(runner.UnitFailed, match="bad question file") as err:
+        runner.run_module("broken_eval", ["--x"], tmp_path / "eval.log")
+    assert str(tmp_path / "eval.log") in str(err.value)
+    assert "answering ['--x']" in (tmp_path / "eval.log").read_text()

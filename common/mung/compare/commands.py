@@ -82,10 +82,11 @@ def recipe_command(spec: ComparisonRecipes, tuning: str) -> list[str]:
     return ["bash", spec.recipes[tuning].script]
 
 
-def eval_command(spec: ComparisonRecipes, setup: Setup, checkpoint: str, model_base: Optional[str], questions: str,
-                 answers: Path, seed: int) -> list[str]:
-    """Greedy answers to ``questions``; noise as the checkpoint stores it (sampled with ``seed``)."""
-    cmd = [sys.executable, "-m", spec.eval_module, "--model-path", checkpoint, "--question-file", questions,
+def eval_argv(spec: ComparisonRecipes, setup: Setup, checkpoint: str, model_base: Optional[str], questions: str,
+              answers: Path, seed: int) -> list[str]:
+    """Flags of ``python -m <eval module>`` for greedy answers to ``questions``; noise as the checkpoint stores it
+    (sampled with ``seed``)."""
+    cmd = ["--model-path", checkpoint, "--question-file", questions,
            "--answers-file", str(answers), "--temperature", "0", "--max_new_tokens", str(MAX_NEW_TOKENS),
            "--seed", str(seed), *spec.eval_flags]
     if setup.image_folder:

@@ -1,9 +1,11 @@
 """Running a comparison unit by unit: the tiny world's stage-1 base (when no start checkpoint is given), then one
 training + evaluation per (method, seed), then the efficiency measurement; a line per unit with the time left.
 
-Every unit is a subprocess of the project's own commands (the backbone's recipes in ``scripts/``, its
-question-answering module, ``benchmarks/``) with its log under the unit's ``logs/``; a unit that already has its
-done-marker is skipped, so an interrupted comparison resumes where it stopped.
+Every unit runs the project's own commands with their logs under the unit's ``logs/``: the backbone's recipes in
+``scripts/`` and ``benchmarks/`` as subprocesses, the backbone's question-answering module in this process (a
+subprocess would pay the imports and model loading start-up again for every unit, as long as the evaluation itself
+on the tiny world). A unit that already has its done-marker is skipped, so an interrupted comparison resumes where
+it stopped.
 """
 
 from __future__ import annotations
@@ -118,12 +120,39 @@ def run_method(unit: Unit, method: Method, ctx: Context, start: str) -> dict[str
     return result
 
 
+def run_module(module: str, argv: list[str], log: Path) -> float:
+    """``python -m module argv`` in this process (its imports are paid once per comparison, not once per unit),
+    its printing into ``log``; seconds. A failure raises UnitFailed naming the command and the log."""
+    import contextlib
+    import importlib
+    import traceback
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = f"python -m {module} {' '.join(argv)}"
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as handle, contextlib.redirect_stdout(handle), \
+            contextlib.redirect_stderr(handle):
+        print(f"# {command}", flush=True)
+        try:
+            importlib.import_module(module).main(argv)
+            failure = None
+        except SystemExit as exit_:  # argparse
+            failure = None if exit_.code in (0, None) else f"exit {exit_.code}"
+        except Exception as err:  # noqa: BLE001 - any error of the module fails the unit, with its traceback logged
+            traceback.print_exc()
+            failure = f"{type(err).__name__}: {err}"
+    if failure:
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+        raise UnitFailed(f"{command} failed ({failure}); last lines of {log}:\n{tail}")
+    return time.perf_counter() - start
+
+
 def evaluate(unit: Unit, ctx: Context, checkpoint: str, model_base: Optional[str]) -> dict[str, Any]:
     from tiny_world import score_answers
 
     answers = unit.folder / "answers.jsonl"
-    cmd = commands.eval_command(ctx.spec, ctx.setup, checkpoint, model_base, ctx.questions, answers, unit.seed or 0)
-    seconds, _ = run_logged(cmd, unit.logs / "eval.log", ctx.repo)
+    argv = commands.eval_argv(ctx.spec, ctx.setup, checkpoint, model_base, ctx.questions, answers, unit.seed or 0)
+    seconds = run_module(ctx.spec.eval_module, argv, unit.logs / "eval.log")
     return {"seconds": seconds, "answers": str(answers), "scores": score_answers(str(answers), ctx.truth)}
 
 
