@@ -102,6 +102,6 @@ class Budget:
     eval_per_family: Optional[int]
 
 
-TINY = Budget(steps=150, batch=16, base_steps=None, eval_per_family=None)
+TINY = Budget(steps=300, batch=16, base_steps=None, eval_per_family=None)
 TINY_FAST = Budget(steps=80, batch=16, base_steps=None, eval_per_family=None)
 REAL = Budget(steps=None, batch=None, base_steps=None, eval_per_family=None)

@@ -34,7 +34,9 @@ class UnitFailed(RuntimeError):
 
 
 def run_logged(cmd: list[str], log: Path, cwd: Path, env: Optional[dict[str, str]] = None) -> tuple[float, str]:
-    """Run ``cmd`` in ``cwd`` with stdout+stderr to ``log``; (seconds, output). ``env`` is added to ours."""
+    """Run ``cmd`` in ``cwd`` with stdout+stderr appended to ``log``; (seconds, the whole log). ``env`` is added to
+    ours. Appending keeps what an earlier attempt of the unit logged: a recipe rerun on a finished training says
+    only that it is finished, and the trainable-parameter line is in the attempt that trained."""
     log.parent.mkdir(parents=True, exist_ok=True)
     unset = sorted(key for key, value in (env or {}).items() if value is None)
     if unset:
@@ -42,7 +44,7 @@ def run_logged(cmd: list[str], log: Path, cwd: Path, env: Optional[dict[str, str
     full_env = {**os.environ, **(env or {})}
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")  # recipes' python
     start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as handle:
+    with open(log, "a", encoding="utf-8") as handle:
         shown = " ".join(f"{k}={v!r}" for k, v in sorted((env or {}).items()))
         handle.write(f"# {shown} {' '.join(cmd)}\n")
         handle.flush()
@@ -61,7 +63,8 @@ def training_summary(output_dir: Path, log_text: str, log: Path) -> dict[str, An
     steps, runtime, first and last loss, peak GPU memory when it was measured."""
     found = TRAINABLE_RE.findall(log_text)
     if not found:
-        raise ValueError(f"{log} has no 'trainable params: …' line; cannot report the trainable share.")
+        raise ValueError(f"{log} has no 'trainable params: …' line; cannot report the trainable share. If the run in "
+                         f"{output_dir} was trained before this log was written, delete that folder to train it again.")
     trainable, total, share = found[-1]
     state = read_json(output_dir / "trainer_state.json", "the Trainer state of a finished training run")
     history = state.get("log_history", [])
