@@ -252,3 +252,25 @@ def test_a_failing_eval_module_fails_its_unit_with_its_log(tmp_path, monkeypatch
         runner.run_module("broken_eval", ["--x"], tmp_path / "eval.log")
     assert str(tmp_path / "eval.log") in str(err.value)
     assert "answering ['--x']" in (tmp_path / "eval.log").read_text()
+
+
+@pytest.mark.parametrize("seed, expected", [(0, "/w"), (1, "own")])
+def test_efficiency_never_hands_the_benchmarks_a_world_they_would_rebuild(tmp_path, monkeypatch, seed, expected):
+    """benchmarks/ build (tiny, seed 0) into the folder they are given; a world of another seed must not be it."""
+    worlds = []
+
+    def fake_run(cmd, log, cwd, env=None):
+        worlds.append(cmd[cmd.index("--world") + 1])
+        out = Path(cmd[cmd.index("--json") + 1])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+        return 0.0, ""
+
+    monkeypatch.setattr(runner, "run_logged", fake_run)
+    spec = by_name("llava").comparison
+    setup = tiny_setup("llava", spec, MANIFEST, "/w", Budget(7, 2, None, None), start=None)
+    ctx = runner.Context(spec=spec, setup=setup, repo=tmp_path, out=tmp_path,
+                         manifest={**MANIFEST, "preset": "tiny", "seed": seed})
+    unit = runner.Unit("efficiency", tmp_path / "efficiency")
+    runner.run_efficiency(unit, ctx)
+    assert worlds == [str(unit.folder / "world") if expected == "own" else expected] * 2

@@ -163,7 +163,10 @@ def run_efficiency(unit: Unit, ctx: Context) -> dict[str, Any]:
     """benchmarks/training_step.py and inference_latency.py on the tiny world (fresh random models: timing does not
     depend on trained weights)."""
     results: dict[str, Any] = {"load_before": os.getloadavg()[0]}
-    for name, cmd in commands.benchmark_commands(ctx.setup.backbone, ctx.setup.world, unit.folder).items():
+    world = ctx.setup.world
+    if (ctx.manifest.get("preset"), ctx.manifest.get("seed")) != ("tiny", 0):
+        world = str(unit.folder / "world")  # the benchmarks build (tiny, seed 0) and would rebuild another world
+    for name, cmd in commands.benchmark_commands(ctx.setup.backbone, world, unit.folder).items():
         seconds, _ = run_logged(cmd, unit.logs / f"{name}.log", ctx.repo)
         results[name] = {"seconds": seconds, **read_json(unit.folder / f"{name}.json", f"{name}'s JSON output")}
     results["load_after"] = os.getloadavg()[0]
