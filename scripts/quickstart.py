@@ -337,6 +337,27 @@ def stage_two(backbone: Backbone, plan: Plan, args: argparse.Namespace, ctx: dic
     return out
 
 
+def ask_and_draw(backbone: Backbone, args: argparse.Namespace, ctx: dict, mung_dir: Path,
+                 seconds: dict) -> tuple[dict, Path]:
+    """The first shift-eval question through the CLI (typed on stdin) and the noise map of its image."""
+    question_row, truth = read_jsonl(ctx["shift_q"])[0], read_jsonl(ctx["shift_t"])[0]
+    image = str(Path(ctx["manifest"]["image_folder"]) / question_row["image"])
+    question = question_row["text"]
+    model = ["--model-path", str(mung_dir), "--model-base", str(ctx["base_dir"])]
+    cli_cmd = [sys.executable, "-m", backbone.cli_module, *model, "--image-file", image, "--device", "cpu",
+               "--temperature", "0", "--max-new-tokens", str(MAX_NEW_TOKENS), "--seed", str(args.seed)]
+    seconds["cli"], cli_out = run("CLI: one question on stdin", cli_cmd, ctx["logs"] / "cli.log", ctx["env"],
+                                  stdin=question.replace("\n", " ") + "\n")
+    noise_map = ctx["run_dir"] / "noise_map.png"
+    noise_cmd = [sys.executable, "-m", "mung.visualize", *model, "--image-file", image,
+                 "--question", question.split("\n")[0], "--out", str(noise_map), "--device", "cpu"]
+    seconds["noise_map"], _ = run("noise map of that question's image", noise_cmd, ctx["logs"] / "noise_map.log",
+                                  ctx["env"])
+    cli = {"command": " ".join(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
+           "reply": cli_reply(cli_out)}
+    return cli, noise_map
+
+
 def quickstart(args: argparse.Namespace) -> dict:
     import tiny_world
 
@@ -386,32 +407,33 @@ def quickstart(args: argparse.Namespace) -> dict:
         eval_cmd(backbone, str(base_dir), None, shift_q, manifest, answers["before"], plan, args.seed),
         logs / "eval_before.log", env)
     ctx = {"manifest": manifest, "run_dir": run_dir, "logs": logs, "base_dir": base_dir, "eval_dir": eval_dir,
-           "shift_q": shift_q, "shift_t": shift_t, "env": env}
+           "shift_q": shift_q, "shift_t": shift_t, "env": env, "world_dir": world_dir, "out": out,
+           "answers": answers, "white_t": white_t}
     runs = [stage_two(backbone, plan, args, ctx, seed) for seed in seeds]
     for r in runs:
         for key, value in r["seconds"].items():
             seconds[key] = seconds.get(key, 0.0) + value
-    first = runs[0]
-    mung_dir = first["mung"]["dir"]
-    noise_mode = read_jsonl(first["mung"]["answers"])[0].get("metadata", {}).get("noise_mode")
+    mung_dir = runs[0]["mung"]["dir"]
 
     # 5. CLI, 6. noise map
-    question_row, truth = read_jsonl(shift_q)[0], read_jsonl(shift_t)[0]
-    image = str(Path(manifest["image_folder"]) / question_row["image"])
-    question = question_row["text"]
-    cli_cmd = [sys.executable, "-m", backbone.cli_module, "--model-path", str(mung_dir), "--model-base",
-               str(base_dir), "--image-file", image, "--device", "cpu", "--temperature", "0",
-               "--max-new-tokens", str(MAX_NEW_TOKENS), "--seed", str(args.seed)]
-    seconds["cli"], cli_out = run("CLI: one question on stdin", cli_cmd, logs / "cli.log", env,
-                                  stdin=question.replace("\n", " ") + "\n")
-    noise_map = run_dir / "noise_map.png"
-    noise_cmd = [sys.executable, "-m", "mung.visualize", "--model-path", str(mung_dir), "--model-base",
-                 str(base_dir), "--image-file", image, "--question", question.split("\n")[0], "--out",
-                 str(noise_map), "--device", "cpu"]
-    seconds["noise_map"], _ = run("noise map of that question's image", noise_cmd, logs / "noise_map.log", env)
+    cli, noise_map = ask_and_draw(backbone, args, ctx, mung_dir, seconds)
     seconds["total"] = time.perf_counter() - t0
 
-    chance = manifest["chance"]
+    report = compose_report(args, backbone, plan, seeds, ctx, runs, seconds, cli, noise_map)
+    report_file = run_dir / REPORT_NAME
+    report_file.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    report["report_file"] = str(report_file)
+    print(format_report(report), flush=True)
+    return report
+
+
+def compose_report(args: argparse.Namespace, backbone: Backbone, plan: Plan, seeds: list[int], ctx: dict,
+                   runs: list[dict], seconds: dict, cli: dict, noise_map: Path) -> dict:
+    """Everything the quickstart measured, as the report's JSON object."""
+    first, chance, answers = runs[0], ctx["manifest"]["chance"], ctx["answers"]
+    base_dir, mung_dir, shift_q, shift_t = ctx["base_dir"], first["mung"]["dir"], ctx["shift_q"], ctx["shift_t"]
+    noise_mode = read_jsonl(first["mung"]["answers"])[0].get("metadata", {}).get("noise_mode")
+    world_dir, white_t = ctx["world_dir"], ctx["white_t"]
     report = {
         "backbone": backbone.name,
         "fast": args.fast,
@@ -439,16 +461,12 @@ def quickstart(args: argparse.Namespace) -> dict:
                        "control": over_seeds([r["control"]["scores"] for r in runs])},
         "eval_split": "shift_eval (dark noisy backgrounds)",
         "samples": pick_samples(shift_q, shift_t, answers["before"], first["mung"]["answers"], SAMPLES),
-        "cli": {"command": " ".join(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
-                "reply": cli_reply(cli_out)},
+        "cli": cli,
         "noise_map": str(noise_map),
-        "next": next_steps(backbone, world_dir, base_dir, mung_dir, out),
+        "next": next_steps(backbone, world_dir, base_dir, mung_dir, ctx["out"]),
     }
-    report["chance_overall"] = sum(chance[t["family"]] for t in read_jsonl(shift_t)) / len(read_jsonl(shift_t))
-    report_file = run_dir / REPORT_NAME
-    report_file.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    report["report_file"] = str(report_file)
-    print(format_report(report), flush=True)
+    truth = read_jsonl(shift_t)
+    report["chance_overall"] = sum(chance[t["family"]] for t in truth) / len(truth)
     return report
 
 

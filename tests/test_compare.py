@@ -2,7 +2,6 @@
 report's numbers against hand computations on fabricated unit results, the settings check, the chart, and (slow)
 a real 2-method, 1-seed, few-step comparison that a rerun resumes instead of retraining."""
 
-import argparse
 import math
 import shlex
 from pathlib import Path
@@ -15,7 +14,7 @@ from mung.compare.__main__ import budget_of, parse_args
 from mung.compare.commands import training_env
 from mung.compare.plan import METHODS, PLANS, Budget, methods_of, plans_of
 from mung.compare.session import compare
-from mung.compare.setup import Setup, check_or_store, tiny_setup
+from mung.compare.setup import check_or_store, tiny_setup
 from mung.compare.units import method_unit
 
 MANIFEST = {"image_folder": "/w/images", "llava_vision_tower": "/w/clip", "llava_shift_train_json": "/w/l.json",
