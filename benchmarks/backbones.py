@@ -39,10 +39,10 @@ CONTENDERS = {
          "--learning_rate", "2e-4"],
         "lora",
     ),
-    # LLaVA's flags have no DoRA switch: the LoRA recipe with use_dora=True (see build_llava).
+    # LLaVA: the LoRA recipe with --lora_use_dora True.
     "DoRA r32": (
-        ["--lora_enable", "True", "--lora_r", str(LORA_R), "--lora_alpha", str(2 * LORA_R), "--mm_projector_lr", "2e-5",
-         "--learning_rate", "2e-4"],
+        ["--lora_enable", "True", "--lora_use_dora", "True", "--lora_r", str(LORA_R), "--lora_alpha", str(2 * LORA_R),
+         "--mm_projector_lr", "2e-5", "--learning_rate", "2e-4"],
         "dora",
     ),
     "full FT": (["--learning_rate", "2e-5"], "full"),
@@ -91,7 +91,7 @@ def build_llava(manifest: dict, contender: Optional[str], device: str = "cpu", s
 
     model_args, data_args, training_args, ng_args = llava_arguments(manifest, contender or "full FT", device)
     torch.manual_seed(seed)  # the fresh projector and generator: identical in every contender that has them
-    model, tokenizer = prepare_model(model_args, data_args, training_args, ng_args, use_dora=contender == "DoRA r32")
+    model, tokenizer = prepare_model(model_args, data_args, training_args, ng_args)
     model.to(training_args.device)
     return model, tokenizer, (model_args, data_args, training_args, ng_args)
 

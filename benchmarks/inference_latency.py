@@ -27,7 +27,7 @@ from tqdm import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from benchmarks.backbones import build_llava, build_qwen, load_world
-from benchmarks.report import table, write_section
+from benchmarks.report import table, write_json, write_section
 from mung.backbones import Prompt, by_name
 from mung.eval.questions import questions_from_jsonl
 from mung.loading import LoadedModel
@@ -210,7 +210,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's); 1 gives steadier numbers on a busy shared machine")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--json", default=None,
+                        help="also write the raw measurements (one backbone) as JSON here, e.g. for mung.compare")
     args = parser.parse_args()
+    if args.json and args.backbone == "both":
+        parser.error("--json takes one backbone; pass --backbone llava or qwen")
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2 (TPOT needs two tokens)")
 
@@ -220,6 +224,8 @@ def main() -> None:
         measured = measure(backbone, args.preset, args.world, args.new_tokens, args.repeats, args.warmup,
                            args.prompts, args.device, threads=args.threads)
         load_after = os.getloadavg()[0]
+        if args.json:
+            write_json(args.json, {**measured, "load_average": [load_before, load_after]})
         body = (
             f"## Inference latency: {backbone}, {args.preset} preset, batch 1, {args.new_tokens} new tokens, "
             f"{args.device}\n\n" + render(measured)

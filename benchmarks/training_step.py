@@ -33,7 +33,7 @@ from transformers import Trainer
 
 from benchmarks.backbones import CONTENDERS, build_llava, build_qwen, load_world
 from benchmarks.memory import PeakMeter, run_in_fresh_process
-from benchmarks.report import table, write_section
+from benchmarks.report import table, write_json, write_section
 from mung.training.parameters import count_parameters, optimizer_groups
 
 BACKBONES = ("llava", "qwen")
@@ -190,7 +190,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's); 1 gives steadier numbers on a busy shared machine")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--json", default=None,
+                        help="also write the raw measurements (one backbone) as JSON here, e.g. for mung.compare")
     args = parser.parse_args()
+    if args.json and args.backbone == "both":
+        parser.error("--json takes one backbone; pass --backbone llava or qwen")
 
     backbones = BACKBONES if args.backbone == "both" else (args.backbone,)
     for backbone in backbones:
@@ -198,6 +202,8 @@ def main() -> None:
         rows = measure(backbone, args.preset, args.world, args.batch, args.steps, args.warmup, args.device,
                        threads=args.threads)
         load_after = os.getloadavg()[0]
+        if args.json:
+            write_json(args.json, {"rows": rows, "load_average": [load_before, load_after], "batch": args.batch})
         memory_note = (
             "CUDA max_memory_allocated during 3 steps minus the allocation before them"
             if args.device.startswith("cuda")

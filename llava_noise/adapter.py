@@ -19,6 +19,7 @@ from mung.backbones import IMAGE_PLACEHOLDER, Backbone, EncodedPrompt, Prompt
 from mung.loading import check_loading_info
 from noise_generator import NoiseGeneratorConfig, check_generator_fits
 
+from .comparison import COMPARISON
 from .constants import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, DEFAULT_IMAGE_PATCH_TOKEN, IMAGE_TOKEN_INDEX
 from .conversation import SeparatorStyle, conv_templates, get_conv_template
 from .mm_utils import process_images, tokenizer_image_token
@@ -75,6 +76,7 @@ def padded_content_box(image: Image.Image, aspect_ratio: Optional[str]) -> Optio
 
 class LlavaBackbone(Backbone):
     name = "llava"
+    comparison = COMPARISON
     restorable = ("mm_projector.", "noise_generator.")
 
     def serves(self, config: dict) -> bool:

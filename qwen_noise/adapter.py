@@ -18,6 +18,7 @@ from mung.backbones import Backbone, EncodedPrompt, Prompt
 from mung.loading import check_loading_info
 from noise_generator import NoiseGeneratorConfig
 
+from .comparison import COMPARISON
 from .data.prompting import encode_images, tokenize_conversation
 from .model.builder import QUANTIZATION_SKIP, noise_config
 from .model.modeling import Qwen2_5_VLNoiseForConditionalGeneration
@@ -29,6 +30,7 @@ TEMPLATE = "qwen2_5_vl"
 
 class QwenBackbone(Backbone):
     name = "qwen"
+    comparison = COMPARISON
 
     def serves(self, config: dict) -> bool:
         return config.get("model_type") in MODEL_TYPES

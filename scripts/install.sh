@@ -12,5 +12,5 @@ TORCHVISION_SPEC=${TORCHVISION_SPEC:-torchvision==0.29.1}
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC" "$TORCHVISION_SPEC"
 # DeepSpeed builds its C++/CUDA ops lazily on first use; installing it as pure Python takes seconds.
-DS_BUILD_OPS=0 "$VENV/bin/python" -m pip install --quiet -e ".[train,serve,dev]"
+DS_BUILD_OPS=0 "$VENV/bin/python" -m pip install --quiet -e ".[train,serve,compare,dev]"
 "$VENV/bin/python" -c "import torch, transformers, noise_generator; print(f'installed: torch {torch.__version__}, transformers {transformers.__version__}')"

@@ -7,14 +7,20 @@ Stages (each one the project's own command, run as a subprocess with its log und
           (``scripts/v1_5/finetune.sh`` / ``scripts/qwen/finetune_full.sh``): the "pretrained" model a user starts
           from, as real users start from LLaVA-1.5 or Qwen2.5-VL.
 2. MuNG   from that base, on the dark noisy domain-shift train split: generator + LoRA for LLaVA
-          (``scripts/v1_5/finetune_noise_lora.sh``), generator only for Qwen (``scripts/qwen/finetune_noise.sh``).
-3. eval   ``model_vqa_loader`` on the shift eval split, before = the base as it is (no generator, so no noise:
-          what the user has before MuNG; stage 2 at step 0 differs from it only by the untrained generator's random
-          noise, which would flatter the gain), after = the MuNG checkpoint in its stored inference mode.
-          The base is also scored on the white-background eval split (what stage 1 reached).
-4. score  ``tiny_world.score_answers`` per family, overall, with each family's chance accuracy.
+          (``scripts/v1_5/finetune_noise_lora.sh``), generator only for Qwen (``scripts/qwen/finetune_noise.sh``);
+          once per seed (``--seeds``).
+   control the same steps, batch and data with LoRA r32 and no generator (``finetune_lora.sh``): what the
+          generator itself adds is MuNG minus the control, not MuNG minus the untuned base.
+3. eval   ``model_vqa_loader`` on the shift eval split (60 questions per family), before = the base as it is (no
+          generator, so no noise: what the user has before MuNG; stage 2 at step 0 differs from it only by the
+          untrained generator's random noise, which would flatter the gain), after = the MuNG checkpoint in its
+          stored inference mode, control = the LoRA checkpoint. The base is also scored on the white-background
+          eval split (what stage 1 reached).
+4. score  ``tiny_world.score_answers`` per family (with its question count and chance accuracy) and overall; with
+          several seeds, mean ± std over them.
 5. CLI    one shift-eval question through ``python -m <backbone>.serve.cli``, typed on stdin.
-6. report printed and written to ``<out>/<backbone>/quickstart_report.json``.
+6. noise  the noise map of that question's image (``python -m mung.visualize``), written as a PNG.
+7. report printed (with what to run next) and written to ``<out>/<backbone>/quickstart_report.json``.
 
 ``--fast`` shrinks every stage (a few steps, a few questions) to check the plumbing in about a minute; its
 accuracies mean nothing.
@@ -27,7 +33,9 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -61,27 +69,33 @@ class Stage:
 class Plan:
     base: Stage
     mung: Stage
+    control: Stage  # LoRA r32 without the generator, the same steps and batch as ``mung``
     eval_questions: Optional[int]  # None: the whole split
     eval_batch: int
+    seeds: int  # stage-2 runs (MuNG and control) per seed; the report gives their mean ± std
 
 
-# Sized for the 10-minute, 2-core CPU budget (about 2 min per training stage). On tiny_world builder version 2
-# (colour/shape questions about one large shape) the LLaVA base reaches ~99% colour and 55-70% shape on the white
-# eval split (chance 1/6, 1/3); the projector's own higher lr is what lifts shape (lr 2e-3 for all: ~54%).
-# Qwen likewise needs the merger's own lr (--merger_lr) and 400 steps: white eval colour 100% / shape 52-72% (250
-# steps at lr 2e-3 for all: shape at chance); its generator-only stage 2 learns with lr 1e-2, not 1e-3.
+# Sized for a few minutes on 2 CPU cores (LLaVA: ~6 min at load 2-3). On tiny_world builder version 3 (balanced
+# eval, 60 questions per family) the LLaVA base of 1200 steps at lr 2e-3 (projector 1e-2) reaches colour 100%,
+# position 88%, shape 68%, count 48% on the white eval split, and yes/no only sometimes (it hovers around chance:
+# the colour named in the question must be compared with the image's). Qwen needs the merger's own lr
+# (--merger_lr) likewise and learns less in 1500 steps (colour and yes/no); its generator-only stage 2 learns with
+# lr 1e-2, not 1e-3, and varies more from seed to seed than LLaVA's: two seeds by default.
 PLANS = {
-    "llava": Plan(base=Stage(steps=250, batch=16, lr=1e-3, projector_lr=1e-2),
-                  mung=Stage(steps=120, batch=16, lr=1e-3, ng_lr=1e-3), eval_questions=None, eval_batch=32),
-    "qwen": Plan(base=Stage(steps=400, batch=16, lr=1e-3, projector_lr=1e-2),
-                 mung=Stage(steps=300, batch=16, lr=1e-2), eval_questions=None, eval_batch=1),
+    "llava": Plan(base=Stage(steps=1200, batch=16, lr=2e-3, projector_lr=1e-2),
+                  mung=Stage(steps=150, batch=16, lr=1e-3, ng_lr=1e-3), control=Stage(steps=150, batch=16, lr=1e-3),
+                  eval_questions=None, eval_batch=32, seeds=1),
+    "qwen": Plan(base=Stage(steps=1500, batch=16, lr=2e-3, projector_lr=1e-2),
+                 mung=Stage(steps=200, batch=16, lr=1e-2), control=Stage(steps=200, batch=16, lr=1e-3),
+                 eval_questions=None, eval_batch=16, seeds=2),
 }
 FAMILY_PLAN = quickstart_backbones.PLAN  # every transformers VLM family of the tiny world (see quickstart_backbones)
 PLANS.update({name: Plan(Stage(**FAMILY_PLAN["base"]), Stage(**FAMILY_PLAN["mung"]), FAMILY_PLAN["eval_questions"],
                          FAMILY_PLAN["eval_batch"]) for name in quickstart_backbones.families()})
 # --fast: one step per stage and one question per family, batched into one eval batch: every stage runs once.
 FAST_PLAN = Plan(base=Stage(steps=1, batch=2, lr=1e-3), mung=Stage(steps=1, batch=2, lr=1e-3, ng_lr=1e-3),
-                 eval_questions=5, eval_batch=5)
+                 control=Stage(steps=1, batch=2, lr=1e-3), eval_questions=5, eval_batch=5, seeds=1)
+CONTROL_RANK = 32
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,8 @@ class Backbone:
     name: str
     base_recipe: str
     mung_recipe: str
+    control_recipe: str
+    lora_alpha: int  # of the control's LoRA r32: the recipes' convention (LLaVA alpha 2r, Qwen alpha r)
     mung_label: str
     eval_module: str
     cli_module: str
@@ -98,9 +114,11 @@ class Backbone:
 
 BACKBONES = {
     "llava": Backbone("llava", "scripts/v1_5/finetune.sh", "scripts/v1_5/finetune_noise_lora.sh",
+                      "scripts/v1_5/finetune_lora.sh", 2 * CONTROL_RANK,
                       "noise generator + LoRA (r 32) + projector", "llava_noise.eval.model_vqa_loader",
                       "llava_noise.serve.cli", "llava_train_json", "llava_shift_train_json"),
     "qwen": Backbone("qwen", "scripts/qwen/finetune_full.sh", "scripts/qwen/finetune_noise.sh",
+                     "scripts/qwen/finetune_lora.sh", CONTROL_RANK,
                      "noise generator only (MLLM frozen)", "qwen_noise.eval.model_vqa_loader",
                      "qwen_noise.serve.cli", "qwen_train_json", "qwen_shift_train_json"),
 }
@@ -235,8 +253,9 @@ def eval_cmd(backbone: Backbone, model: str, base: Optional[str], questions: str
            "--max_new_tokens", str(MAX_NEW_TOKENS), "--device", "cpu", "--seed", str(seed)]
     if base:
         cmd += ["--model-base", base]
+    cmd += ["--batch-size", str(plan.eval_batch)]
     if backbone.name == "llava":
-        cmd += ["--conv-mode", "vicuna_v1", "--batch-size", str(plan.eval_batch), "--num-workers", "1"]
+        cmd += ["--conv-mode", "vicuna_v1", "--num-workers", "1"]
     return cmd
 
 
@@ -287,12 +306,71 @@ def pick_samples(questions: str, truth: str, before: Path, after: Path, n: int) 
 
 
 # ----------------------------------------------------------------------------------------------------- main flow
+def over_seeds(runs: list[dict]) -> dict:
+    """Mean and sample std (None for one run) of overall and per-family accuracy over the seeds' scores."""
+    def stats(values: list[float]) -> dict:
+        return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
+
+    families = runs[0]["per_family"]
+    return {"seeds": len(runs), "overall": stats([r["overall"] for r in runs]),
+            "per_family": {f: stats([r["per_family"][f] for r in runs]) for f in families}}
+
+
+def stage_two(backbone: Backbone, plan: Plan, args: argparse.Namespace, ctx: dict, seed: int) -> dict:
+    """MuNG and the control (LoRA r32, no generator) from the base with ``seed``, each evaluated on the shift
+    split; their folders, logs, seconds and scores."""
+    manifest, run_dir, logs, base_dir = ctx["manifest"], ctx["run_dir"], ctx["logs"], ctx["base_dir"]
+    suffix = "" if seed == args.seed else f"-seed{seed}"
+    out: dict = {"seed": seed, "seconds": {}}
+    runs = {"mung": (plan.mung, backbone.mung_recipe, {}, f"MuNG ({backbone.mung_label})"),
+            "control": (plan.control, backbone.control_recipe,
+                        {"LORA_R": CONTROL_RANK, "LORA_ALPHA": backbone.lora_alpha, "TUNE": "lora"},
+                        f"control (LoRA r{CONTROL_RANK}, no generator)")}
+    for key, (stage, recipe, extra, label) in runs.items():
+        folder = run_dir / f"{key}{suffix}"
+        env = {**training_env(backbone, stage, str(base_dir), manifest[backbone.shift_train_json], manifest,
+                              folder, seed), **extra}
+        out["seconds"][key], log_text = run(f"stage 2: {label}, seed {seed}, dark noisy backgrounds",
+                                            ["bash", recipe], logs / f"stage2_{key}{suffix}.log",
+                                            child_env(args.threads, env))
+        answers = ctx["eval_dir"] / f"{'after' if key == 'mung' else key}{suffix}.jsonl"
+        out["seconds"][f"eval_{'after' if key == 'mung' else key}"], _ = run(
+            f"eval: {label}, seed {seed}, on the shift eval split",
+            eval_cmd(backbone, str(folder), str(base_dir), ctx["shift_q"], manifest, answers, plan, seed),
+            logs / f"eval_{key}{suffix}.log", ctx["env"])
+        out[key] = {"dir": folder, "log": log_text, "logfile": logs / f"stage2_{key}{suffix}.log",
+                    "answers": answers, "scores": scores_of(answers, ctx["shift_t"])}
+    return out
+
+
+def ask_and_draw(backbone: Backbone, args: argparse.Namespace, ctx: dict, mung_dir: Path,
+                 seconds: dict) -> tuple[dict, Path]:
+    """The first shift-eval question through the CLI (typed on stdin) and the noise map of its image."""
+    question_row, truth = read_jsonl(ctx["shift_q"])[0], read_jsonl(ctx["shift_t"])[0]
+    image = str(Path(ctx["manifest"]["image_folder"]) / question_row["image"])
+    question = question_row["text"]
+    model = ["--model-path", str(mung_dir), "--model-base", str(ctx["base_dir"])]
+    cli_cmd = [sys.executable, "-m", backbone.cli_module, *model, "--image-file", image, "--device", "cpu",
+               "--temperature", "0", "--max-new-tokens", str(MAX_NEW_TOKENS), "--seed", str(args.seed)]
+    seconds["cli"], cli_out = run("CLI: one question on stdin", cli_cmd, ctx["logs"] / "cli.log", ctx["env"],
+                                  stdin=question.replace("\n", " ") + "\n")
+    noise_map = ctx["run_dir"] / "noise_map.png"
+    noise_cmd = [sys.executable, "-m", "mung.visualize", *model, "--image-file", image,
+                 "--question", question.split("\n")[0], "--out", str(noise_map), "--device", "cpu"]
+    seconds["noise_map"], _ = run("noise map of that question's image", noise_cmd, ctx["logs"] / "noise_map.log",
+                                  ctx["env"])
+    cli = {"command": " ".join(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
+           "reply": cli_reply(cli_out)}
+    return cli, noise_map
+
+
 def quickstart(args: argparse.Namespace) -> dict:
     import tiny_world
 
     t0 = time.perf_counter()
     backbone = BACKBONES[args.backbone]
     plan = FAST_PLAN if args.fast else PLANS[args.backbone]
+    seeds = [args.seed + k for k in range(args.seeds or plan.seeds)]
     out = Path(args.out).resolve()
     run_dir = out / backbone.name
     if run_dir.exists():
@@ -319,20 +397,13 @@ def quickstart(args: argparse.Namespace) -> dict:
                             args.seed)
     seconds["base"], _ = run("stage 1: base (full fine-tuning, white backgrounds)", ["bash", backbone.base_recipe],
                              logs / "stage1_base.log", child_env(args.threads, base_env))
-    # 2. MuNG
-    mung_dir = run_dir / "mung"
-    mung_env = training_env(backbone, plan.mung, str(base_dir), manifest[backbone.shift_train_json], manifest,
-                            mung_dir, args.seed)
-    seconds["mung"], mung_log = run(f"stage 2: MuNG ({backbone.mung_label}, dark noisy backgrounds)",
-                                    ["bash", backbone.mung_recipe], logs / "stage2_mung.log",
-                                    child_env(args.threads, mung_env))
 
-    # 3-4. eval + score
+    # 2-4. MuNG and control per seed, evaluated; the base before them
     eval_dir = run_dir / "eval"
     shift_q, shift_t = subset(manifest["shift_eval_questions"], manifest["shift_eval_answers"], eval_dir,
                               plan.eval_questions)
     white_q, white_t = subset(manifest["eval_questions"], manifest["eval_answers"], eval_dir, plan.eval_questions)
-    answers = {k: eval_dir / f"{k}.jsonl" for k in ("base_white", "before", "after")}
+    answers = {k: eval_dir / f"{k}.jsonl" for k in ("base_white", "before")}
     if not args.fast:  # what stage 1 reached; --fast skips it to keep the plumbing check short
         seconds["eval_base_white"], _ = run(
             "eval: base on the white-background eval split",
@@ -342,53 +413,20 @@ def quickstart(args: argparse.Namespace) -> dict:
         "eval before: base, no generator, on the shift eval split",
         eval_cmd(backbone, str(base_dir), None, shift_q, manifest, answers["before"], plan, args.seed),
         logs / "eval_before.log", env)
-    seconds["eval_after"], _ = run(
-        "eval after: MuNG checkpoint on the shift eval split",
-        eval_cmd(backbone, str(mung_dir), str(base_dir), shift_q, manifest, answers["after"], plan, args.seed),
-        logs / "eval_after.log", env)
-    noise_mode = read_jsonl(answers["after"])[0].get("metadata", {}).get("noise_mode")
-    if noise_mode is None:  # qwen_noise's loader records only an explicit --noise-mode: read the checkpoint's
-        generator_config = mung_dir / "noise_generator_config.json"
-        if generator_config.is_file():
-            mode = json.loads(generator_config.read_text(encoding="utf-8")).get("inference_mode")
-            noise_mode = f"{mode} (checkpoint default)"
+    ctx = {"manifest": manifest, "run_dir": run_dir, "logs": logs, "base_dir": base_dir, "eval_dir": eval_dir,
+           "shift_q": shift_q, "shift_t": shift_t, "env": env, "world_dir": world_dir, "out": out,
+           "answers": answers, "white_t": white_t}
+    runs = [stage_two(backbone, plan, args, ctx, seed) for seed in seeds]
+    for r in runs:
+        for key, value in r["seconds"].items():
+            seconds[key] = seconds.get(key, 0.0) + value
+    mung_dir = runs[0]["mung"]["dir"]
 
-    # 5. CLI
-    first = read_jsonl(shift_q)[0]
-    truth = read_jsonl(shift_t)[0]
-    image = str(Path(manifest["image_folder"]) / first["image"])
-    question = first["text"]
-    cli_cmd = [sys.executable, "-m", backbone.cli_module, "--model-path", str(mung_dir), "--model-base",
-               str(base_dir), "--image-file", image, "--device", "cpu", "--temperature", "0",
-               "--max-new-tokens", str(MAX_NEW_TOKENS), "--seed", str(args.seed)]
-    seconds["cli"], cli_out = run("CLI: one question on stdin", cli_cmd, logs / "cli.log", env,
-                                  stdin=question.replace("\n", " ") + "\n")
+    # 5. CLI, 6. noise map
+    cli, noise_map = ask_and_draw(backbone, args, ctx, mung_dir, seconds)
     seconds["total"] = time.perf_counter() - t0
 
-    chance = manifest["chance"]
-    report = {
-        "backbone": backbone.name,
-        "fast": args.fast,
-        "seed": args.seed,
-        "tiny_world": str(world_dir),
-        "plan": asdict(plan),
-        "recipes": {"base": backbone.base_recipe, "mung": backbone.mung_recipe},
-        "tuned": backbone.mung_label,
-        "base_checkpoint": str(base_dir),
-        "checkpoint": str(mung_dir),
-        "trainable": trainable_summary(mung_log, logs / "stage2_mung.log"),
-        "loss": {"base": loss_summary(base_dir), "mung": loss_summary(mung_dir)},
-        "seconds": seconds,
-        "chance": chance,
-        "base_on_white": None if args.fast else scores_of(answers["base_white"], white_t),
-        "before": {"label": "stage-1 base as is (no generator, no noise)", **scores_of(answers["before"], shift_t)},
-        "after": {"label": f"MuNG checkpoint (noise: {noise_mode})", **scores_of(answers["after"], shift_t)},
-        "eval_split": "shift_eval (dark noisy backgrounds)",
-        "samples": pick_samples(shift_q, shift_t, answers["before"], answers["after"], SAMPLES),
-        "cli": {"command": " ".join(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
-                "reply": cli_reply(cli_out)},
-    }
-    report["chance_overall"] = sum(chance[t["family"]] for t in read_jsonl(shift_t)) / len(read_jsonl(shift_t))
+    report = compose_report(args, backbone, plan, seeds, ctx, runs, seconds, cli, noise_map)
     report_file = run_dir / REPORT_NAME
     report_file.write_text(json.dumps(report, indent=2), encoding="utf-8")
     report["report_file"] = str(report_file)
@@ -396,28 +434,98 @@ def quickstart(args: argparse.Namespace) -> dict:
     return report
 
 
+def compose_report(args: argparse.Namespace, backbone: Backbone, plan: Plan, seeds: list[int], ctx: dict,
+                   runs: list[dict], seconds: dict, cli: dict, noise_map: Path) -> dict:
+    """Everything the quickstart measured, as the report's JSON object."""
+    first, chance, answers = runs[0], ctx["manifest"]["chance"], ctx["answers"]
+    base_dir, mung_dir, shift_q, shift_t = ctx["base_dir"], first["mung"]["dir"], ctx["shift_q"], ctx["shift_t"]
+    noise_mode = read_jsonl(first["mung"]["answers"])[0].get("metadata", {}).get("noise_mode")
+    world_dir, white_t = ctx["world_dir"], ctx["white_t"]
+    report = {
+        "backbone": backbone.name,
+        "fast": args.fast,
+        "seed": args.seed,
+        "seeds": seeds,
+        "tiny_world": str(world_dir),
+        "plan": asdict(plan),
+        "recipes": {"base": backbone.base_recipe, "mung": backbone.mung_recipe, "control": backbone.control_recipe},
+        "tuned": backbone.mung_label,
+        "base_checkpoint": str(base_dir),
+        "checkpoint": str(mung_dir),
+        "control_checkpoint": str(first["control"]["dir"]),
+        "trainable": trainable_summary(first["mung"]["log"], first["mung"]["logfile"]),
+        "control_trainable": trainable_summary(first["control"]["log"], first["control"]["logfile"]),
+        "loss": {"base": loss_summary(base_dir), "mung": loss_summary(mung_dir),
+                 "control": loss_summary(first["control"]["dir"])},
+        "seconds": seconds,
+        "chance": chance,
+        "base_on_white": None if args.fast else scores_of(answers["base_white"], white_t),
+        "before": {"label": "stage-1 base as is (no generator, no noise)", **scores_of(answers["before"], shift_t)},
+        "after": {"label": f"MuNG checkpoint (noise: {noise_mode or 'checkpoint default'})", **first["mung"]["scores"]},
+        "control": {"label": f"LoRA r{CONTROL_RANK}, no generator, same steps and data",
+                    **first["control"]["scores"]},
+        "over_seeds": {"after": over_seeds([r["mung"]["scores"] for r in runs]),
+                       "control": over_seeds([r["control"]["scores"] for r in runs])},
+        "eval_split": "shift_eval (dark noisy backgrounds)",
+        "samples": pick_samples(shift_q, shift_t, answers["before"], first["mung"]["answers"], SAMPLES),
+        "cli": cli,
+        "noise_map": str(noise_map),
+        "next": next_steps(backbone, world_dir, base_dir, mung_dir, ctx["out"]),
+    }
+    truth = read_jsonl(shift_t)
+    report["chance_overall"] = sum(chance[t["family"]] for t in truth) / len(truth)
+    return report
+
+
+def next_steps(backbone: Backbone, world: Path, base: Path, mung: Path, out: Path) -> dict[str, str]:
+    """Commands that go on from this run's folders."""
+    q = lambda p: shlex.quote(str(p))  # noqa: E731
+    model = f"--model-path {q(mung)} --model-base {q(base)}"
+    return {
+        "evaluate": (f"python -m {backbone.eval_module} {model} --question-file {q(world / 'eval/shift_eval_questions.jsonl')} "
+                     f"--image-folder {q(world / 'images')} --answers-file {q(out / 'answers.jsonl')} && python -m "
+                     f"mung.eval.eval_tiny_world --answers-file {q(out / 'answers.jsonl')} --truth-file "
+                     f"{q(world / 'eval/shift_eval_answers.jsonl')}"),
+        "chat": f"python -m {backbone.cli_module} {model} --image-file {q(world / 'images/shift_eval/00000.png')}",
+        "web demo": f"python -m mung.serve.web {model}",
+        "compare": (f"python -m mung.compare --backbone {backbone.name} --plan all --seeds 1 --fast --world {q(world)} "
+                    f"--start {q(base)} --out {q(out / 'compare' / backbone.name)}"),
+    }
+
+
 # ----------------------------------------------------------------------------------------------------- report
 def format_report(r: dict) -> str:
     pct = lambda x: f"{100 * x:5.1f}%"  # noqa: E731
-    s, tr, loss = r["seconds"], r["trainable"], r["loss"]
+    s, tr, ctr, loss = r["seconds"], r["trainable"], r["control_trainable"], r["loss"]
+    seeds = r["over_seeds"]["after"]["seeds"]
     lines = [
         f"MuNG quickstart — {r['backbone']}{' (--fast: plumbing only, numbers mean nothing)' if r['fast'] else ''}",
         f"  stage 1 base : {r['recipes']['base']}, {r['plan']['base']['steps']} steps, white backgrounds, "
         f"loss {loss['base']['loss_start']:.3f} -> {loss['base']['loss_end']:.3f}"
         + (f"; white-background eval {pct(r['base_on_white']['overall'])}" if r["base_on_white"] else ""),
-        f"  stage 2 MuNG : {r['recipes']['mung']} ({r['tuned']}), {r['plan']['mung']['steps']} steps, dark noisy backgrounds",
-        f"  trainable    : {tr['trainable_params']:,} of {tr['total_params']:,} parameters ({tr['trainable_percent']:.2f}%)",
-        f"  loss stage 2 : {loss['mung']['loss_start']:.3f} (step 1) -> {loss['mung']['loss_end']:.3f} (last); "
-        f"mean of first/last tenth {loss['mung']['loss_start_mean']:.3f} -> {loss['mung']['loss_end_mean']:.3f}",
-        f"  accuracy on {r['eval_split']}, {r['before']['n']} questions:",
-        f"    {'family':<10} {'chance':>7} {'before':>7} {'after':>7}",
+        f"  stage 2 MuNG : {r['recipes']['mung']} ({r['tuned']}), {r['plan']['mung']['steps']} steps, dark noisy "
+        f"backgrounds, {seeds} seed(s)",
+        f"  control      : {r['recipes']['control']} (LoRA r{CONTROL_RANK}, no generator), "
+        f"{r['plan']['control']['steps']} steps, the same data",
+        f"  trainable    : MuNG {tr['trainable_params']:,} of {tr['total_params']:,} parameters "
+        f"({tr['trainable_percent']:.2f}%); control {ctr['trainable_params']:,} ({ctr['trainable_percent']:.2f}%)",
+        f"  loss stage 2 : MuNG {loss['mung']['loss_start']:.3f} (step 1) -> {loss['mung']['loss_end']:.3f} (last); "
+        f"control {loss['control']['loss_start']:.3f} -> {loss['control']['loss_end']:.3f}",
+        f"  accuracy on {r['eval_split']}, {r['before']['n']} questions "
+        f"({', '.join(f'{n} {f}' for f, n in sorted(r['before']['n_per_family'].items()))}):",
+        f"    {'family':<10} {'n':>3} {'chance':>7} {'before':>7} {'control':>13} {'MuNG':>13}",
     ]
+    cell = lambda st: f"{100 * st['mean']:5.1f}" + (f" ± {100 * st['std']:4.1f}" if st["std"] is not None else "       ")  # noqa: E731
+    after, control = r["over_seeds"]["after"], r["over_seeds"]["control"]
     for family in sorted(r["before"]["per_family"]):
-        lines.append(f"    {family:<10} {pct(r['chance'][family]):>7} {pct(r['before']['per_family'][family]):>7} "
-                     f"{pct(r['after']['per_family'][family]):>7}")
+        lines.append(f"    {family:<10} {r['before']['n_per_family'][family]:>3} {pct(r['chance'][family]):>7} "
+                     f"{pct(r['before']['per_family'][family]):>7} {cell(control['per_family'][family]):>13} "
+                     f"{cell(after['per_family'][family]):>13}")
     lines += [
-        f"    {'overall':<10} {pct(r['chance_overall']):>7} {pct(r['before']['overall']):>7} {pct(r['after']['overall']):>7}",
-        f"    before = {r['before']['label']}; after = {r['after']['label']}",
+        f"    {'overall':<10} {r['before']['n']:>3} {pct(r['chance_overall']):>7} {pct(r['before']['overall']):>7} "
+        f"{cell(control['overall']):>13} {cell(after['overall']):>13}",
+        f"    before = {r['before']['label']}; control = {r['control']['label']}; MuNG = {r['after']['label']}"
+        + (f"; mean ± std over {seeds} seeds" if seeds > 1 else ""),
         "  samples (first question of each family):",
     ]
     for x in r["samples"]:
@@ -425,10 +533,13 @@ def format_report(r: dict) -> str:
                      f"after {x['after']!r}")
     lines += [
         f"  CLI          : {r['cli']['question'].splitlines()[0]} -> {r['cli']['reply']!r} (truth {r['cli']['truth']!r})",
+        f"  noise map    : {r['noise_map']} (per-patch ‖μ‖ of the generator on that image; σ beside it)",
         "  wall time    : " + ", ".join(f"{k} {v:.0f} s" for k, v in s.items()),
         f"  checkpoint   : {r['checkpoint']} (base: {r['base_checkpoint']})",
         f"  report       : {r.get('report_file', '')}",
+        "  what to run next:",
     ]
+    lines += [f"    {name:<9}: {command}" for name, command in r["next"].items()]
     return "\n".join(lines)
 
 
@@ -439,7 +550,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output root: <out>/tiny_world and <out>/<backbone>/{base,mung,eval,logs,%s}" % REPORT_NAME)
     parser.add_argument("--tiny-world", default=None, help="use this already built tiny world instead of building one")
     parser.add_argument("--world-seed", type=int, default=0, help="seed of the tiny world to build")
-    parser.add_argument("--seed", type=int, default=0, help="training and noise-sampling seed")
+    parser.add_argument("--seed", type=int, default=0, help="training and noise-sampling seed (the first one)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="stage-2 runs (MuNG and control) per seed, reported as mean ± std "
+                        "(default: llava 1, qwen 2; --fast 1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="OMP/MKL threads per process unless OMP_NUM_THREADS is set (default 1)")
     parser.add_argument("--fast", action="store_true", help="a few steps and questions: checks the plumbing only")

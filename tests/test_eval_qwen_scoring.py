@@ -21,10 +21,13 @@ def write_jsonl(path, rows):
 
 
 def pope_files(tiny_world, folder):
-    """The tiny world's first eight yes/no questions as a POPE benchmark of two categories (five "random", three
-    "adversarial"): question file, annotation folder (coco_pope_<category>.json, labels in question order) and the
+    """Eight of the tiny world's yes/no questions as a POPE benchmark of two categories, both answers in each (five
+    "random": its first three "yes" and first two "no" questions; three "adversarial": the next "yes" and the next
+    two "no"): question file, annotation folder (coco_pope_<category>.json, labels in question order) and the
     matching tiny-world truth file."""
-    truth = [row for row in jsonl_rows(tiny_world["eval_answers"]) if row["family"] == "yesno"][:8]
+    yesno = [row for row in jsonl_rows(tiny_world["eval_answers"]) if row["family"] == "yesno"]
+    yes, no = [r for r in yesno if r["answer"] == "yes"], [r for r in yesno if r["answer"] == "no"]
+    truth = yes[:3] + no[:2] + yes[3:4] + no[2:4]
     by_id = {row["question_id"]: row for row in jsonl_rows(tiny_world["eval_questions"])}
     questions = [dict(by_id[row["question_id"]], category="random" if i < 5 else "adversarial")
                  for i, row in enumerate(truth)]

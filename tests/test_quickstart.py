@@ -135,3 +135,51 @@ def test_connector_lr_reaches_each_backbones_recipe_under_its_own_flag(backbone,
     assert "--seed 3" in env["EXTRA_ARGS"]
     other = {"--mm_projector_lr", "--merger_lr"} - {flag}
     assert not any(o in env["EXTRA_ARGS"] for o in other)
+
+
+@pytest.mark.slow
+def test_fast_report_has_the_control_row_beside_mung(fast_run):
+    """The control is the same run without the generator: LLaVA's MuNG trains generator + LoRA + projector, the
+    control LoRA + projector, so they differ by exactly the generator (6 d x d linears + biases, by hand)."""
+    report, _, stdout = fast_run
+    d = 128
+    assert report["trainable"]["trainable_params"] - report["control_trainable"]["trainable_params"] == 6 * d * d + 6 * d
+    assert report["control"]["n"] == report["after"]["n"] == 5
+    assert report["over_seeds"]["after"]["seeds"] == 1
+    assert report["over_seeds"]["after"]["overall"] == {"mean": report["after"]["overall"], "std": None}
+    assert report["over_seeds"]["control"]["overall"]["mean"] == report["control"]["overall"]
+    for key in ("control", "eval_control", "noise_map"):
+        assert key in report["seconds"], key
+    assert "control" in stdout and "LoRA r32, no generator" in stdout
+
+
+@pytest.mark.slow
+def test_fast_run_writes_the_noise_map_and_prints_what_to_run_next(fast_run):
+    report, out, stdout = fast_run
+    noise_map = Path(report["noise_map"])
+    assert noise_map.is_relative_to(out) and noise_map.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(noise_map) in stdout
+    assert set(report["next"]) == {"evaluate", "chat", "web demo", "compare"}
+    assert "python -m mung.serve.web" in stdout and "python -m mung.compare --backbone llava" in stdout
+    assert f"--start {report['base_checkpoint']}" in report["next"]["compare"]
+
+
+def test_per_family_counts_are_printed(tmp_path):
+    quickstart = load_quickstart_module()
+    scores = {"overall": 0.5, "per_family": {"colour": 1.0, "shape": 0.0}, "n": 4, "n_per_family": {"colour": 3, "shape": 1}}
+    stats = quickstart.over_seeds([scores, {**scores, "overall": 0.7, "per_family": {"colour": 0.5, "shape": 0.5}}])
+    assert stats["overall"]["mean"] == pytest.approx(0.6) and stats["overall"]["std"] == pytest.approx(0.1414214)
+    report = {"backbone": "llava", "fast": False, "plan": {k: {"steps": 1} for k in ("base", "mung", "control")},
+              "recipes": {"base": "b.sh", "mung": "m.sh", "control": "c.sh"}, "tuned": "t",
+              "loss": {k: {"loss_start": 1.0, "loss_end": 0.5} for k in ("base", "mung", "control")},
+              "base_on_white": None, "trainable": {"trainable_params": 10, "total_params": 100, "trainable_percent": 10.0},
+              "control_trainable": {"trainable_params": 5, "total_params": 100, "trainable_percent": 5.0},
+              "before": {"label": "b", **scores}, "control": {"label": "c", **scores}, "after": {"label": "a", **scores},
+              "over_seeds": {"after": stats, "control": stats}, "chance": {"colour": 1 / 6, "shape": 1 / 3},
+              "chance_overall": 0.2, "eval_split": "shift", "samples": [], "seconds": {"total": 1.0},
+              "cli": {"question": "q", "reply": "r", "truth": "t"}, "noise_map": "n.png", "checkpoint": "c",
+              "base_checkpoint": "b", "next": {"compare": "python -m mung.compare"}}
+    text = quickstart.format_report(report)
+    assert "4 questions (3 colour, 1 shape)" in text
+    assert "    colour       3   16.7%  100.0%   75.0 ± 35.4   75.0 ± 35.4" in text
+    assert "mean ± std over 2 seeds" in text

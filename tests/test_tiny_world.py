@@ -161,41 +161,60 @@ def test_training_answers_follow_from_the_images(tiny_world):
                 assert gpt["value"] == expected_answer(question, scenes[record["image"]]), record
 
 
-def test_eval_splits_are_mostly_colour_and_shape_with_every_family_present(tiny_world):
+def test_eval_splits_are_balanced_over_the_families(tiny_world):
     for key in ("eval_answers", "shift_eval_answers"):
         families = [row["family"] for row in read_jsonl(tiny_world[key])]
-        expected = {"colour": 120, "shape": 120, "count": 20, "yesno": 20, "position": 20}
-        assert {f: families.count(f) for f in tiny_world["families"]} == expected, key
+        assert {f: families.count(f) for f in tiny_world["families"]} == dict.fromkeys(tiny_world["families"], 60), key
 
 
-def test_training_splits_are_mostly_colour_and_shape_with_every_family_present(tiny_world):
+def test_training_splits_weigh_the_slow_families_more(tiny_world):
+    # Weights colour 2, shape 3, count 3, yes/no 2, position 3 (of 13) over the 94% single-image samples.
     for key in ("llava_train_json", "llava_shift_train_json"):
         families = [r["family"] for r in read_json(tiny_world[key])]
         share = {f: families.count(f) / len(families) for f in tiny_world["families"]}
-        assert 0.35 <= share["colour"] <= 0.4 and 0.35 <= share["shape"] <= 0.4, (key, share)
-        assert all(0.04 <= share[f] <= 0.07 for f in ("count", "yesno", "position")), (key, share)
+        for family, weight in {"colour": 2, "shape": 3, "count": 3, "yesno": 2, "position": 3}.items():
+            assert share[family] == pytest.approx(0.94 * weight / 13, abs=0.005), (key, share)
 
 
-def test_colour_and_shape_questions_show_one_large_shape(tiny_world):
+def test_colour_shape_and_yesno_questions_show_one_large_shape(tiny_world):
     scenes = read_json(tiny_world["scenes"])
-    questions = [q for k in QUESTION_FILES for q in read_jsonl(tiny_world[k]) if q["category"] in ("colour", "shape")]
+    questions = [q for k in QUESTION_FILES for q in read_jsonl(tiny_world[k])
+                 if q["category"] in ("colour", "shape", "yesno")]
     assert questions
     sides = []
     for question in questions:
         (only,) = scenes[question["image"]]["shapes"]
         sides.append(2 * only["half"] / 112)
         assert 0 <= only["x"] - only["half"] and only["x"] + only["half"] < 112, question
+        if question["category"] == "yesno":  # it names the shape shown; the colour is the question
+            assert f" {only['shape']}?" in question["text"].split("\n")[0], question
     assert 0.48 <= min(sides) and max(sides) <= 0.72 and max(sides) - min(sides) > 0.15
     centres = {(scenes[q["image"]]["shapes"][0]["x"], scenes[q["image"]]["shapes"][0]["y"]) for q in questions}
     assert len(centres) > len(questions) // 4  # the position is jittered
 
 
-def test_count_yesno_and_position_questions_use_multi_shape_scenes(tiny_world):
+def test_count_questions_show_one_to_four_equal_shapes_one_per_quadrant(tiny_world):
     scenes = read_json(tiny_world["scenes"])
-    questions = [q for k in QUESTION_FILES for q in read_jsonl(tiny_world[k])
-                 if q["category"] in ("count", "yesno", "position")]
-    sizes = [len(scenes[q["image"]]["shapes"]) for q in questions]
-    assert max(sizes) == 4 and sum(n > 1 for n in sizes) > len(sizes) // 2
+    questions = [q for k in QUESTION_FILES for q in read_jsonl(tiny_world[k]) if q["category"] == "count"]
+    counts = set()
+    for question in questions:
+        shapes = scenes[question["image"]]["shapes"]
+        asked = re.fullmatch(r"How many (\w+)s are there\?", question["text"].split("\n")[0])[1]
+        assert all(s["shape"] == asked for s in shapes) and len({s["half"] for s in shapes}) == 1, question
+        quadrants = {(s["x"] >= 56, s["y"] >= 56) for s in shapes}
+        assert len(quadrants) == len(shapes), question
+        for s in shapes:  # inside its quadrant, clear of the middle lines
+            assert min(abs(s["x"] - 56), abs(s["y"] - 56)) >= s["half"], question
+        counts.add(len(shapes))
+    assert counts == {1, 2, 3, 4}
+
+
+def test_position_questions_show_one_medium_shape_off_centre(tiny_world):
+    scenes = read_json(tiny_world["scenes"])
+    questions = [q for k in QUESTION_FILES for q in read_jsonl(tiny_world[k]) if q["category"] == "position"]
+    for question in questions:
+        (only,) = scenes[question["image"]]["shapes"]
+        assert 18 <= only["half"] <= 24 and abs(only["x"] - 56) >= 12, question
 
 
 def test_eval_and_training_images_do_not_overlap(tiny_world):

@@ -36,6 +36,8 @@ from PIL import Image
 if TYPE_CHECKING:
     from noise_generator import NoiseGeneratorConfig
 
+    from .compare.recipes import ComparisonRecipes
+
     from .loading import LoadedModel, LoadOptions
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,9 @@ class Backbone(ABC):
     # Fragments of parameter names that checkpoint files restore after ``load_weights`` (their MISSING report is
     # held back while loading): the projector of projector-only / LoRA runs, the generator.
     restorable: tuple[str, ...] = ("noise_generator.",)
+    # Its recipes, flags and eval module for ``python -m mung.compare`` (``mung.compare.recipes``); None: cannot be
+    # compared yet.
+    comparison: Optional["ComparisonRecipes"] = None
 
     # --- which checkpoints --------------------------------------------------------------------------------------
     @abstractmethod

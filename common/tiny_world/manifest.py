@@ -8,7 +8,7 @@ import os
 
 MANIFEST_NAME = "manifest.json"
 # Bump whenever the builder's output changes, so stale worlds are rebuilt instead of reused.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 PATH_KEYS = (
     "llava_llm",

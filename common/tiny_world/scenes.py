@@ -9,7 +9,13 @@ from typing import Optional
 from .presets import IMAGE_SIZE
 
 BACKGROUNDS = ("white", "dark")
-MIN_HALF, MAX_HALF = 10, 15  # half side of a shape's bounding box in multi-shape scenes, in pixels
+# Half side of a shape's bounding box, in pixels: small shapes share a scene (count questions), a medium one sits
+# alone in one half of the image (position questions: a small one covers too few patches of the tiny towers' 4 x 4
+# grid for its side to be learnt in a comparison's budget).
+MIN_HALF, MAX_HALF = 10, 15
+MEDIUM_MIN_HALF, MEDIUM_MAX_HALF = 18, 24
+# A shape kept inside a quadrant (count questions) has one size, so the drawn area grows with the count.
+QUADRANT_HALF = 13
 # A single-shape scene's one large shape: its side is 50-70% of the image side.
 BIG_MIN_HALF, BIG_MAX_HALF = round(0.25 * IMAGE_SIZE), round(0.35 * IMAGE_SIZE)
 # ... and its centre is jittered by at most this many pixels around the image centre. A linear probe on the tiny
@@ -71,12 +77,14 @@ class Scene:
 
 @dataclass(frozen=True)
 class Spec:
-    """What to place: a shape kind, a colour and optionally the half of the image it must sit in."""
+    """What to place: a shape kind, a colour and optionally the half or the quadrant of the image it must sit in."""
 
     shape: str
     colour: str
     side: Optional[str] = None
     big: bool = False  # one large shape (single-shape scenes) instead of a small one
+    medium: bool = False  # a medium shape instead of a small one
+    quadrant: Optional[int] = None  # 0-3, row by row from the top left: a shape of QUADRANT_HALF kept inside it
 
 
 def place(specs: list[Spec], background: str, rng: random.Random) -> Scene:
@@ -105,15 +113,28 @@ def _try_place(spec: Spec, placed: list[Shape], rng: random.Random) -> Optional[
         centre = IMAGE_SIZE // 2
         x, y = (centre + rng.randint(-BIG_JITTER, BIG_JITTER) for _ in range(2))
         return Shape(spec.shape, spec.colour, x, y, half)
+    low, high = (MEDIUM_MIN_HALF, MEDIUM_MAX_HALF) if spec.medium else (MIN_HALF, MAX_HALF)
+    if spec.quadrant is not None:
+        low = high = QUADRANT_HALF
     for _ in range(200):
-        half = rng.randint(MIN_HALF, MAX_HALF)
+        half = rng.randint(low, high)
         lo, hi = half + EDGE_MARGIN, IMAGE_SIZE - 1 - half - EDGE_MARGIN
-        x_lo, x_hi = lo, hi
+        (x_lo, x_hi), (y_lo, y_hi) = (lo, hi), (lo, hi)
         if spec.side == "left":
             x_hi = LEFT_MAX_X
         elif spec.side == "right":
             x_lo = RIGHT_MIN_X
-        candidate = Shape(spec.shape, spec.colour, rng.randint(x_lo, x_hi), rng.randint(lo, hi), half)
+        if spec.quadrant is not None:
+            (x_lo, x_hi), (y_lo, y_hi) = (_quadrant_range(half, index) for index in (spec.quadrant % 2, spec.quadrant // 2))
+        candidate = Shape(spec.shape, spec.colour, rng.randint(x_lo, x_hi), rng.randint(y_lo, y_hi), half)
         if not any(candidate.overlaps(other) for other in placed):
             return candidate
     return None
+
+
+def _quadrant_range(half: int, index: int) -> tuple[int, int]:
+    """Centre coordinates that keep a shape inside half ``index`` (0 first, 1 second) of one axis, clear of the
+    image edge and of the middle line."""
+    middle = IMAGE_SIZE // 2
+    start, end = (0, middle) if index == 0 else (middle, IMAGE_SIZE)
+    return start + half + EDGE_MARGIN, end - 1 - half - EDGE_MARGIN

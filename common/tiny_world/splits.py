@@ -9,15 +9,16 @@ from .questions import QA, all_questions, make_multi_image, make_scene, make_tex
 from .scenes import Scene
 from .vocabulary import FAMILIES, MULTI_TURN_FAMILY, TEXT_FAMILY
 
-# Shares of a training split; evaluation splits are single-turn, single-image and balanced over FAMILIES.
+# Shares of a training split; evaluation splits are single-turn, single-image and balanced over FAMILIES (the same
+# number of questions per family, so "overall" is the mean of the families).
 TEXT_ONLY_SHARE = 0.02
 MULTI_TURN_SHARE = 0.04
 IMAGE_AFTER_TEXT_SHARE = 0.1  # samples whose <image> follows the question (LLaVA must handle both places)
 MULTI_IMAGE_SHARE = 0.03  # extra two-image samples, Qwen/MMPR files only
 
-# Relative weights of the single-image families in every split: mostly colour and shape questions about one large
-# shape (what the tiny models can learn in a quickstart), and a smaller remainder of multi-shape families.
-FAMILY_WEIGHTS = {"colour": 6, "shape": 6, "count": 1, "yesno": 1, "position": 1}
+# Relative weights of the single-image families in a training split: more of the families that take longest to
+# learn (shape, count, position), fewer of colour, which the tiny models learn fastest (yes/no questions need it too).
+FAMILY_WEIGHTS = {"colour": 2, "shape": 3, "count": 3, "yesno": 2, "position": 3}
 assert tuple(FAMILY_WEIGHTS) == FAMILIES
 
 SPLIT_BACKGROUNDS = {"train": "white", "eval": "white", "shift_train": "dark", "shift_eval": "dark"}
@@ -76,8 +77,9 @@ def _plan(n: int, training: bool, rng: random.Random) -> list:
     n_text = round(n * TEXT_ONLY_SHARE) if training else 0
     n_multi = round(n * MULTI_TURN_SHARE) if training else 0
     n_single = n - n_text - n_multi
-    # A weighted round-robin fixes each family's share exactly (40/40/6.7/6.7/6.7 %).
-    cycle = [family for family, weight in FAMILY_WEIGHTS.items() for _ in range(weight)]
+    # A weighted round-robin fixes each family's share exactly; evaluation splits weigh every family alike.
+    weights = FAMILY_WEIGHTS if training else dict.fromkeys(FAMILIES, 1)
+    cycle = [family for family, weight in weights.items() for _ in range(weight)]
     kinds: list = [cycle[i % len(cycle)] for i in range(n_single)]
     kinds += [(MULTI_TURN_FAMILY, FAMILIES[i % len(FAMILIES)]) for i in range(n_multi)]
     kinds += [TEXT_FAMILY] * n_text

@@ -98,6 +98,7 @@ class TrainingArguments(flags.TrainingArguments):
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    lora_use_dora: bool = field(default=False, metadata={"help": "DoRA: weight-decomposed LoRA (peft use_dora)."})
     lora_weight_path: str = field(
         default="", metadata={"help": "Not supported (refused when set): resume a LoRA run from its --output_dir."}
     )
@@ -120,6 +121,8 @@ class TrainingArguments(flags.TrainingArguments):
             raise ValueError(f"--bits {self.bits} is not supported; use 4, 8 or 16.")
         if self.bits in (4, 8) and not self.lora_enable:
             raise ValueError("--bits 4/8 (QLoRA) needs --lora_enable True: quantised weights cannot be trained.")
+        if self.lora_use_dora and not self.lora_enable:
+            raise ValueError("--lora_use_dora True needs --lora_enable True (DoRA is a kind of LoRA adapter).")
         if self.lora_bias not in ("none", "all", "lora_only"):
             raise ValueError(f"--lora_bias {self.lora_bias!r}; use none, all or lora_only.")
         if self.quant_type not in QUANT_TYPES:

@@ -136,9 +136,8 @@ def attach_vision_and_generator(model: LlavaLlamaForCausalLM, model_args: ModelA
 
 
 def prepare_model(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, ng_args,
-                  attn_implementation: Optional[str] = None, use_dora: bool = False):
-    """(model, tokenizer) of a training run, ready for the Trainer. ``use_dora``: DoRA instead of LoRA with
-    ``--lora_enable`` (LLaVA's flags have no switch for it; the benchmarks compare it)."""
+                  attn_implementation: Optional[str] = None):
+    """(model, tokenizer) of a training run, ready for the Trainer (``--lora_use_dora``: DoRA instead of LoRA)."""
     config = load_llava_config(model_args.model_name_or_path)
     # The generator's width is checked before any weights load.
     generator = ng_args.to_config(config.hidden_size) if model_args.noise_generator else None
@@ -157,7 +156,8 @@ def prepare_model(model_args: ModelArguments, data_args: DataArguments, training
         model.enable_input_require_grads()
     if training_args.lora_enable:
         settings = LoraSettings(r=training_args.lora_r, alpha=training_args.lora_alpha,
-                                dropout=training_args.lora_dropout, bias=training_args.lora_bias, use_dora=use_dora)
+                                dropout=training_args.lora_dropout, bias=training_args.lora_bias,
+                                use_dora=training_args.lora_use_dora)
         model = add_lora(model, llm_lora_targets(model), settings, task_type="CAUSAL_LM")
     set_trainable(model, model_args, training_args)
     return model, tokenizer

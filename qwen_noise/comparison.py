@@ -1,0 +1,34 @@
+"""Qwen2.5-VL in ``python -m mung.compare``: which recipe trains each kind of tuning, and the tiny-world settings.
+
+Recipes keep the paper's settings on real models (their defaults); on the tiny world the comparison sets one
+learning rate per tuning (below) and the same steps and batch for all. The generator alone needs a higher rate
+than LoRA there (it starts from noise the frozen model has never seen).
+"""
+
+from mung.compare.recipes import ComparisonRecipes, Recipe, TinyWorldSettings
+
+COMPARISON = ComparisonRecipes(
+    recipes={
+        "base": Recipe("scripts/qwen/finetune_full.sh"),
+        "full": Recipe("scripts/qwen/finetune_full.sh"),
+        "lora": Recipe("scripts/qwen/finetune_lora.sh"),
+        "dora": Recipe("scripts/qwen/finetune_dora.sh"),
+        "noise": Recipe("scripts/qwen/finetune_noise.sh"),
+        "noise_lora": Recipe("scripts/qwen/finetune_lora.sh", env={"TUNE": "noise_lora"}),
+    },
+    lora_alpha_per_rank=1,  # r 32 / alpha 32 in the authors' LoRA baseline
+    eval_module="qwen_noise.eval.model_vqa_loader",
+    tiny=TinyWorldSettings(
+        start_model="qwen_model",
+        base_data="qwen_train_json",
+        train_data="qwen_shift_train_json",
+        env={},
+        base_steps=1500,
+        base_lr=2e-3,
+        connector_lr=1e-2,
+        connector_lr_flag="--merger_lr",
+        learning_rates={"full": 5e-4, "lora": 1e-3, "dora": 1e-3, "noise": 1e-2, "noise_lora": 1e-3},
+        generator_lr=1e-2,
+        eval_batch=16,
+    ),
+)
