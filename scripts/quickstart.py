@@ -90,8 +90,10 @@ PLANS = {
                  eval_questions=None, eval_batch=16, seeds=2),
 }
 FAMILY_PLAN = quickstart_backbones.PLAN  # every transformers VLM family of the tiny world (see quickstart_backbones)
-PLANS.update({name: Plan(Stage(**FAMILY_PLAN["base"]), Stage(**FAMILY_PLAN["mung"]), FAMILY_PLAN["eval_questions"],
-                         FAMILY_PLAN["eval_batch"]) for name in quickstart_backbones.families()})
+PLANS.update({name: Plan(base=Stage(**FAMILY_PLAN["base"]), mung=Stage(**FAMILY_PLAN["mung"]),
+                         control=Stage(**FAMILY_PLAN["control"]), eval_questions=FAMILY_PLAN["eval_questions"],
+                         eval_batch=FAMILY_PLAN["eval_batch"], seeds=FAMILY_PLAN["seeds"])
+              for name in quickstart_backbones.families()})
 # --fast: one step per stage and one question per family, batched into one eval batch: every stage runs once.
 FAST_PLAN = Plan(base=Stage(steps=1, batch=2, lr=1e-3), mung=Stage(steps=1, batch=2, lr=1e-3, ng_lr=1e-3),
                  control=Stage(steps=1, batch=2, lr=1e-3), eval_questions=5, eval_batch=5, seeds=1)

@@ -6,7 +6,7 @@ through the generic backbone.
           fully fine-tuned on the white-background train split (``scripts/vlm/finetune_full.sh``: language model,
           head and connector; vision encoder frozen), the "pretrained" model a user starts from;
 2. MuNG   from that base, generator only with the VLM frozen (``scripts/vlm/finetune_noise.sh``), on the dark noisy
-          domain-shift train split;
+          domain-shift train split, beside the control: LoRA r32 without generator (``scripts/vlm/finetune_lora.sh``);
 3-5.      ``python -m mung.eval.model_vqa_loader`` and ``python -m mung.serve.cli`` (``--model-base`` = the base).
 
 The numbers here are what ``scripts/quickstart.py`` turns into its ``Backbone`` and ``Plan`` entries, so that file
@@ -21,6 +21,8 @@ from typing import Optional
 RECIPES = {
     "base_recipe": "scripts/vlm/finetune_full.sh",
     "mung_recipe": "scripts/vlm/finetune_noise.sh",
+    "control_recipe": "scripts/vlm/finetune_lora.sh",
+    "lora_alpha": 32,  # of the control's LoRA r32 (alpha r, as the Qwen recipes)
     "mung_label": "noise generator only (VLM frozen)",
     "eval_module": "mung.eval.model_vqa_loader",
     "cli_module": "mung.serve.cli",
@@ -32,8 +34,10 @@ RECIPES = {
 PLAN = {
     "base": {"steps": 400, "batch": 16, "lr": 2e-3},
     "mung": {"steps": 300, "batch": 16, "lr": 1e-2},
+    "control": {"steps": 300, "batch": 16, "lr": 1e-3},  # LoRA r32, no generator: the same steps and data
     "eval_questions": None,
     "eval_batch": 16,
+    "seeds": 1,
 }
 
 

@@ -1,7 +1,7 @@
 """The quickstart's ``--backbone <family>`` (scripts/quickstart_backbones.py): every tiny transformers VLM family is a
 backbone of the quickstart with the generic recipes and commands, and its start model is the family checkpoint built
-into the world. ``MUNG_VLM_FAMILIES=all`` also runs ``quickstart.py --fast`` for every family (the by-hand run; the
-suite runs the LLaVA one in test_quickstart.py)."""
+into the world. The suite runs ``quickstart.py --fast`` for Gemma 3; ``MUNG_VLM_FAMILIES=all`` for every family (the
+by-hand run)."""
 
 import json
 import os
@@ -16,7 +16,7 @@ from tiny_world import family_names
 
 # The quickstart's name of each family: transformers' LLaVA format is llava_hf (llava is LLaVA-1.5).
 NAMES = sorted(("llava_hf" if name == "llava" else name) for name in family_names())
-FAST_FAMILIES = NAMES if os.environ.get("MUNG_VLM_FAMILIES") == "all" else []
+FAST_FAMILIES = NAMES if os.environ.get("MUNG_VLM_FAMILIES") == "all" else ["gemma3"]
 
 
 def linked_world(tiny_world, root: Path) -> Path:
@@ -38,7 +38,9 @@ def test_every_family_is_a_backbone_with_the_generic_recipes_and_commands():
         assert (backbone.base_recipe, backbone.mung_recipe) == ("scripts/vlm/finetune_full.sh",
                                                                  "scripts/vlm/finetune_noise.sh")
         assert (backbone.eval_module, backbone.cli_module) == ("mung.eval.model_vqa_loader", "mung.serve.cli")
-        assert all((REPO / recipe).is_file() for recipe in (backbone.base_recipe, backbone.mung_recipe))
+        assert backbone.control_recipe == "scripts/vlm/finetune_lora.sh"
+        assert all((REPO / recipe).is_file() for recipe in (backbone.base_recipe, backbone.mung_recipe,
+                                                            backbone.control_recipe))
         plan = quickstart.PLANS[name]
         assert plan.base.projector_lr is None  # the generic recipes have no connector lr flag
     env = quickstart.training_env(quickstart.BACKBONES["gemma3"], quickstart.PLANS["gemma3"].base, "m", "d.json",

@@ -10,6 +10,7 @@ In CI a missing browser fails these tests; set MUNG_ALLOW_NO_BROWSER=1 to skip t
 """
 
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -152,7 +153,8 @@ def test_example_ask_stream_side_by_side_and_noise_map(page, loaded, tiny_world,
     page.get_by_text(os.path.basename(image_path)).first.click()  # the first example: image and question
     status_says(page, "Image loaded (112x112)")
     question = page.input_value("#question textarea")
-    assert question.startswith("What color is the shape?")
+    with open(tiny_world["eval_questions"]) as handle:  # the example is the world's first eval question
+        assert question == json.loads(handle.readline())["text"]
     set_number(page, "temperature", 0)
     set_number(page, "max-new-tokens", MAX_NEW_TOKENS)
     record_chat_updates(page)
