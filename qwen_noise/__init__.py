@@ -5,6 +5,4 @@ rendering shared by training and inference, collator, MMPR conversion), ``train`
 ``eval.model_vqa_loader``, ``serve.cli`` and ``vlmeval`` (VLMEvalKit model class). Recipes: ``scripts/qwen/``.
 """
 
-from mung.known_log_messages import install_known_message_filters
-
-install_known_message_filters()  # before transformers/peft import bitsandbytes, which warns while importing
+import mung  # noqa: F401  (first: its import filters the expected log lines of the dependencies)

@@ -3,7 +3,10 @@ stay. ``--help`` of both entry points and a tiny run of each, as child processes
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -19,6 +22,22 @@ def test_help_is_only_the_help(backbone):
     result = train_as_child(backbone, ["--help"], timeout=120)
     assert result.returncode == 0
     assert "--max_bad_sample_share" in result.stdout and "--overwrite_output_dir" in result.stdout
+    assert KERNELS_HINT not in result.stdout + result.stderr
+    assert result.stderr.strip() == "", result.stderr[-2000:]
+
+
+ENTRY_POINTS = ["mung.eval.model_vqa_loader", "mung.serve.cli", "mung.serve.api", "mung.eval.eval_pope",
+                "vlm_noise.train.train", "llava_noise.eval.model_vqa_loader", "qwen_noise.serve.cli",
+                "llava_noise.serve.web"]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_every_entry_points_help_is_only_the_help(module):
+    """Not only the backbones' own packages: the shared commands (README: ``python -m mung.…``) too."""
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout
     assert KERNELS_HINT not in result.stdout + result.stderr
     assert result.stderr.strip() == "", result.stderr[-2000:]
 

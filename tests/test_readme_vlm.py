@@ -15,12 +15,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def byo_commands(tw: str) -> list[list[str]]:
-    """The shell commands of the section's bash block, continuations joined and ``$TW`` expanded."""
+    """The shell commands of the section's bash block, continuations joined and ``$TW`` expanded to ``tw`` (the
+    block's own first line sets it, so it runs in a fresh shell)."""
     text = README.read_text(encoding="utf-8")
     section = text[text.index("## Bring your own VLM"):]
     block = section[section.index("```bash") + len("```bash"):]
-    block = block[:block.index("```")].replace("\\\n", " ")
-    return [shlex.split(line.replace("$TW", tw)) for line in block.splitlines() if line.strip()]
+    lines = [line for line in block[:block.index("```")].replace("\\\n", " ").splitlines() if line.strip()]
+    assert lines[0].startswith("TW=") and " " not in lines[0], lines[0]
+    return [shlex.split(line.replace("$TW", tw)) for line in lines[1:]]
 
 
 def linked_world(tiny_world, vlm_families, root: Path) -> Path:

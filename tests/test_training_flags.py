@@ -172,3 +172,16 @@ def test_qwen_refuses_training_the_vision_tower_outside_a_full_tune(tiny_world, 
 ])
 def test_qwen_warns_about_each_flag_its_tune_ignores(tiny_world, tmp_path, caplog, extra, expected):
     assert qwen_combination_warnings(tiny_world, tmp_path, caplog, *extra) == expected
+
+
+@pytest.mark.parametrize("accelerator, use_cpu, expected", [(False, False, False), (True, True, False),
+                                                            (True, False, True)])
+def test_pinned_memory_is_asked_for_only_with_an_accelerator(tmp_path, monkeypatch, accelerator, use_cpu, expected):
+    """Without an accelerator pinned memory does nothing and torch warns on every DataLoader."""
+    import torch
+
+    from mung.training.flags import TrainingArguments
+
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: accelerator)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=use_cpu, report_to="none")
+    assert args.dataloader_pin_memory is expected

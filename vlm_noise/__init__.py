@@ -7,3 +7,5 @@ model inputs and labels (assistant turns only) for training; ``vlm_noise.train``
 (``python -m vlm_noise.train.train``) on the shared plumbing (``mung.training``). ``vlm_noise.support`` says which
 families are served.
 """
+
+import mung  # noqa: F401,E402  (first: its import filters the expected log lines of the dependencies)

@@ -8,3 +8,9 @@ filters for expected log lines (``known_log_messages``). A backbone plugs in thr
 ``backbones`` (its model, its data and one ``Backbone`` adapter) and is found through the ``mung.backbones``
 entry-point group.
 """
+
+from mung.known_log_messages import install_known_message_filters
+
+# Every entry point (``python -m mung.…``, ``llava_noise.…``, ``qwen_noise.…``, ``vlm_noise.…``) imports ``mung`` before
+# transformers/peft import bitsandbytes, which logs an expected warning while importing: one place filters it.
+install_known_message_filters()

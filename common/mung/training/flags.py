@@ -142,6 +142,9 @@ class TrainingArguments(transformers.TrainingArguments):
         check_on_nonfinite(self.on_nonfinite)
         check_run_length(self.max_steps, self.num_train_epochs)
         super().__post_init__()
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.accelerator.is_available()):
+            # Pinned memory only speeds copies to an accelerator; without one torch warns on every DataLoader.
+            self.dataloader_pin_memory = False
 
 
 def compute_dtype(training_args) -> torch.dtype:
