@@ -500,6 +500,7 @@ def format_report(r: dict) -> str:
     pct = lambda x: f"{100 * x:5.1f}%"  # noqa: E731
     s, tr, ctr, loss = r["seconds"], r["trainable"], r["control_trainable"], r["loss"]
     seeds = r["over_seeds"]["after"]["seeds"]
+    w = 13 if seeds > 1 else 7  # "55.3 ± 0.5%" or "55.3%"
     lines = [
         f"MuNG quickstart — {r['backbone']}{' (--fast: plumbing only, numbers mean nothing)' if r['fast'] else ''}",
         f"  stage 1 base : {r['recipes']['base']}, {r['plan']['base']['steps']} steps, white backgrounds, "
@@ -515,17 +516,18 @@ def format_report(r: dict) -> str:
         f"control {loss['control']['loss_start']:.3f} -> {loss['control']['loss_end']:.3f}",
         f"  accuracy on {r['eval_split']}, {r['before']['n']} questions "
         f"({', '.join(f'{n} {f}' for f, n in sorted(r['before']['n_per_family'].items()))}):",
-        f"    {'family':<10} {'n':>3} {'chance':>7} {'before':>7} {'control':>13} {'MuNG':>13}",
+        f"    {'family':<10} {'n':>3} {'chance':>7} {'before':>7} {'control':>{w}} {'MuNG':>{w}}",
     ]
-    cell = lambda st: f"{100 * st['mean']:5.1f}" + (f" ± {100 * st['std']:4.1f}" if st["std"] is not None else "       ")  # noqa: E731
+    cell = lambda st: (f"{100 * st['mean']:.1f}" + (f" ± {100 * st['std']:.1f}" if st["std"] is not None else "")  # noqa: E731
+                       + "%")
     after, control = r["over_seeds"]["after"], r["over_seeds"]["control"]
     for family in sorted(r["before"]["per_family"]):
         lines.append(f"    {family:<10} {r['before']['n_per_family'][family]:>3} {pct(r['chance'][family]):>7} "
-                     f"{pct(r['before']['per_family'][family]):>7} {cell(control['per_family'][family]):>13} "
-                     f"{cell(after['per_family'][family]):>13}")
+                     f"{pct(r['before']['per_family'][family]):>7} {cell(control['per_family'][family]):>{w}} "
+                     f"{cell(after['per_family'][family]):>{w}}")
     lines += [
         f"    {'overall':<10} {r['before']['n']:>3} {pct(r['chance_overall']):>7} {pct(r['before']['overall']):>7} "
-        f"{cell(control['overall']):>13} {cell(after['overall']):>13}",
+        f"{cell(control['overall']):>{w}} {cell(after['overall']):>{w}}",
         f"    before = {r['before']['label']}; control = {r['control']['label']}; MuNG = {r['after']['label']}"
         + (f"; mean ± std over {seeds} seeds" if seeds > 1 else ""),
         "  samples (first question of each family):",

@@ -181,5 +181,8 @@ def test_per_family_counts_are_printed(tmp_path):
               "base_checkpoint": "b", "next": {"compare": "python -m mung.compare"}}
     text = quickstart.format_report(report)
     assert "4 questions (3 colour, 1 shape)" in text
-    assert "    colour       3   16.7%  100.0%   75.0 ± 35.4   75.0 ± 35.4" in text
+    assert "    colour       3   16.7%  100.0%  75.0 ± 35.4%  75.0 ± 35.4%" in text
     assert "mean ± std over 2 seeds" in text
+    one_seed = quickstart.over_seeds([scores])
+    text = quickstart.format_report({**report, "over_seeds": {"after": one_seed, "control": one_seed}})
+    assert "    colour       3   16.7%  100.0%  100.0%  100.0%" in text and "±" not in text
