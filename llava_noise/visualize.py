@@ -1,6 +1,7 @@
 """``python -m llava_noise.visualize``: the shared noise-map command ``mung.visualize`` (any backbone)."""
 
 from mung.visualize import main
+from mung.commands import run_command
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

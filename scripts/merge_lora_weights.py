@@ -13,6 +13,7 @@ import torch
 from llava_noise.mm_utils import get_model_name_from_path
 from llava_noise.model.builder import load_pretrained_model
 from mung.training.distributed import save_generator_from_model
+from mung.commands import run_command
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -38,4 +39,4 @@ if __name__ == "__main__":
     parser.add_argument("--model-base", type=str, required=True)
     parser.add_argument("--save-model-path", type=str, required=True)
     parser.add_argument("--save-dtype", choices=sorted(DTYPES), default=None)
-    merge_lora(parser.parse_args())
+    run_command(merge_lora, parser.parse_args())

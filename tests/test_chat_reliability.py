@@ -8,9 +8,11 @@ import json
 import pytest
 from PIL import Image
 
+from mung.backbones import Prompt
 from mung.chat import chat
 from mung.eval import model_vqa_loader, run_query
 from mung.generation import GenerationSettings
+from mung.images import load_image
 from mung.loading import LoadOptions, load
 from mung.serve import cli
 from qwen_builders import build_tiny_qwen
@@ -82,3 +84,39 @@ def test_noise_modes_need_a_generator_for_qwen_eval_and_chat(tiny_world, tmp_pat
         with pytest.raises(ValueError, match=rf"--noise-mode {mode}: this checkpoint has no noise generator"):
             cli.main(["--model-path", tiny_world["qwen_model"], "--device", "cpu", "--noise-mode", mode])
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_an_unasked_reply_budget_shrinks_to_what_the_context_leaves_and_an_asked_one_is_checked(loaded, monkeypatch):
+    """The CLI's default 512 new tokens on a model trained with a 256-token context answered nothing: the first
+    message failed with a traceback. Unasked, the budget is what the context leaves; asked, it must fit."""
+    from mung.context import PromptTooLong, check_fits
+
+    encoded = loaded.backbone.encode(loaded, Prompt.question("What colour is it?", [Image.new("RGB", (32, 32))]))
+    length = loaded.backbone.prompt_length(loaded, encoded)
+    monkeypatch.setattr(loaded, "context_len", length + 5)
+    unasked = GenerationSettings(temperature=0, max_new_tokens=512, fit_reply=True)
+    assert check_fits(loaded, encoded, unasked).max_new_tokens == 5
+    assert check_fits(loaded, encoded, GenerationSettings(max_new_tokens=3, fit_reply=True)).max_new_tokens == 3
+    assert check_fits(loaded, encoded, GenerationSettings(max_new_tokens=5)).max_new_tokens == 5
+    with pytest.raises(PromptTooLong, match=rf"context is {length + 5} tokens, 6 of them kept for the reply "
+                                            rf"\(--max-new-tokens\), so at most {length - 1}\."):
+        check_fits(loaded, encoded, GenerationSettings(max_new_tokens=6))
+    monkeypatch.setattr(loaded, "context_len", length)
+    with pytest.raises(PromptTooLong, match=f"context is {length} tokens, which leaves no room for a reply"):
+        check_fits(loaded, encoded, unasked)
+
+
+def test_the_cli_default_reply_fits_a_small_context_and_an_asked_one_too_long_fails_at_start(loaded, monkeypatch,
+                                                                                               tmp_path, capsys):
+    image = tmp_path / "red.png"
+    Image.new("RGB", (32, 32), "red").save(image)
+    monkeypatch.setattr(cli, "load_from_args", lambda args: loaded)
+    encoded = loaded.backbone.encode(loaded, Prompt.question("What colour is it?", [load_image(str(image))]))
+    monkeypatch.setattr(loaded, "context_len", loaded.backbone.prompt_length(loaded, encoded) + 3)
+    typed(monkeypatch, "What colour is it?")
+    session = cli.main(["--model-path", "unused", "--image-file", str(image), "--temperature", "0"])
+    assert [role for role, _ in session.turns] == ["user", "assistant"]  # answered, at most 3 new tokens
+    assert "[not sent]" not in capsys.readouterr().out
+    typed(monkeypatch, "What colour is it?")
+    with pytest.raises(ValueError, match=f"--max-new-tokens {loaded.context_len} leaves no room for a prompt"):
+        cli.main(["--model-path", "unused", "--image-file", str(image), "--max-new-tokens", str(loaded.context_len)])

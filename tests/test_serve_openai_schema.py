@@ -51,6 +51,8 @@ def test_settings_follow_openai_defaults_and_the_server_cap():
     assert (settings.temperature, settings.top_p, settings.max_new_tokens, settings.top_k,
             settings.repetition_penalty) == (0, 0.5, 16, 5, 1.1)
     assert parse({**TEXT, "max_tokens": 100, "max_completion_tokens": 3}).job.settings.max_new_tokens == 3
+    # Unset, the reply may have what the context leaves (up to the cap); asked for, it must fit or is refused.
+    assert parse(TEXT).job.settings.fit_reply and not parse({**TEXT, "max_tokens": 3}).job.settings.fit_reply
     parsed = parse({**TEXT, "stream": True, "stream_options": {"include_usage": True}, "seed": 2**40 + 7,
                     "stop": ["\n", ""], "noise_mode": "off"})
     assert (parsed.stream, parsed.include_usage, parsed.job.seed, parsed.job.stop, parsed.job.noise_mode) == (

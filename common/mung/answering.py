@@ -133,7 +133,7 @@ def answer_prompt(loaded: LoadedModel, prompt: Prompt, settings: GenerationSetti
     (``context.PromptTooLong``) before anything is generated."""
     prompt.check()
     encoded = loaded.backbone.encode(loaded, prompt)
-    check_fits(loaded, encoded, settings)
+    settings = check_fits(loaded, encoded, settings)
     batch = loaded.backbone.collate(loaded, [encoded])
     return generate_texts(loaded, batch, settings, streamer)[0], encoded
 

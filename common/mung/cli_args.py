@@ -32,11 +32,15 @@ def add_model_args(parser: argparse.ArgumentParser, conv_mode_default: Any = Non
     parser.add_argument("--load-4bit", action="store_true", help="load the LLM in 4 bits (bitsandbytes NF4)")
 
 
-def add_generation_args(parser: argparse.ArgumentParser, temperature: float = 0.2, max_new_tokens: int = 128) -> None:
+def add_generation_args(parser: argparse.ArgumentParser, temperature: float = 0.2, max_new_tokens: Any = 128) -> None:
+    """``max_new_tokens=None``: the flag's default is "what the context leaves" (``generation_settings`` names the
+    cap), for one-shot queries and chats; evaluation keeps a fixed default so its answers do not depend on it."""
     parser.add_argument("--temperature", type=float, default=temperature)
     parser.add_argument("--top_p", "--top-p", dest="top_p", type=float, default=None)
     parser.add_argument("--num_beams", "--num-beams", dest="num_beams", type=int, default=1)
-    parser.add_argument("--max_new_tokens", "--max-new-tokens", dest="max_new_tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--max_new_tokens", "--max-new-tokens", dest="max_new_tokens", type=int, default=max_new_tokens,
+                        help="most new tokens of an answer" + ("" if max_new_tokens is not None else
+                                                                " (default: 512, or what the model's context leaves)"))
 
 
 def add_chunk_args(parser: argparse.ArgumentParser) -> None:
@@ -63,5 +67,5 @@ def add_backbone_args(parser: argparse.ArgumentParser) -> None:
         backbone.add_inference_args(parser)
 
 
-def generation_settings(args: argparse.Namespace) -> GenerationSettings:
-    return GenerationSettings.from_args(args)
+def generation_settings(args: argparse.Namespace, default_max_new_tokens: int = 128) -> GenerationSettings:
+    return GenerationSettings.from_args(args, default_max_new_tokens)

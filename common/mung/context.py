@@ -3,7 +3,8 @@
 The prompt (image tokens included: ``Backbone.prompt_length``) and the reply (``max_new_tokens``) must fit the
 context together; nothing runs past it silently.
 
-- chat and serving (``check_fits``): a prompt that does not fit is refused with the limit, the session goes on;
+- chat and serving (``check_fits``): a prompt that does not fit is refused with the limit, the session goes on; a
+  reply budget nobody asked for (a default: ``GenerationSettings.fit_reply``) shrinks to what the context leaves;
 - evaluation (``fit_question``): the question text is shortened (its middle is cut, so the beginning and the
   instruction at its end stay) until it fits, and the answer record says so (``metadata.truncated``); a question
   whose images alone do not fit is a bad question.
@@ -11,6 +12,7 @@ context together; nothing runs past it silently.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from .backbones import EncodedPrompt, Prompt
@@ -26,8 +28,10 @@ class PromptTooLong(ValueError):
 
 
 def prompt_budget(loaded: LoadedModel, settings: GenerationSettings) -> int:
-    """Tokens left for the prompt once ``max_new_tokens`` are kept for the reply."""
-    budget = loaded.context_len - settings.max_new_tokens
+    """Tokens left for the prompt once ``max_new_tokens`` are kept for the reply (a reply budget that may shrink,
+    ``fit_reply``, keeps one)."""
+    kept = 1 if settings.fit_reply else settings.max_new_tokens
+    budget = loaded.context_len - kept
     if budget < 1:
         raise ValueError(
             f"--max-new-tokens {settings.max_new_tokens} leaves no room for a prompt in the context of "
@@ -37,16 +41,22 @@ def prompt_budget(loaded: LoadedModel, settings: GenerationSettings) -> int:
 
 
 def check_fits(loaded: LoadedModel, encoded: EncodedPrompt, settings: GenerationSettings,
-               what: str = "This message") -> None:
-    """Refuse (``PromptTooLong``) a chat prompt that, with room for the reply, does not fit the context."""
+               what: str = "This message") -> GenerationSettings:
+    """The settings to answer a chat prompt with: refused (``PromptTooLong``) when, with room for the reply, it does
+    not fit the context; a reply budget nobody asked for (``fit_reply``) lowered to what the context leaves."""
     length = loaded.backbone.prompt_length(loaded, encoded)
-    budget = prompt_budget(loaded, settings)
-    if length > budget:
+    room = loaded.context_len - length
+    if settings.fit_reply and room >= 1:
+        return replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
+    budget = loaded.context_len - settings.max_new_tokens
+    if settings.fit_reply or length > budget:
+        kept = ("which leaves no room for a reply" if settings.fit_reply else
+                f"{settings.max_new_tokens} of them kept for the reply (--max-new-tokens), so at most {max(budget, 0)}")
         raise PromptTooLong(
             f"{what} makes the prompt {length} tokens (the chat so far and its images included); the model's context "
-            f"is {loaded.context_len} tokens, {settings.max_new_tokens} of them kept for the reply (--max-new-tokens), "
-            f"so at most {budget}. Shorten it, or start a new chat."
+            f"is {loaded.context_len} tokens, {kept}. Shorten it, or start a new chat."
         )
+    return settings
 
 
 def _cut_middle(text: str, tokenizer, keep_tokens: int) -> str:

@@ -13,7 +13,9 @@ from transformers import StoppingCriteria, TextStreamer
 @dataclass
 class GenerationSettings:
     """Sampling at ``temperature > 0`` (with ``top_p`` / ``top_k``), greedy otherwise; beams; new-token budget;
-    an optional repetition penalty."""
+    an optional repetition penalty. ``fit_reply``: the budget was not asked for (a default), so a chat or a request
+    may get fewer new tokens when the model's context leaves fewer (``context.check_fits``); an asked-for budget
+    that does not fit is refused instead."""
 
     temperature: float = 0.2
     top_p: Optional[float] = None
@@ -21,6 +23,7 @@ class GenerationSettings:
     max_new_tokens: int = 128
     top_k: Optional[int] = None
     repetition_penalty: Optional[float] = None
+    fit_reply: bool = False
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -35,9 +38,13 @@ class GenerationSettings:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}.")
 
     @classmethod
-    def from_args(cls, args: Any) -> "GenerationSettings":
+    def from_args(cls, args: Any, default_max_new_tokens: int = 128) -> "GenerationSettings":
+        """From the flags; ``--max-new-tokens`` left unset (None) means ``default_max_new_tokens`` or what the
+        context leaves."""
+        asked = args.max_new_tokens
         return cls(temperature=args.temperature, top_p=getattr(args, "top_p", None),
-                   num_beams=getattr(args, "num_beams", 1), max_new_tokens=args.max_new_tokens)
+                   num_beams=getattr(args, "num_beams", 1),
+                   max_new_tokens=default_max_new_tokens if asked is None else asked, fit_reply=asked is None)
 
     def generate_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"num_beams": self.num_beams, "max_new_tokens": self.max_new_tokens, "use_cache": True}

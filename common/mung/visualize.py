@@ -24,6 +24,7 @@ from .backbones import Prompt
 from .cli_args import add_backbone_args, add_model_args, load_from_args
 from .images import load_image
 from .loading import LoadedModel
+from mung.commands import run_command
 
 
 def token_maps(output: NoiseOutput, grid: tuple[int, int], sample: int = 0, first_token: int = 0) -> dict[str, torch.Tensor]:
@@ -192,4 +193,4 @@ def main(argv: Optional[Sequence[str]] = None) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -1,6 +1,7 @@
 """``python -m llava_noise.eval.eval_gqa``: LLaVA's command name for the shared ``mung.eval.eval_gqa`` (any backbone)."""
 
 from mung.eval.eval_gqa import main
+from mung.commands import run_command
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

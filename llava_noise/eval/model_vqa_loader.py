@@ -1,6 +1,7 @@
 """``python -m llava_noise.eval.model_vqa_loader``: LLaVA's command name for the shared ``mung.eval.model_vqa_loader`` (any backbone)."""
 
 from mung.eval.model_vqa_loader import main
+from mung.commands import run_command
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -23,6 +23,7 @@ from .args import DataArguments, ModelArguments, TrainingArguments, check_flag_c
 from .data import make_supervised_data_module
 from .prepare import prepare_model
 from .trainer import LLaVATrainer
+from mung.commands import run_command
 
 logger = logging.getLogger(__name__)
 
@@ -70,5 +71,5 @@ def _train(model_args, data_args, training_args, ng_args, callbacks, attn_implem
     return trainer
 
 if __name__ == "__main__":
-    train()
+    run_command(train)
     close_process_group()

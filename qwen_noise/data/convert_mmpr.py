@@ -26,6 +26,7 @@ import random
 from pathlib import Path
 
 from .dataset import load_records
+from mung.commands import run_command
 
 IMAGE_PLACEHOLDER = "<image>"
 REPEAT_RULES = ("internvl", "authors")
@@ -119,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

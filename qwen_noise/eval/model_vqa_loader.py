@@ -2,6 +2,7 @@
 ``--min-pixels`` / ``--max-pixels`` bound Qwen2.5-VL's image resizing)."""
 
 from mung.eval.model_vqa_loader import main
+from mung.commands import run_command
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

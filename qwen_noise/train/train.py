@@ -21,6 +21,7 @@ from ..data import QwenDataCollator, QwenSupervisedDataset
 from .args import DataArguments, ModelArguments, TrainingArguments, check_flag_combinations
 from .prepare import prepare_model
 from .trainer import NoiseTrainer
+from mung.commands import run_command
 
 
 def check_flags(model_args: ModelArguments, training_args: TrainingArguments, ng_args) -> None:
@@ -83,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -23,6 +23,7 @@ from ..data import ConversationCollator, ConversationDataset
 from .args import DataArguments, ModelArguments, TrainingArguments, check_flag_combinations
 from .prepare import prepare_model
 from .trainer import VLMTrainer
+from mung.commands import run_command
 
 
 def parse(argv: Optional[list[str]] = None):
@@ -71,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

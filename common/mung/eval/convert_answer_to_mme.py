@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from ..files import read_records, write_text
 from .eval_mme import read_tab_lines
+from mung.commands import run_command
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 
@@ -68,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

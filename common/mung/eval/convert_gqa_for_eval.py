@@ -8,6 +8,7 @@ The prediction is the answer text with trailing periods removed, lower-cased —
 import argparse
 
 from ..files import check_output_path, read_records, write_json
+from mung.commands import run_command
 
 
 def gqa_predictions(results):
@@ -24,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

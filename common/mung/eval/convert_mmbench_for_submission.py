@@ -14,6 +14,7 @@ import os
 from ..files import read_records
 from .mmbench_tsv import OPTION_LETTERS, is_missing, read_mmbench_tsv
 from .xlsx import write_xlsx
+from mung.commands import run_command
 
 DROPPED = ["hint", "category", "source", "image", "comment", "l2-category"]
 
@@ -65,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -6,6 +6,7 @@ The json is what MM-Vet's GPT-4 grader (online, needs network; not run here) tak
 import argparse
 
 from ..files import check_output_path, read_records, write_json
+from mung.commands import run_command
 
 
 def mmvet_submission(results):
@@ -22,4 +23,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

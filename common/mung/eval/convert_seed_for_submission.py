@@ -10,6 +10,7 @@ questions; unanswered questions count as wrong and are reported. The upload file
 import argparse
 
 from ..files import check_output_path, read_json, read_records, write_jsonl
+from mung.commands import run_command
 
 
 def option_of(text):
@@ -64,4 +65,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

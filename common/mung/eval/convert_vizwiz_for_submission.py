@@ -7,6 +7,7 @@ import argparse
 
 from ..files import check_output_path, index_by, read_records, write_json
 from .vqa_normalize import normalize_answer
+from mung.commands import run_command
 
 
 def vizwiz_submission(questions, results, result_path="answers"):
@@ -32,4 +33,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -10,6 +10,7 @@ import os
 
 from ..files import read_records, write_json
 from .vqa_normalize import normalize_answer
+from mung.commands import run_command
 
 
 def vqav2_submission(test_questions, results):
@@ -37,4 +38,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

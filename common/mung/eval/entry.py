@@ -9,6 +9,7 @@ from ..answer_files import check_answers_path
 from ..answering import Question, answer_questions
 from ..bad_samples import ON_BAD_SAMPLE
 from ..chunking import get_chunk
+from ..context import prompt_budget
 from ..cli_args import (
     add_backbone_args,
     add_chunk_args,
@@ -49,8 +50,10 @@ def run_answering(
     check_answers_path(args.answers_file, args.question_file)
     questions = get_chunk(read_questions(args), args.num_chunks, args.chunk_idx)
     loaded = load_from_args(args)
+    settings = generation_settings(args)
+    prompt_budget(loaded, settings)  # a --max_new_tokens the context cannot hold fails before any answer
     return answer_questions(
-        questions, loaded, generation_settings(args), args.answers_file,
+        questions, loaded, settings, args.answers_file,
         batch_size=getattr(args, "batch_size", 1), num_workers=getattr(args, "num_workers", 0), seed=args.seed,
         on_bad_sample=args.on_bad_sample, resume=args.resume,
     )

@@ -8,6 +8,7 @@ the scene graphs and choices files and are left to that script.
 import argparse
 
 from ..files import read_json
+from mung.commands import run_command
 
 
 def gqa_accuracy(predictions, questions, predictions_path="predictions"):
@@ -33,4 +34,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -11,6 +11,7 @@ import argparse
 import os
 
 from ..files import check_output_path, index_by, read_jsonl, read_records, write_json
+from mung.commands import run_command
 
 LABEL_PREFIX = "coco_pope_"
 
@@ -100,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

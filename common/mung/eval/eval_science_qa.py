@@ -11,6 +11,7 @@ import os
 import re
 
 from ..files import check_output_path, read_json, read_records, write_json
+from mung.commands import run_command
 
 _ANSWER_IS = re.compile(r"The answer is ([A-Z])\.")
 
@@ -78,4 +79,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -12,6 +12,7 @@ import os
 
 from ..files import read_json, read_records
 from .vqa_normalize import vqa_accuracy
+from mung.commands import run_command
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 
@@ -67,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -8,6 +8,7 @@ as JSON. Unanswered questions count as wrong and are reported.
 import argparse
 
 from ..files import check_output_path, write_json
+from mung.commands import run_command
 
 
 def main(argv=None):
@@ -30,4 +31,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

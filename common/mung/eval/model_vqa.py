@@ -3,6 +3,7 @@ MM-Vet and LLaVA-Bench; same inputs, outputs and prompts as ``model_vqa_loader``
 
 from .entry import main_for
 from .questions import questions_from_jsonl
+from mung.commands import run_command
 
 
 def main(argv=None):
@@ -11,4 +12,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

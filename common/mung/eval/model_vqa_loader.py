@@ -7,6 +7,7 @@ answers equal those of batch size 1.
 
 from .entry import main_for
 from .questions import questions_from_jsonl
+from mung.commands import run_command
 
 
 def main(argv=None):
@@ -14,4 +15,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

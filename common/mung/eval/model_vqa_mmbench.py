@@ -8,6 +8,7 @@ Output records add round_id, options and option_char.
 
 from .entry import main_for
 from .questions import SINGLE_PRED_PROMPT, mmbench_questions
+from mung.commands import run_command
 
 
 def configure(parser):
@@ -23,4 +24,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -7,6 +7,7 @@ instruction to answer with the option letter. Output records use ``id`` as quest
 
 from .entry import main_for
 from .questions import science_questions
+from mung.commands import run_command
 
 
 def configure(parser):
@@ -20,4 +21,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -14,8 +14,10 @@ from ..answering import answer_prompt
 from ..backbones import IMAGE_PLACEHOLDER, Prompt
 from ..cli_args import add_backbone_args, add_generation_args, add_model_args, generation_settings, load_from_args
 from ..images import ImageLoadError, load_image
+from mung.commands import run_command
 
 QUERY_PLACEHOLDER = "<image-placeholder>"
+LLAVA_MAX_NEW_TOKENS = 512  # run_llava's default; without --max-new-tokens a smaller context lowers it
 
 
 def query_prompt(query: str, images: list) -> Prompt:
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> str:
     except ImageLoadError as err:
         sys.exit(f"error: {err}")
     loaded = load_from_args(args)
-    answer, _ = answer_prompt(loaded, query_prompt(args.query, images), generation_settings(args))
+    settings = generation_settings(args, default_max_new_tokens=LLAVA_MAX_NEW_TOKENS)
+    answer, _ = answer_prompt(loaded, query_prompt(args.query, images), settings)
     print(answer)
     return answer
 
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> str:
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_model_args(parser)
-    add_generation_args(parser, max_new_tokens=512)
+    add_generation_args(parser, max_new_tokens=None)
     add_backbone_args(parser)
     parser.add_argument("--image-file", type=str, default=None)
     parser.add_argument("--query", type=str, required=True)
@@ -51,4 +54,4 @@ def main(argv=None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -12,6 +12,7 @@ import glob
 import os
 
 from ..files import read_records
+from mung.commands import run_command
 
 
 def summarize_reviews(reviews, ignore=()):
@@ -57,4 +58,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -41,6 +41,7 @@ from .openai_schema import (
 )
 from .options import add_server_args, check_server_args, is_loopback, worker_from_args
 from .session import ModelWorker, ServerBusy
+from mung.commands import run_command
 
 logger = logging.getLogger(__name__)
 STREAM_END = object()
@@ -240,4 +241,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -12,7 +12,11 @@ import sys
 
 from ..chat import ChatSession, chat
 from ..cli_args import add_backbone_args, add_model_args, generation_settings, load_from_args
+from ..context import prompt_budget
 from ..images import ImageLoadError, load_image
+from mung.commands import run_command
+
+CHAT_MAX_NEW_TOKENS = 512  # LLaVA's CLI default
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,7 +26,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image-file", type=str, default=None)
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--top_p", "--top-p", dest="top_p", type=float, default=None)
-    parser.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=512)
+    parser.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=None,
+                        help=f"most new tokens of a reply (default: {CHAT_MAX_NEW_TOKENS}, or what the model's context "
+                             "leaves)")
     parser.add_argument("--debug", action="store_true", help="print each full prompt and reply")
     return parser.parse_args(argv)
 
@@ -39,7 +45,9 @@ def run(args: argparse.Namespace) -> ChatSession:
     if args.conv_mode and inferred and args.conv_mode != inferred:
         print(f"[note] the checkpoint's conversation mode is {inferred}; using --conv-mode {args.conv_mode}",
               file=sys.stderr)
-    return chat(loaded, images, generation_settings(args), debug=args.debug)
+    settings = generation_settings(args, default_max_new_tokens=CHAT_MAX_NEW_TOKENS)
+    prompt_budget(loaded, settings)  # an asked-for reply longer than the context fails now, not at the first message
+    return chat(loaded, images, settings, debug=args.debug)
 
 
 def main(argv=None) -> ChatSession:
@@ -47,4 +55,4 @@ def main(argv=None) -> ChatSession:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -117,7 +117,8 @@ def _settings(body: dict, max_new_tokens_limit: int) -> GenerationSettings:
     max_tokens = _number(body, name, 1, 2**31, integer=True)
     budget = max_new_tokens_limit if max_tokens is None else min(int(max_tokens), max_new_tokens_limit)
     return GenerationSettings(temperature=1.0 if temperature is None else float(temperature), top_p=top_p,
-                              max_new_tokens=budget, top_k=top_k, repetition_penalty=penalty)
+                              max_new_tokens=budget, top_k=top_k, repetition_penalty=penalty,
+                              fit_reply=max_tokens is None)  # unset: what the context leaves, up to the limit
 
 
 def _image(url: Any, where: str, policy: ImagePolicy) -> Image.Image:

@@ -157,7 +157,7 @@ class ModelWorker:
             set_seed(job.seed)
         prompt = Prompt(list(job.turns), list(job.images))
         encoded = loaded.backbone.encode(loaded, prompt)
-        check_fits(loaded, encoded, job.settings)  # refused with the limit, never run past the context
+        settings = check_fits(loaded, encoded, job.settings)  # refused with the limit, never past the context
         batch = loaded.backbone.collate(loaded, [encoded])
         streamer = None
         if job.on_text is not None:
@@ -165,7 +165,7 @@ class ModelWorker:
             streamer = StopStringStreamer(loaded.tokenizer, stops, on_text=job.on_text, skip_special_tokens=True)
         loaded.noise_mode = mode  # per request; safe because this thread is the model's only user
         try:
-            reply = generate_replies(loaded, batch, job.settings, streamer, stop_strings=job.stop,
+            reply = generate_replies(loaded, batch, settings, streamer, stop_strings=job.stop,
                                      stopping=[_Cancelled(job.cancelled)])[0]
         finally:
             loaded.noise_mode = self.default_noise_mode
