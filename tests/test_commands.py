@@ -73,6 +73,14 @@ def test_own_errors_keep_their_name_and_bugs_their_traceback(capsys):
     assert run_command(lambda a, b=0: a + b, 1, b=2) == 3
 
 
+def test_a_rank_of_a_multi_process_run_says_which_it_is(capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit):
+        run_command(int, "x")
+    assert capsys.readouterr().err == "[rank1]: error: invalid literal for int() with base 10: 'x'\n"
+
+
 def main_blocks():
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):

@@ -224,7 +224,7 @@ def test_every_rank_of_a_two_process_run_stops_on_a_busy_folder(world, tmp_path)
         assert done.returncode != 0
         text = done.stdout + done.stderr
         for rank in (0, 1):
-            assert f"[rank{rank}]: mung.training.output_dir.OutputDirBusy: --output_dir" in text, text[-3000:]
+            assert f"[rank{rank}]: error: OutputDirBusy: --output_dir" in text, text[-3000:]
     finally:
         other.kill()
         other.wait()

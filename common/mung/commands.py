@@ -29,12 +29,17 @@ def is_user_error(err: BaseException) -> bool:
 
 def one_line(err: BaseException) -> str:
     """``error: message``; the project's own errors keep their name (``error: OutputDirBusy: …``), which says what
-    kind of problem it is better than a built-in's."""
+    kind of problem it is better than a built-in's. A process of a multi-process run says its rank first, as torch
+    does (``[rank1]: error: …``)."""
     text = str(err).strip()
     name = type(err).__name__
     if type(err).__module__.split(".")[0] in OWN_PACKAGES:
-        return f"error: {name}: {text}" if text else f"error: {name}"
-    return f"error: {text or name}"
+        line = f"error: {name}: {text}" if text else f"error: {name}"
+    else:
+        line = f"error: {text or name}"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
+        line = f"[rank{os.environ['RANK']}]: {line}"
+    return line
 
 
 def run_command(main: Callable[..., T], *args: Any, **kwargs: Any) -> T:
