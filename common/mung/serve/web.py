@@ -110,9 +110,16 @@ def main(argv=None) -> None:
     worker = worker_from_args(args)
     demo = build_demo(DemoHandlers(worker, args.max_image_pixels), args.max_new_tokens_limit, examples)
     allowed = sorted({os.path.dirname(path) for path, _ in examples or []})
-    demo.queue(max_size=args.queue_size).launch(
+    # Gradio's own start-up lines name its Python arguments (share=True in launch()); say it in this command's flags.
+    _, local_url, share_url = demo.queue(max_size=args.queue_size).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=allowed, show_error=False,
-        ssr_mode=False, footer_links=[], max_file_size=max(64 * 2**20, 8 * args.max_image_pixels))
+        ssr_mode=False, footer_links=[], max_file_size=max(64 * 2**20, 8 * args.max_image_pixels), quiet=True,
+        prevent_thread_lock=True)
+    print(f"Serving the demo of {worker.loaded.model_name} ({worker.loaded.backbone.name}, noise "
+          f"{worker.loaded.noise_label}) on {local_url}"
+          + (f" and {share_url}" if share_url else "; --share asks Gradio for a public link") + ". Ctrl+C stops it.",
+          flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":
