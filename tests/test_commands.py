@@ -17,36 +17,47 @@ PACKAGES = ("common/mung", "llava_noise", "qwen_noise", "vlm_noise")
 OWN_ERROR_HANDLING = {"common/mung/compare/__main__.py"}  # prints "[compare] …" and returns 2 itself
 
 
-def command(*argv, **env):
-    return subprocess.run([sys.executable, "-m", *argv], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Each command below run once, all started at once: (exit status, stderr) by name."""
+    root = tmp_path_factory.mktemp("commands")
+    (root / "q.jsonl").write_text('{"question_id": 1, "text": "Hi"}\n')
+    nowhere = str(root / "nowhere")
+    commands = {
+        "chat": (["mung.serve.cli", "--model-path", nowhere], {}),
+        "eval": (["llava_noise.eval.model_vqa_loader", "--model-path", nowhere, "--question-file",
+                  str(root / "q.jsonl")], {}),
+        "train": (["vlm_noise.train.train", "--model_name_or_path", nowhere, "--data_path", "x", "--output_dir",
+                   str(root / "out"), "--report_to", "none"], {}),
+        "traceback": (["mung.serve.cli", "--model-path", nowhere], {"MUNG_TRACEBACK": "1"}),
+    }
+    running = {name: subprocess.Popen([sys.executable, "-m", *argv], cwd=REPO, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+               for name, (argv, env) in commands.items()}
+    errors = {name: process.communicate(timeout=240)[1] for name, process in running.items()}
+    return {name: (running[name].returncode, errors[name]) for name in commands}, nowhere
 
 
-@pytest.mark.parametrize("module", ["mung.serve.cli", "llava_noise.eval.model_vqa_loader", "qwen_noise.serve.api"])
-def test_a_missing_checkpoint_is_one_line_and_status_2(module, tmp_path):
-    extra = ["--question-file", str(tmp_path / "q.jsonl")] if "eval" in module else []
-    if extra:
-        (tmp_path / "q.jsonl").write_text('{"question_id": 1, "text": "Hi"}\n')
-    result = command(module, "--model-path", str(tmp_path / "nowhere"), *extra)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: --model-path {tmp_path / 'nowhere'} does not exist (only local checkpoints are supported; download "
-        "the model first)."]
+@pytest.mark.parametrize("name", ["chat", "eval"])
+def test_a_missing_checkpoint_is_one_line_and_status_2(results, name):
+    (returncode, stderr), nowhere = results[0][name], results[1]
+    assert returncode == 2
+    assert stderr.strip().splitlines() == [
+        f"error: --model-path {nowhere} does not exist (only local checkpoints are supported; download the model "
+        "first)."]
 
 
-def test_the_traceback_is_there_when_asked_for(tmp_path):
-    result = command("mung.serve.cli", "--model-path", str(tmp_path / "nowhere"), MUNG_TRACEBACK="1")
-    assert result.returncode == 1
-    assert "Traceback (most recent call last)" in result.stderr and "FileNotFoundError: --model-path" in result.stderr
+def test_the_traceback_is_there_when_asked_for(results):
+    returncode, stderr = results[0]["traceback"]
+    assert returncode == 1
+    assert "Traceback (most recent call last)" in stderr and "FileNotFoundError: --model-path" in stderr
 
 
-def test_a_bad_training_flag_is_one_line(tmp_path):
-    result = command("vlm_noise.train.train", "--model_name_or_path", str(tmp_path / "nowhere"), "--data_path", "x",
-                     "--output_dir", str(tmp_path / "out"), "--report_to", "none")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: --model_name_or_path {tmp_path / 'nowhere'} does not exist; pass the folder of a downloaded "
-        "checkpoint."]
+def test_a_bad_training_flag_is_one_line(results):
+    (returncode, stderr), nowhere = results[0]["train"], results[1]
+    assert returncode == 2
+    assert stderr.strip().splitlines() == [
+        f"error: --model_name_or_path {nowhere} does not exist; pass the folder of a downloaded checkpoint."]
 
 
 def test_own_errors_keep_their_name_and_bugs_their_traceback(capsys):
