@@ -483,10 +483,11 @@ def next_steps(backbone: Backbone, world: Path, base: Path, mung: Path, out: Pat
     """Commands that go on from this run's folders."""
     q = lambda p: shlex.quote(str(p))  # noqa: E731
     model = f"--model-path {q(mung)} --model-base {q(base)}"
+    answers = q(mung.parent / "answers.jsonl")  # beside this backbone's runs: the next backbone's do not replace it
     return {
         "evaluate": (f"python -m {backbone.eval_module} {model} --question-file {q(world / 'eval/shift_eval_questions.jsonl')} "
-                     f"--image-folder {q(world / 'images')} --answers-file {q(out / 'answers.jsonl')} && python -m "
-                     f"mung.eval.eval_tiny_world --answers-file {q(out / 'answers.jsonl')} --truth-file "
+                     f"--image-folder {q(world / 'images')} --answers-file {answers} && python -m "
+                     f"mung.eval.eval_tiny_world --answers-file {answers} --truth-file "
                      f"{q(world / 'eval/shift_eval_answers.jsonl')}"),
         "chat": f"python -m {backbone.cli_module} {model} --image-file {q(world / 'images/shift_eval/00000.png')}",
         "web demo": f"python -m mung.serve.web {model}",

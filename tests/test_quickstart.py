@@ -8,6 +8,7 @@ learning (the real run's numbers are in the project notes).
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,8 @@ def test_fast_run_writes_the_noise_map_and_prints_what_to_run_next(fast_run):
     assert set(report["next"]) == {"evaluate", "chat", "web demo", "compare"}
     assert "python -m mung.serve.web" in stdout and "python -m mung.compare --backbone llava" in stdout
     assert f"--start {report['base_checkpoint']}" in report["next"]["compare"]
+    answers = os.path.join(os.path.dirname(report["checkpoint"]), "answers.jsonl")  # per backbone, not shared
+    assert report["next"]["evaluate"].count(f"--answers-file {answers}") == 2
 
 
 def test_per_family_counts_are_printed(tmp_path):
