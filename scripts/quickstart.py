@@ -46,6 +46,8 @@ from typing import Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))  # quickstart_backbones, also when this file is loaded as a module
 import quickstart_backbones  # noqa: E402
+from mung.training.runs import loss_ends  # noqa: E402
+
 REPORT_NAME = "quickstart_report.json"
 TRAINABLE_RE = re.compile(r"trainable params: ([\d,]+) \|\| all params: ([\d,]+) \|\| trainable%: ([\d.]+)")
 MAX_NEW_TOKENS = 8
@@ -202,13 +204,13 @@ def loss_summary(output_dir: Path) -> dict:
     curve = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h]
     if not curve:
         raise ValueError(f"{state_file} logs no training loss.")
-    k = max(1, len(curve) // 10)
     losses = [loss for _, loss in curve]
+    start_mean, end_mean = loss_ends(losses)
     return {
         "loss_start": losses[0],
         "loss_end": losses[-1],
-        "loss_start_mean": sum(losses[:k]) / k,  # mean over the first / last tenth of the steps
-        "loss_end_mean": sum(losses[-k:]) / k,
+        "loss_start_mean": start_mean,  # mean over the first / last tenth of the steps
+        "loss_end_mean": end_mean,
         "loss_curve": curve,
     }
 
@@ -505,7 +507,7 @@ def format_report(r: dict) -> str:
     lines = [
         f"MuNG quickstart — {r['backbone']}{' (--fast: plumbing only, numbers mean nothing)' if r['fast'] else ''}",
         f"  stage 1 base : {r['recipes']['base']}, {r['plan']['base']['steps']} steps, white backgrounds, "
-        f"loss {loss['base']['loss_start']:.3f} -> {loss['base']['loss_end']:.3f}"
+        f"mean loss {loss['base']['loss_start_mean']:.3f} -> {loss['base']['loss_end_mean']:.3f}"
         + (f"; white-background eval {pct(r['base_on_white']['overall'])}" if r["base_on_white"] else ""),
         f"  stage 2 MuNG : {r['recipes']['mung']} ({r['tuned']}), {r['plan']['mung']['steps']} steps, dark noisy "
         f"backgrounds, {seeds} seed(s)",
@@ -513,8 +515,9 @@ def format_report(r: dict) -> str:
         f"{r['plan']['control']['steps']} steps, the same data",
         f"  trainable    : MuNG {tr['trainable_params']:,} of {tr['total_params']:,} parameters "
         f"({tr['trainable_percent']:.2f}%); control {ctr['trainable_params']:,} ({ctr['trainable_percent']:.2f}%)",
-        f"  loss stage 2 : MuNG {loss['mung']['loss_start']:.3f} (step 1) -> {loss['mung']['loss_end']:.3f} (last); "
-        f"control {loss['control']['loss_start']:.3f} -> {loss['control']['loss_end']:.3f}",
+        f"  loss stage 2 : MuNG {loss['mung']['loss_start_mean']:.3f} -> {loss['mung']['loss_end_mean']:.3f}; "
+        f"control {loss['control']['loss_start_mean']:.3f} -> {loss['control']['loss_end_mean']:.3f} (mean over the "
+        "first / last tenth of the steps)",
         f"  accuracy on {r['eval_split']}, {r['before']['n']} questions "
         f"({', '.join(f'{n} {f}' for f, n in sorted(r['before']['n_per_family'].items()))}):",
         f"    {'family':<10} {'n':>3} {'chance':>7} {'before':>7} {'control':>{w}} {'MuNG':>{w}}",

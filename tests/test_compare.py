@@ -2,6 +2,7 @@
 report's numbers against hand computations on fabricated unit results, the settings check, the chart, and (slow)
 a real 2-method, 1-seed, few-step comparison that a rerun resumes instead of retraining."""
 
+import json
 import math
 import shlex
 from pathlib import Path
@@ -273,3 +274,19 @@ def test_efficiency_never_hands_the_benchmarks_a_world_they_would_rebuild(tmp_pa
     unit = runner.Unit("efficiency", tmp_path / "efficiency")
     runner.run_efficiency(unit, ctx)
     assert worlds == [str(unit.folder / "world") if expected == "own" else expected] * 2
+
+
+def test_a_units_summary_gives_mean_losses_not_single_steps(tmp_path):
+    """A flat run that ends on a high step (LLaVA's generator alone: 1.05 at step 1, 1.79 at step 80) must not
+    read as a loss that rose; the means of the first and last tenth of the steps say what happened."""
+    losses = [1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.1, 0.9, 1.0, 1.0] * 2
+    losses[-1] = 1.8
+    history = [{"step": i + 1, "loss": loss} for i, loss in enumerate(losses)] + [{"train_runtime": 4.0}]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 20, "log_history": history}))
+    log = "trainable params: 10 || all params: 100 || trainable%: 10.0"
+    train = runner.training_summary(tmp_path, log, tmp_path / "train.log")
+    assert (train["loss_start_mean"], train["loss_end_mean"]) == (pytest.approx(1.1), pytest.approx(1.4))
+    assert runner.summary_of({"train": train}) == ("trained 20 steps (mean loss 1.100 -> 1.400 (first / last tenth), "
+                                            "10.00% trainable)")
+    old_unit = {k: v for k, v in train.items() if not k.endswith("_mean")}  # finished before the means existed
+    assert runner.summary_of({"train": old_unit}) == "trained 20 steps (loss 1.000 -> 1.800, 10.00% trainable)"

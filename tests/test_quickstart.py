@@ -174,7 +174,8 @@ def test_per_family_counts_are_printed(tmp_path):
     assert stats["overall"]["mean"] == pytest.approx(0.6) and stats["overall"]["std"] == pytest.approx(0.1414214)
     report = {"backbone": "llava", "fast": False, "plan": {k: {"steps": 1} for k in ("base", "mung", "control")},
               "recipes": {"base": "b.sh", "mung": "m.sh", "control": "c.sh"}, "tuned": "t",
-              "loss": {k: {"loss_start": 1.0, "loss_end": 0.5} for k in ("base", "mung", "control")},
+              "loss": {k: {"loss_start": 1.0, "loss_end": 0.5, "loss_start_mean": 1.25, "loss_end_mean": 0.75}
+                       for k in ("base", "mung", "control")},
               "base_on_white": None, "trainable": {"trainable_params": 10, "total_params": 100, "trainable_percent": 10.0},
               "control_trainable": {"trainable_params": 5, "total_params": 100, "trainable_percent": 5.0},
               "before": {"label": "b", **scores}, "control": {"label": "c", **scores}, "after": {"label": "a", **scores},
@@ -186,6 +187,7 @@ def test_per_family_counts_are_printed(tmp_path):
     assert "4 questions (3 colour, 1 shape)" in text
     assert "    colour       3   16.7%  100.0%  75.0 ± 35.4%  75.0 ± 35.4%" in text
     assert "mean ± std over 2 seeds" in text
+    assert "loss stage 2 : MuNG 1.250 -> 0.750; control 1.250 -> 0.750 (mean over the first / last tenth" in text
     one_seed = quickstart.over_seeds([scores])
     text = quickstart.format_report({**report, "over_seeds": {"after": one_seed, "control": one_seed}})
     assert "    colour       3   16.7%  100.0%  100.0%  100.0%" in text and "±" not in text

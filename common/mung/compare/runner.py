@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..files import read_json
+from ..training.runs import loss_ends
 from . import commands
 from .plan import Method
 from .recipes import ComparisonRecipes
@@ -81,6 +82,8 @@ def training_summary(output_dir: Path, log_text: str, log: Path) -> dict[str, An
         "seconds_per_step": runtime / steps if runtime and steps else None,
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
+        "loss_start_mean": loss_ends(losses)[0] if losses else None,  # the first / last tenth of the steps
+        "loss_end_mean": loss_ends(losses)[1] if losses else None,
         "peak_gpu_memory_bytes": final.get("train_mem_gpu_peaked_delta"),
     }
 
@@ -255,8 +258,13 @@ def summary_of(result: dict[str, Any]) -> str:
     parts = []
     if "train" in result:
         train = result["train"]
-        parts.append(f"trained {train['steps']} steps (loss {train['loss_first']:.3f} -> {train['loss_last']:.3f}, "
-                     f"{train['trainable_percent']:.2f}% trainable)")
+        if train.get("loss_start_mean") is not None:
+            loss = f"mean loss {train['loss_start_mean']:.3f} -> {train['loss_end_mean']:.3f} (first / last tenth)"
+        elif train.get("loss_first") is not None:  # a unit finished before the means were recorded
+            loss = f"loss {train['loss_first']:.3f} -> {train['loss_last']:.3f}"
+        else:
+            loss = "no loss logged"
+        parts.append(f"trained {train['steps']} steps ({loss}, {train['trainable_percent']:.2f}% trainable)")
     if "eval" in result:
         scores = result["eval"]["scores"]
         parts.append(f"{100 * scores['overall']:.1f}% of {scores['n']} questions")

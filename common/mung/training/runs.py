@@ -10,7 +10,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -174,3 +174,12 @@ def finished_or_cleared(training_args) -> Optional[str]:
             clear_earlier_run(training_args.output_dir)
         return None
     return finished_run_message(training_args.output_dir, training_args.resume_from_checkpoint, training_args.max_steps)
+
+
+def loss_ends(losses: Sequence[float]) -> tuple[float, float]:
+    """Mean loss over the first and over the last tenth of a run's logged steps (one step at least): a single step's
+    loss swings too much to say whether a run learnt (a flat run can end on a high step)."""
+    if not losses:
+        raise ValueError("no training loss was logged")
+    k = max(1, len(losses) // 10)
+    return sum(losses[:k]) / k, sum(losses[-k:]) / k
