@@ -12,8 +12,8 @@ import torch
 
 from llava_noise.mm_utils import get_model_name_from_path
 from llava_noise.model.builder import load_pretrained_model
-from mung.training.distributed import save_generator_from_model
 from mung.commands import run_command
+from mung.training.distributed import save_generator_from_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

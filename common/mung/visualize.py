@@ -22,9 +22,9 @@ from noise_generator import NoiseOutput, capture_noise
 
 from .backbones import Prompt
 from .cli_args import add_backbone_args, add_model_args, load_from_args
+from .commands import run_command
 from .images import load_image
 from .loading import LoadedModel
-from mung.commands import run_command
 
 
 def token_maps(output: NoiseOutput, grid: tuple[int, int], sample: int = 0, first_token: int = 0) -> dict[str, torch.Tensor]:

@@ -1,7 +1,7 @@
 """``python -m llava_noise.eval.eval_mme``: LLaVA's command name for the shared ``mung.eval.eval_mme`` (any backbone)."""
 
-from mung.eval.eval_mme import main
 from mung.commands import run_command
+from mung.eval.eval_mme import main
 
 if __name__ == "__main__":
     run_command(main)

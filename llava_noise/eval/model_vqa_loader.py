@@ -1,7 +1,7 @@
 """``python -m llava_noise.eval.model_vqa_loader``: LLaVA's command name for the shared ``mung.eval.model_vqa_loader`` (any backbone)."""
 
-from mung.eval.model_vqa_loader import main
 from mung.commands import run_command
+from mung.eval.model_vqa_loader import main
 
 if __name__ == "__main__":
     run_command(main)

@@ -13,6 +13,7 @@ from typing import Iterable, Optional
 from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
+from mung.commands import run_command
 from mung.paths import check_model_path
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
 from mung.training.entry import train_and_save, training_run
@@ -23,7 +24,6 @@ from .args import DataArguments, ModelArguments, TrainingArguments, check_flag_c
 from .data import make_supervised_data_module
 from .prepare import prepare_model
 from .trainer import LLaVATrainer
-from mung.commands import run_command
 
 logger = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from typing import Iterable, Optional
 from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
+from mung.commands import run_command
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
 from mung.training.entry import train_and_save, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
@@ -21,7 +22,6 @@ from ..data import QwenDataCollator, QwenSupervisedDataset
 from .args import DataArguments, ModelArguments, TrainingArguments, check_flag_combinations
 from .prepare import prepare_model
 from .trainer import NoiseTrainer
-from mung.commands import run_command
 
 
 def check_flags(model_args: ModelArguments, training_args: TrainingArguments, ng_args) -> None:

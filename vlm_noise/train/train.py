@@ -14,6 +14,7 @@ from typing import Iterable, Optional
 from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
+from mung.commands import run_command
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
 from mung.training.entry import train_and_save, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags, compute_dtype
@@ -23,7 +24,6 @@ from ..data import ConversationCollator, ConversationDataset
 from .args import DataArguments, ModelArguments, TrainingArguments, check_flag_combinations
 from .prepare import prepare_model
 from .trainer import VLMTrainer
-from mung.commands import run_command
 
 
 def parse(argv: Optional[list[str]] = None):

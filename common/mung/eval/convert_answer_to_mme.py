@@ -11,9 +11,9 @@ import argparse
 import os
 from collections import defaultdict
 
+from ..commands import run_command
 from ..files import read_records, write_text
 from .eval_mme import read_tab_lines
-from mung.commands import run_command
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 

@@ -7,8 +7,8 @@ The prediction is the answer text with trailing periods removed, lower-cased —
 
 import argparse
 
+from ..commands import run_command
 from ..files import check_output_path, read_records, write_json
-from mung.commands import run_command
 
 
 def gqa_predictions(results):

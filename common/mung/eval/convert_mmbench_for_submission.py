@@ -11,10 +11,10 @@ import argparse
 import csv
 import os
 
+from ..commands import run_command
 from ..files import read_records
 from .mmbench_tsv import OPTION_LETTERS, is_missing, read_mmbench_tsv
 from .xlsx import write_xlsx
-from mung.commands import run_command
 
 DROPPED = ["hint", "category", "source", "image", "comment", "l2-category"]
 

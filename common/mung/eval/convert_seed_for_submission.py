@@ -9,8 +9,8 @@ questions; unanswered questions count as wrong and are reported. The upload file
 
 import argparse
 
+from ..commands import run_command
 from ..files import check_output_path, read_json, read_records, write_jsonl
-from mung.commands import run_command
 
 
 def option_of(text):

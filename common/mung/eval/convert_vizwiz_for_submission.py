@@ -5,9 +5,9 @@ Every question of ``--annotation-file`` (the question jsonl) must be answered; a
 
 import argparse
 
+from ..commands import run_command
 from ..files import check_output_path, index_by, read_records, write_json
 from .vqa_normalize import normalize_answer
-from mung.commands import run_command
 
 
 def vizwiz_submission(questions, results, result_path="answers"):

@@ -8,9 +8,9 @@ Reads ``<dir>/answers/<split>/<ckpt>/merge.jsonl``, writes ``<dir>/answers_uploa
 import argparse
 import os
 
+from ..commands import run_command
 from ..files import read_records, write_json
 from .vqa_normalize import normalize_answer
-from mung.commands import run_command
 
 
 def vqav2_submission(test_questions, results):

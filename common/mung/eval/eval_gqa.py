@@ -7,8 +7,8 @@ the scene graphs and choices files and are left to that script.
 
 import argparse
 
+from ..commands import run_command
 from ..files import read_json
-from mung.commands import run_command
 
 
 def gqa_accuracy(predictions, questions, predictions_path="predictions"):

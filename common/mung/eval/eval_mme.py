@@ -9,7 +9,7 @@ every question right, score = acc + acc+. Perception and cognition totals are su
 
 import argparse
 import os
-from mung.commands import run_command
+from ..commands import run_command
 
 PERCEPTION = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"]
 COGNITION = ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"]

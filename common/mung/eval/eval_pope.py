@@ -10,8 +10,8 @@ Positive class = "yes".
 import argparse
 import os
 
+from ..commands import run_command
 from ..files import check_output_path, index_by, read_jsonl, read_records, write_json
-from mung.commands import run_command
 
 LABEL_PREFIX = "coco_pope_"
 

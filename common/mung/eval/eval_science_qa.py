@@ -10,8 +10,8 @@ import argparse
 import os
 import re
 
+from ..commands import run_command
 from ..files import check_output_path, read_json, read_records, write_json
-from mung.commands import run_command
 
 _ANSWER_IS = re.compile(r"The answer is ([A-Z])\.")
 

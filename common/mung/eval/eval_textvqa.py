@@ -10,9 +10,9 @@ leave-one-out VQA accuracy over the ten human answers (``--simple-accuracy``: mi
 import argparse
 import os
 
+from ..commands import run_command
 from ..files import read_json, read_records
 from .vqa_normalize import vqa_accuracy
-from mung.commands import run_command
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
 

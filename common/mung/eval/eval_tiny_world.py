@@ -7,8 +7,8 @@ as JSON. Unanswered questions count as wrong and are reported.
 
 import argparse
 
+from ..commands import run_command
 from ..files import check_output_path, write_json
-from mung.commands import run_command
 
 
 def main(argv=None):

@@ -3,7 +3,7 @@ MM-Vet and LLaVA-Bench; same inputs, outputs and prompts as ``model_vqa_loader``
 
 from .entry import main_for
 from .questions import questions_from_jsonl
-from mung.commands import run_command
+from ..commands import run_command
 
 
 def main(argv=None):

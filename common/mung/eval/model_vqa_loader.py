@@ -7,7 +7,7 @@ answers equal those of batch size 1.
 
 from .entry import main_for
 from .questions import questions_from_jsonl
-from mung.commands import run_command
+from ..commands import run_command
 
 
 def main(argv=None):

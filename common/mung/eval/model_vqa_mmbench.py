@@ -8,7 +8,7 @@ Output records add round_id, options and option_char.
 
 from .entry import main_for
 from .questions import SINGLE_PRED_PROMPT, mmbench_questions
-from mung.commands import run_command
+from ..commands import run_command
 
 
 def configure(parser):

@@ -7,7 +7,7 @@ instruction to answer with the option letter. Output records use ``id`` as quest
 
 from .entry import main_for
 from .questions import science_questions
-from mung.commands import run_command
+from ..commands import run_command
 
 
 def configure(parser):

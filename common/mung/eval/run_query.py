@@ -13,8 +13,8 @@ import sys
 from ..answering import answer_prompt
 from ..backbones import IMAGE_PLACEHOLDER, Prompt
 from ..cli_args import add_backbone_args, add_generation_args, add_model_args, generation_settings, load_from_args
+from ..commands import run_command
 from ..images import ImageLoadError, load_image
-from mung.commands import run_command
 
 QUERY_PLACEHOLDER = "<image-placeholder>"
 LLAVA_MAX_NEW_TOKENS = 512  # run_llava's default; without --max-new-tokens a smaller context lowers it

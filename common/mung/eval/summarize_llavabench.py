@@ -11,8 +11,8 @@ import argparse
 import glob
 import os
 
+from ..commands import run_command
 from ..files import read_records
-from mung.commands import run_command
 
 
 def summarize_reviews(reviews, ignore=()):

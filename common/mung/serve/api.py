@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..commands import run_command
 from ..context import PromptTooLong
 from .openai_schema import (
     APIError,
@@ -41,7 +42,6 @@ from .openai_schema import (
 )
 from .options import add_server_args, check_server_args, is_loopback, worker_from_args
 from .session import ModelWorker, ServerBusy
-from mung.commands import run_command
 
 logger = logging.getLogger(__name__)
 STREAM_END = object()

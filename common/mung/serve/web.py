@@ -22,7 +22,7 @@ from .examples import example_rows
 from .options import add_server_args, check_server_args, is_loopback, worker_from_args
 from .session import ModelWorker
 from .web_handlers import DemoHandlers
-from mung.commands import run_command
+from ..commands import run_command
 
 logger = logging.getLogger(__name__)
 NOISE_MODES = ["sample", "mean", "off"]
