@@ -18,7 +18,7 @@ from mung.checkpoints import read_tensor_file
 from mung.loading import LoadOptions, load
 from mung.paths import check_model_path
 from mung.safe_pickles import RESUME_TYPES, UntrustedPickle, check_resume_files, named_globals
-from tiny_runs import tiny_argv, train_as_child, train_in_process
+from tiny_runs import tiny_argv, tiny_data, train_as_child, train_in_process
 
 
 def write_hostile(path: Path, marker: Path) -> Path:
@@ -108,8 +108,7 @@ def fake_checkpoint(out: Path, step: int = 1, max_steps: int = 3) -> Path:
 
 def test_crafted_rng_state_stops_a_resume_naming_the_file_and_the_flag(world, tmp_path):
     marker = tmp_path / "MARKER"
-    data = tmp_path / "data.json"
-    data.write_text(json.dumps(json.loads(Path(world["qwen_train_json"]).read_text())[:4]))
+    data = tiny_data(world, "qwen", tmp_path)
     out = tmp_path / "out"
     rng = write_hostile(fake_checkpoint(out) / "rng_state.pth", marker)
     argv = tiny_argv("qwen", world, data, world["image_folder"], out, "--max_steps", "3")
@@ -130,9 +129,7 @@ def deepspeed_config(name: str, folder: Path) -> str:
 def test_deepspeed_resume_reads_real_checkpoints_and_refuses_a_crafted_one(world, tmp_path, backbone, zero):
     """A real one-step DeepSpeed run; its checkpoint passes the check (Qwen: and resumes); the same checkpoint with a
     crafted global_step file stops the resume before DeepSpeed reads it."""
-    key = "llava_train_json" if backbone == "llava" else "qwen_train_json"
-    data = tmp_path / "data.json"
-    data.write_text(json.dumps(json.loads(Path(world[key]).read_text())[:4]))
+    data = tiny_data(world, backbone, tmp_path)
     out = tmp_path / "out"
     argv = tiny_argv(backbone, world, data, world["image_folder"], out, "--save_steps", "1",
                      "--per_device_train_batch_size", "2", "--deepspeed", deepspeed_config(zero, tmp_path))

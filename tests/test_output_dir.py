@@ -21,17 +21,10 @@ from transformers import TrainerCallback
 
 from mung.training.output_dir import LOCK_NAME, DiskFull, OutputDirBusy, OutputDirLock
 from mung.training.runs import last_complete_checkpoint
-from tiny_runs import MODULES, tiny_argv, train_as_child, train_in_process
+from tiny_runs import MODULES, tiny_argv, tiny_data, train_as_child, train_in_process
 from distributed_utils import REPO, child_env
 
 BACKBONES = ("llava", "qwen")
-
-
-def tiny_data(world, backbone, folder: Path) -> Path:
-    key = "llava_train_json" if backbone == "llava" else "qwen_train_json"
-    path = folder / "data.json"
-    path.write_text(json.dumps(json.loads(Path(world[key]).read_text())[:4]))
-    return path
 
 
 def argv_of(world, backbone, tmp_path, out, *extra):

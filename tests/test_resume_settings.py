@@ -10,14 +10,7 @@ import torch
 
 from mung.training.trainer import check_resume_generator
 from noise_generator import GeneratorSettingsChanged, NoiseGenerator, NoiseGeneratorConfig, restore_generator, save_noise_generator
-from tiny_runs import tiny_argv, train_as_child, train_in_process
-
-
-def tiny_data(world, backbone, folder: Path) -> Path:
-    key = "llava_train_json" if backbone == "llava" else "qwen_train_json"
-    path = folder / "data.json"
-    path.write_text(json.dumps(json.loads(Path(world[key]).read_text())[:4]))
-    return path
+from tiny_runs import tiny_argv, tiny_data, train_as_child, train_in_process
 
 
 @pytest.mark.parametrize("backbone", ["llava", "qwen"])

@@ -2,8 +2,6 @@
 refused before anything loads; ``--on_nonfinite skip_step`` that dropped every batch fails the run at its last step,
 so no final checkpoint claims a finished run (before: exit 0 with a logged loss of 0)."""
 
-import json
-from pathlib import Path
 
 import pytest
 from transformers import TrainerCallback
@@ -11,14 +9,7 @@ from transformers import TrainerCallback
 from mung.training.flags import check_run_length
 from mung.training.nonfinite import NonFiniteError
 from noise_generator import find_noise_generator
-from tiny_runs import tiny_argv, train_in_process
-
-
-def tiny_data(world, backbone, folder: Path) -> Path:
-    key = "llava_train_json" if backbone == "llava" else "qwen_train_json"
-    path = folder / "data.json"
-    path.write_text(json.dumps(json.loads(Path(world[key]).read_text())[:4]))
-    return path
+from tiny_runs import tiny_argv, tiny_data, train_in_process
 
 
 @pytest.mark.parametrize("backbone", ["llava", "qwen"])

@@ -1,6 +1,7 @@
 """Tiny generator-training runs of either backbone on the tiny world, in this process or as a child process (the
 entry point as a user runs it), for the tests of what a run does around training (bad samples, re-runs)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,14 @@ def tiny_argv(backbone, world, data_path, image_folder, out, *extra):
             "--version", "v1", "--tune_mm_mlp_adapter", "True", "--noise_generator", "True",
             "--mm_projector_type", "mlp2x_gelu", "--mm_vision_select_layer", "-2", "--image_aspect_ratio", "pad",
             "--lazy_preprocess", "True", *common]
+
+
+def tiny_data(world, backbone, folder: Path, count: int = 4) -> Path:
+    """The first ``count`` training records of the backbone's tiny-world data, written to ``folder/data.json``."""
+    key = "llava_train_json" if backbone == "llava" else "qwen_train_json"
+    path = Path(folder) / "data.json"
+    path.write_text(json.dumps(json.loads(Path(world[key]).read_text())[:count]))
+    return path
 
 
 def train_in_process(backbone, argv, callbacks=()):

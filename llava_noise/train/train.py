@@ -49,7 +49,6 @@ def train(
     Trainer, or None (nothing trained) when --output_dir already holds the finished run."""
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, NoiseGeneratorArguments))
     model_args, data_args, training_args, ng_args = parser.parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING)
     check_flags(model_args, training_args, ng_args)
     with training_run(training_args) as started:
         if not started:

@@ -5,7 +5,6 @@
         [any transformers TrainingArguments flag]
 """
 
-import logging
 import sys
 from typing import Iterable, Optional
 
@@ -40,10 +39,6 @@ def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback]
     parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_flags(model_args, training_args, ng_args)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.should_log else logging.WARNING,
-    )
     with training_run(training_args) as started:
         if not started:
             return None

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Iterable, Optional
 
@@ -41,8 +40,6 @@ def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback]
     """Parse ``argv`` (default: the command line), train and save; ``callbacks`` join the Trainer's. Returns the
     Trainer, or None (nothing trained) when --output_dir already holds the finished run."""
     model_args, data_args, ng_args, training_args = parse(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        level=logging.INFO if training_args.should_log else logging.WARNING)
     with training_run(training_args) as started:
         if not started:
             return None

@@ -18,12 +18,17 @@ from .trainer import check_resume_generator
 logger = logging.getLogger(__name__)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 @contextlib.contextmanager
 def training_run(training_args) -> Iterator[bool]:
-    """The life of a training run, around everything a backbone's entry point does: the process group first (so the
-    ranks can agree), then ``--output_dir`` found writable and locked against other runs until the block ends (an
-    exception and SIGTERM included; ``output_dir.locked_output_dir``), then ``start_run``, whose answer the block
-    gets (False: nothing to do)."""
+    """The life of a training run, around everything a backbone's entry point does: logging (INFO on the process
+    that logs, warnings elsewhere), the process group (so the ranks can agree; on CPU under DeepSpeed it must exist
+    before ZeRO-3 partitions while loading), then ``--output_dir`` found writable and locked against other runs
+    until the block ends (an exception and SIGTERM included; ``output_dir.locked_output_dir``), then ``start_run``,
+    whose answer the block gets (False: nothing to do)."""
+    logging.basicConfig(format=LOG_FORMAT, level=logging.INFO if training_args.should_log else logging.WARNING)
     prepare_cpu_deepspeed(training_args.deepspeed)
     with locked_output_dir(training_args):
         yield start_run(training_args)
@@ -31,15 +36,13 @@ def training_run(training_args) -> Iterator[bool]:
 
 def start_run(training_args) -> bool:
     """Before any weights load. False when ``--output_dir`` already holds this finished run (the message is printed
-    on the main process; nothing else happens). Otherwise ``--overwrite_output_dir`` has cleared an earlier run, a
-    CPU DeepSpeed run has its process group (ZeRO-3 partitions while loading) and the seed is set (the fresh
-    generator's, projector's and LoRA's weights); True."""
+    on the main process; nothing else happens). Otherwise ``--overwrite_output_dir`` has cleared an earlier run and
+    the seed is set (the fresh generator's, projector's and LoRA's weights); True."""
     finished = finished_or_cleared(training_args)
     if finished:
         if training_args.should_log:
             print(finished, flush=True)
         return False
-    prepare_cpu_deepspeed(training_args.deepspeed)
     set_seed(training_args.seed)
     return True
 
