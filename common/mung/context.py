@@ -41,17 +41,22 @@ def prompt_budget(loaded: LoadedModel, settings: GenerationSettings) -> int:
 
 
 def check_fits(loaded: LoadedModel, encoded: EncodedPrompt, settings: GenerationSettings,
-               what: str = "This message") -> GenerationSettings:
+               what: str = "This message", budget_name: str = "--max-new-tokens") -> GenerationSettings:
     """The settings to answer a chat prompt with: refused (``PromptTooLong``) when, with room for the reply, it does
-    not fit the context; a reply budget nobody asked for (``fit_reply``) lowered to what the context leaves."""
+    not fit the context; a reply budget nobody asked for (``fit_reply``) lowered to what the context leaves.
+    ``budget_name`` is what the caller calls the reply budget (a flag, an API field)."""
     length = loaded.backbone.prompt_length(loaded, encoded)
     room = loaded.context_len - length
     if settings.fit_reply and room >= 1:
         return replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
     budget = loaded.context_len - settings.max_new_tokens
     if settings.fit_reply or length > budget:
-        kept = ("which leaves no room for a reply" if settings.fit_reply else
-                f"{settings.max_new_tokens} of them kept for the reply (--max-new-tokens), so at most {max(budget, 0)}")
+        if settings.fit_reply:
+            kept = "which leaves no room for a reply"
+        elif budget < 1:
+            kept = f"and {budget_name} asks for {settings.max_new_tokens} for the reply alone, so no prompt fits; lower it"
+        else:
+            kept = f"{settings.max_new_tokens} of them kept for the reply ({budget_name}), so at most {budget}"
         raise PromptTooLong(
             f"{what} makes the prompt {length} tokens (the chat so far and its images included); the model's context "
             f"is {loaded.context_len} tokens, {kept}. Shorten it, or start a new chat."
@@ -94,3 +99,13 @@ def fit_question(loaded: LoadedModel, text: str, images: list, settings: Generat
         f"{settings.max_new_tokens} kept for the answer) leaves, even with the question text shortened"
         + (" (its images alone take more)" if images else "") + "; lower --max-new-tokens or remove the question."
     )
+
+
+def max_prompt_chars(loaded: LoadedModel) -> int:
+    """Characters of text that cannot fit the context whatever they say, found without tokenising them: no token of
+    the tokenizer spells more characters than its longest vocabulary entry (byte-level entries spell one character
+    per byte or fewer), so a text of n characters is at least n / longest tokens. Twice that, for normalisers that
+    shorten text; a server refuses longer texts before they reach the model's single worker."""
+    tokens = loaded.tokenizer.convert_ids_to_tokens(list(range(len(loaded.tokenizer))))
+    longest = max(len(token) for token in tokens if token)
+    return 2 * loaded.context_len * longest

@@ -7,10 +7,12 @@ import base64
 import binascii
 import io
 import os
+import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,6 +21,7 @@ from .paths import missing_reason
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image]
 REMOTE_PREFIXES = ("http://", "https://")
+DOWNLOAD_BLOCK = 64 * 1024
 
 
 class ImageLoadError(ValueError):
@@ -69,39 +72,72 @@ def check_pixel_bound(size: tuple[int, int], name: str, max_pixels: Optional[int
         )
 
 
-def decode_image_bytes(data: bytes, name: str, max_pixels: Optional[int] = None) -> Image.Image:
-    """Decode ``data`` completely (so truncation shows here) into RGB; more than ``max_pixels`` pixels is refused
-    from the header, before decoding."""
+def _too_many_pixels_for_pil(name: str, max_pixels: Optional[int], err: Exception) -> ImageLoadError:
+    """PIL refuses to open an image of more than twice its ``MAX_IMAGE_PIXELS``; with a bound of our own below that,
+    the image is over our bound too, and is said to be so (not "corrupt")."""
+    pil_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    if max_pixels is not None and max_pixels < pil_limit:
+        return ImageLoadError(
+            f"{name} has more than {pil_limit:,} pixels, over the limit of {max_pixels:,}; downscale it (or start the "
+            "server with a larger --max-image-pixels)."
+        )
+    return ImageLoadError(
+        f"{name} has more pixels than PIL allows (its guard against decompression bombs: {err}); downscale the "
+        "image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
+    )
+
+
+@contextmanager
+def opened_image(data: bytes, name: str, max_pixels: Optional[int] = None) -> Iterator[Image.Image]:
+    """``data`` opened by PIL, which reads the header only: size and mode are known, no pixel is decoded until the
+    caller's ``load()``. More than ``max_pixels`` pixels is refused here; every failure, in here or in the caller's
+    block, is one ``ImageLoadError`` naming ``name`` once."""
     try:
         with Image.open(io.BytesIO(data)) as opened:
             check_pixel_bound(opened.size, name, max_pixels)
-            opened.load()
-            return to_rgb(opened)
+            yield opened
+    except ImageLoadError:
+        raise
     except Image.DecompressionBombError as err:
-        raise ImageLoadError(
-            f"{name} has more pixels than PIL allows (its guard against decompression bombs: {err}); downscale the "
-            "image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file."
-        ) from None
+        raise _too_many_pixels_for_pil(name, max_pixels, err) from None
     except UnidentifiedImageError:
         raise ImageLoadError(
-            f"{name} cannot be decoded: {Path(name).name} is not a readable image (its format is not recognised); it "
-            "is corrupt or truncated, or not an image file. Re-create the file."
+            f"{name} cannot be decoded: it is not a readable image (its format is not recognised: corrupt or "
+            "truncated, or not an image at all). Re-create the image."
         ) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageLoadError(f"{name} cannot be decoded ({err}); it is corrupt or truncated. Re-create the file.") from err
 
 
-def decode_base64_image(data: str, name: str = "base64 image", max_pixels: Optional[int] = None) -> Image.Image:
-    """A base64 string (or a ``data:image/...;base64,`` URL) → RGB."""
+def image_size(data: bytes, name: str, max_pixels: Optional[int] = None) -> tuple[int, int]:
+    """(width, height) of the image in ``data`` from its header, without decoding a pixel."""
+    with opened_image(data, name, max_pixels) as opened:
+        return opened.size
+
+
+def decode_image_bytes(data: bytes, name: str, max_pixels: Optional[int] = None) -> Image.Image:
+    """Decode ``data`` completely (so truncation shows here) into RGB; more than ``max_pixels`` pixels is refused
+    from the header, before decoding."""
+    with opened_image(data, name, max_pixels) as opened:
+        opened.load()
+        return to_rgb(opened)
+
+
+def base64_image_bytes(data: str, name: str = "base64 image") -> bytes:
+    """The bytes of a base64 string or a ``data:image/...;base64,`` URL (nothing decoded as an image)."""
     if data.startswith("data:"):
         header, _, data = data.partition(",")
         if ";base64" not in header:
             raise ImageLoadError(f"{name}: only base64 data URLs are supported (data:image/png;base64,...).")
     try:
-        raw = base64.b64decode("".join(data.split()), validate=True)
+        return base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError) as err:
         raise ImageLoadError(f"{name}: invalid base64 image data ({err}).") from err
-    return decode_image_bytes(raw, name, max_pixels)
+
+
+def decode_base64_image(data: str, name: str = "base64 image", max_pixels: Optional[int] = None) -> Image.Image:
+    """A base64 string (or a ``data:image/...;base64,`` URL) → RGB."""
+    return decode_image_bytes(base64_image_bytes(data, name), name, max_pixels)
 
 
 def _read_file(path: Path) -> bytes:
@@ -117,36 +153,66 @@ def _read_file(path: Path) -> bytes:
         raise ImageLoadError(f"cannot read image file {path}: {err.strerror or err}.") from err
 
 
-def _download(url: str, timeout: float) -> bytes:
+def _download(url: str, timeout: float, max_bytes: Optional[int]) -> bytes:
+    """The body at ``url``, streamed: refused once it passes ``max_bytes`` (None: no bound) or ``timeout`` seconds in
+    all (each read waits at most ``timeout``, so a slow server holds it at most about twice that)."""
+    deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read()
+            declared = response.headers.get("Content-Length")
+            if max_bytes is not None and declared and declared.isdigit() and int(declared) > max_bytes:
+                raise ImageLoadError(f"remote image {url[:200]} is {int(declared):,} bytes, over the limit of "
+                                     f"{max_bytes:,} (--max-remote-image-bytes).")
+            parts, size = [], 0
+            while block := response.read(DOWNLOAD_BLOCK):
+                size += len(block)
+                if max_bytes is not None and size > max_bytes:
+                    raise ImageLoadError(f"remote image {url[:200]} is over the limit of {max_bytes:,} bytes "
+                                         "(--max-remote-image-bytes); its download was stopped.")
+                if time.monotonic() > deadline:
+                    raise ImageLoadError(f"remote image {url[:200]} took over {timeout:g} s to download "
+                                         "(--remote-image-timeout); its download was stopped.")
+                parts.append(block)
+            return b"".join(parts)
+    except ImageLoadError:
+        raise
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
         raise ImageLoadError(
-            f"cannot download image {url}: {reason}. Without network access, pass a local file instead."
+            f"cannot download image {url[:200]}: {reason}. Without network access, pass a local file instead."
         ) from err
 
 
-def load_image(source: ImageSource, folder: str | os.PathLike | None = None, allow_remote: bool = True,
-               timeout: float = 10.0, max_pixels: Optional[int] = None) -> Image.Image:
-    """An RGB image from a path (relative paths under ``folder``), an http(s) URL, a data URL, raw bytes or a PIL
-    image; every failure is an ``ImageLoadError`` naming the source. ``max_pixels`` bounds width × height."""
-    if isinstance(source, Image.Image):
-        check_pixel_bound(source.size, "the given image", max_pixels)
-        return to_rgb(source)
-    if isinstance(source, bytes):
-        return decode_image_bytes(source, "the given image bytes", max_pixels)
+def read_image_source(source: Union[str, os.PathLike], folder: str | os.PathLike | None = None,
+                      allow_remote: bool = True, timeout: float = 10.0,
+                      max_bytes: Optional[int] = None) -> tuple[bytes, str]:
+    """(the encoded bytes, the name to report) of an image path (relative paths under ``folder``), ``file://`` path,
+    data URL or http(s) URL (downloaded within ``max_bytes`` and ``timeout``); nothing is decoded."""
     text = str(source)
     if text.startswith("data:"):
-        return decode_base64_image(text, "data URL image", max_pixels)
+        return base64_image_bytes(text, "data URL image"), "data URL image"
     if text.startswith(REMOTE_PREFIXES):
         if not allow_remote:
             raise ImageLoadError(f"remote image {text[:200]} refused: remote images are not allowed here.")
-        return decode_image_bytes(_download(text, timeout), text, max_pixels)
+        return _download(text, timeout, max_bytes), text[:200]
     if text.startswith("file://"):
         text = text[len("file://"):]
     path = Path(text).expanduser()
     if folder and not path.is_absolute():
         path = Path(folder) / path
-    return decode_image_bytes(_read_file(path), str(path), max_pixels)
+    return _read_file(path), str(path)
+
+
+def load_image(source: ImageSource, folder: str | os.PathLike | None = None, allow_remote: bool = True,
+               timeout: float = 10.0, max_pixels: Optional[int] = None, max_bytes: Optional[int] = None
+               ) -> Image.Image:
+    """An RGB image from a path (relative paths under ``folder``), an http(s) URL, a data URL, raw bytes or a PIL
+    image; every failure is an ``ImageLoadError`` naming the source. ``max_pixels`` bounds width × height;
+    ``max_bytes`` and ``timeout`` bound a download."""
+    if isinstance(source, Image.Image):
+        check_pixel_bound(source.size, "the given image", max_pixels)
+        return to_rgb(source)
+    if isinstance(source, bytes):
+        return decode_image_bytes(source, "the given image bytes", max_pixels)
+    data, name = read_image_source(source, folder, allow_remote, timeout, max_bytes)
+    return decode_image_bytes(data, name, max_pixels)

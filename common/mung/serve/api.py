@@ -8,6 +8,11 @@ server-sent events, images as data URLs, MuNG's extra ``noise_mode`` field; see 
 ``GET /health``. One model answers one request at a time; up to ``--queue-size`` more wait, and beyond that a
 request is answered 429 at once. With ``--api-key`` every request must carry ``Authorization: Bearer KEY``
 (401 otherwise). Every error is JSON in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
+
+A request's cost is bounded before each expensive step: its body by ``--max-request-bytes`` while it arrives; its
+text by what the context can hold, before tokenising; its images by ``--max-images-per-request``,
+``--max-image-pixels`` and ``--max-request-pixels`` from their headers; then a place in the line is taken (429 when
+none is free) before any image is decoded. A request whose client went away is dropped, queued or running.
 """
 
 from __future__ import annotations
@@ -17,16 +22,18 @@ import asyncio
 import hmac
 import json
 import logging
+import socket
 from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..commands import run_command
-from ..context import PromptTooLong
+from ..context import PromptTooLong, max_prompt_chars
 from .openai_schema import (
     APIError,
     ImagePolicy,
@@ -37,11 +44,12 @@ from .openai_schema import (
     model_body,
     models_body,
     now,
-    parse_chat_request,
+    read_chat_request,
     usage_chunk_body,
 )
-from .options import add_server_args, check_server_args, is_loopback, worker_from_args
-from .session import ModelWorker, ServerBusy
+from .options import add_server_args, bind_port, check_server_args, is_loopback, worker_from_args
+from .request_body import ClientGone, load_json, read_bounded
+from .session import ModelWorker, Place, ServerBusy
 
 logger = logging.getLogger(__name__)
 STREAM_END = object()
@@ -56,56 +64,93 @@ def _sse(payload: dict) -> str:
 
 
 class ChatService:
-    """What the routes do, over one ``ModelWorker``."""
+    """What the routes do, over one ``ModelWorker``. ``max_prompt_chars``: more characters of text than this cannot
+    fit the context (``mung.context.max_prompt_chars``); ``context_len``: the model's context in tokens."""
 
     def __init__(self, worker: ModelWorker, model_id: str, policy: ImagePolicy, max_new_tokens_limit: int,
-                 max_request_bytes: int):
+                 max_request_bytes: int, max_prompt_chars: Optional[int] = None, context_len: Optional[int] = None):
         self.worker, self.model_id, self.policy = worker, model_id, policy
         self.max_new_tokens_limit, self.max_request_bytes = max_new_tokens_limit, max_request_bytes
+        self.max_prompt_chars, self.context_len = max_prompt_chars, context_len
         self.created = now()
 
-    async def read_request(self, request: Request) -> ParsedRequest:
-        self._check_size(int(request.headers.get("content-length") or 0))
-        raw = await request.body()
-        self._check_size(len(raw))  # a body sent without a length
+    async def read_request(self, request: Request) -> tuple[ParsedRequest, Place]:
+        """The checked request, its images decoded, and the place in the line it holds (the caller releases it
+        unless the job is queued)."""
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise APIError(400, f"The request body is not valid JSON ({err}).") from err
-        # Decoding images is CPU work: off the event loop.
-        parsed = await run_in_threadpool(parse_chat_request, body, self.policy, self.max_new_tokens_limit)
+            raw = await read_bounded(request.stream(), request.headers.get("content-length"), self.max_request_bytes)
+        except ClientDisconnect:
+            raise ClientGone("the client closed the connection while sending its request") from None
+        body = load_json(raw)
+        # Reading base64 or downloading images is blocking work: off the event loop. Nothing is decoded yet.
+        parsed = await run_in_threadpool(read_chat_request, body, self.policy, self.max_new_tokens_limit)
+        self._check_fits(parsed)
         try:
             parsed.job.noise_mode = self.worker.resolve_noise_mode(parsed.job.noise_mode)
         except ValueError as err:
             raise APIError(400, str(err), param="noise_mode", code="no_noise_generator") from err
-        return parsed
-
-    def _check_size(self, size: int) -> None:
-        if size > self.max_request_bytes:
-            raise APIError(413, f"The request body is {size:,} bytes, over this server's limit of "
-                                f"{self.max_request_bytes:,} (--max-request-bytes); send smaller images.",
-                           code="request_too_large")
-
-    def submit(self, parsed: ParsedRequest):
+        place = self._reserve()  # before decoding: a busy server pays nothing for a refused request
         try:
-            return self.worker.chat(parsed.job)
+            await run_in_threadpool(parsed.decode_images)
+        except BaseException:
+            place.release()
+            raise
+        return parsed, place
+
+    def _check_fits(self, parsed: ParsedRequest) -> None:
+        """What cannot fit the context, refused before it is tokenised: a reply budget of the whole context or more,
+        and more text than the context can hold."""
+        settings, field = parsed.job.settings, parsed.budget_field
+        if self.context_len is not None and not settings.fit_reply and settings.max_new_tokens >= self.context_len:
+            raise APIError(400, f"'{field}' is {settings.max_new_tokens}, but this model's context is "
+                                f"{self.context_len} tokens for the prompt and the reply together; ask for fewer.",
+                           param=field, code="context_length_exceeded")
+        chars = parsed.text_chars()
+        if self.max_prompt_chars is not None and chars > self.max_prompt_chars:
+            raise APIError(400, f"The messages hold {chars:,} characters of text; this model's context of "
+                                f"{self.context_len:,} tokens cannot hold more than {self.max_prompt_chars:,}. Shorten "
+                                "them.", param="messages", code="context_length_exceeded")
+
+    def _reserve(self) -> Place:
+        try:
+            return self.worker.reserve()
         except ServerBusy as err:
             raise APIError(429, str(err), type="server_busy", code="queue_full") from err
+
+    def submit(self, parsed: ParsedRequest, place: Place):
+        try:
+            return self.worker.chat(parsed.job, place)
         except ValueError as err:
+            place.release()
             raise APIError(400, str(err), param="messages") from err
 
-    async def complete(self, parsed: ParsedRequest) -> JSONResponse:
+    async def complete(self, request: Request, parsed: ParsedRequest, place: Place) -> Response:
+        """The reply as one JSON body; a client that goes away while its request waits or runs is dropped: its job is
+        cancelled (unrun if it still waits, stopped at the next token if it runs)."""
+        job_future = self.submit(parsed, place)
+        reply_future = asyncio.wrap_future(job_future)
+        reply_future.add_done_callback(lambda done: done.cancelled() or done.exception())  # never "unretrieved"
+        gone = asyncio.ensure_future(client_gone(request))
         try:
-            reply = await asyncio.wrap_future(self.submit(parsed))
+            await asyncio.wait({reply_future, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not reply_future.done():
+            parsed.job.cancelled.set()
+            job_future.cancel()
+            logger.info("A client went away before its reply; its request was dropped.")
+            return Response(status_code=499)  # nobody reads it
+        try:
+            reply = reply_future.result()
         except PromptTooLong as err:
             raise too_long(err) from err
         return JSONResponse(completion_body(completion_id(), now(), self.model_id, reply))
 
-    def stream(self, parsed: ParsedRequest) -> StreamingResponse:
+    def stream(self, parsed: ParsedRequest, place: Place) -> StreamingResponse:
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         parsed.job.on_text = lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text)
-        reply_future = asyncio.wrap_future(self.submit(parsed))  # busy: refused before any byte is sent
+        reply_future = asyncio.wrap_future(self.submit(parsed, place))
         reply_future.add_done_callback(lambda _: pieces.put_nowait(STREAM_END))
         return StreamingResponse(self._events(parsed, pieces, reply_future), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -132,12 +177,21 @@ class ChatService:
                 yield _sse(usage_chunk_body(request_id, created, self.model_id, reply))
             yield "data: [DONE]\n\n"
         finally:
-            parsed.job.cancelled.set()  # a client that went away stops the generation at the next token
+            # A client that went away: a job still waiting is dropped unrun, a running one stops at the next token.
+            parsed.job.cancelled.set()
+            reply_future.cancel()
 
     def health(self) -> dict:
         return {"status": "ok", "model": self.model_id, "backbone": self.worker.loaded.backbone.name,
                 "running": self.worker.running, "waiting": self.worker.waiting,
-                "queue_size": self.worker.max_waiting, "answered": self.worker.answered, "failed": self.worker.failed}
+                "queue_size": self.worker.max_waiting, "answered": self.worker.answered, "failed": self.worker.failed,
+                "dropped": self.worker.dropped}
+
+
+async def client_gone(request: Request) -> None:
+    """Returns once the client has closed the connection (its body already read: the next message is the end)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def too_long(err: PromptTooLong) -> APIError:
@@ -148,6 +202,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(_: Request, err: APIError):
         return error_response(err, {"Retry-After": "1"} if err.status == 429 else None)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone_error(request: Request, err: ClientGone):
+        logger.warning("%s %s: %s; nothing was answered.", request.method, request.url.path, err)
+        return Response(status_code=499)  # nobody reads it
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException):
@@ -199,8 +258,8 @@ def create_app(service: ChatService, api_key: Optional[str] = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        parsed = await service.read_request(request)
-        return service.stream(parsed) if parsed.stream else await service.complete(parsed)
+        parsed, place = await service.read_request(request)
+        return service.stream(parsed, place) if parsed.stream else await service.complete(request, parsed, place)
 
     @app.get("/health")
     async def health():
@@ -218,26 +277,54 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="let requests name http(s) image URLs, which the server then downloads")
     parser.add_argument("--allow-local-images", action="store_true",
                         help="let requests name file:// images on the server's disk (VLMEvalKit --local-media)")
-    parser.add_argument("--max-request-bytes", type=int, default=64 * 1024 * 1024)
+    parser.add_argument("--max-request-bytes", type=int, default=64 * 1024 * 1024,
+                        help="largest request body, counted as it arrives (default 64 MiB)")
+    parser.add_argument("--max-images-per-request", type=int, default=16,
+                        help="most images one request may hold (default 16)")
+    parser.add_argument("--max-request-pixels", type=int, default=2 * 4096 * 4096,
+                        help="most pixels (width x height) of all of one request's images together, read from their "
+                             "headers before any is decoded (default 33,554,432: two 4096x4096 images)")
+    parser.add_argument("--max-remote-image-bytes", type=int, default=32 * 1024 * 1024,
+                        help="with --allow-remote-images: largest download, stopped once passed (default 32 MiB)")
+    parser.add_argument("--remote-image-timeout", type=float, default=10.0,
+                        help="with --allow-remote-images: seconds one download may take in all (default 10)")
     return parser.parse_args(argv)
+
+
+def check_api_args(args: argparse.Namespace) -> None:
+    check_server_args(args)
+    for flag in ("max_request_bytes", "max_images_per_request", "max_request_pixels", "max_remote_image_bytes",
+                 "remote_image_timeout"):
+        if getattr(args, flag) <= 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be above 0, got {getattr(args, flag)}.")
+
+
+def image_policy(args: argparse.Namespace) -> ImagePolicy:
+    return ImagePolicy(allow_remote=args.allow_remote_images, allow_local=args.allow_local_images,
+                       max_pixels=args.max_image_pixels, max_images=args.max_images_per_request,
+                       max_total_pixels=args.max_request_pixels, max_remote_bytes=args.max_remote_image_bytes,
+                       remote_timeout=args.remote_image_timeout)
 
 
 def main(argv=None) -> None:
     import uvicorn
 
     args = parse_args(argv)
-    check_server_args(args)
+    check_api_args(args)
     if not is_loopback(args.host) and not args.api_key:
         logger.warning("Listening on %s without --api-key: anyone who can reach this address can use the model.",
                        args.host)
+    listener = bind_port(args.host, args.port)  # before loading: a busy port fails at once, in one line
     worker = worker_from_args(args)
-    policy = ImagePolicy(allow_remote=args.allow_remote_images, allow_local=args.allow_local_images,
-                         max_pixels=args.max_image_pixels)
-    service = ChatService(worker, args.served_model_name or worker.loaded.model_name, policy,
-                          args.max_new_tokens_limit, args.max_request_bytes)
-    print(f"Serving {service.model_id} ({worker.loaded.backbone.name}, noise {worker.loaded.noise_label}) on "
-          f"http://{args.host}:{args.port}/v1", flush=True)
-    uvicorn.run(create_app(service, args.api_key), host=args.host, port=args.port, log_level="warning")
+    loaded = worker.loaded
+    service = ChatService(worker, args.served_model_name or loaded.model_name, image_policy(args),
+                          args.max_new_tokens_limit, args.max_request_bytes, max_prompt_chars(loaded),
+                          loaded.context_len)
+    config = uvicorn.Config(create_app(service, args.api_key), log_level="warning")
+    listener.listen(socket.SOMAXCONN)
+    print(f"Serving {service.model_id} ({loaded.backbone.name}, noise {loaded.noise_label}) on "
+          f"http://{args.host}:{listener.getsockname()[1]}/v1", flush=True)
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 if __name__ == "__main__":

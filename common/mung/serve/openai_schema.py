@@ -24,8 +24,9 @@ from typing import Any, Optional
 
 from PIL import Image
 
+from ..backbones import IMAGE_PLACEHOLDER
 from ..generation import GenerationSettings
-from ..images import REMOTE_PREFIXES, ImageLoadError, decode_base64_image, load_image
+from ..images import REMOTE_PREFIXES, ImageLoadError, base64_image_bytes, decode_image_bytes, image_size, read_image_source
 from ..vlmeval_base import MungVLM
 from .session import ChatJob, ChatReply
 
@@ -53,18 +54,46 @@ def bad_request(message: str, param: Optional[str] = None, code: Optional[str] =
 @dataclass
 class ImagePolicy:
     """Which image URLs a request may use: data URLs always; ``http(s)`` only with ``allow_remote`` (the server
-    would fetch them); ``file://`` paths only with ``allow_local`` (the server reads its own disk)."""
+    would fetch them, within ``max_remote_bytes`` and ``remote_timeout`` seconds); ``file://`` paths only with
+    ``allow_local`` (the server reads its own disk). How many images one request may hold (``max_images``), and
+    how many pixels each (``max_pixels``) and all together (``max_total_pixels``): checked from the images'
+    headers, before a pixel is decoded."""
 
     allow_remote: bool = False
     allow_local: bool = False
     max_pixels: Optional[int] = None
+    max_images: Optional[int] = None
+    max_total_pixels: Optional[int] = None
+    max_remote_bytes: Optional[int] = None
+    remote_timeout: float = 10.0
+
+
+@dataclass
+class EncodedImage:
+    """An image of a request, read (base64 or downloaded) and measured from its header but not yet decoded."""
+
+    where: str
+    data: bytes
+    size: tuple[int, int]
 
 
 @dataclass
 class ParsedRequest:
+    """A checked request: its job (``job.images`` empty until ``decode_images``), the images still encoded, and the
+    name of the reply-budget field it used (for messages in the client's terms)."""
+
     job: ChatJob
     stream: bool
     include_usage: bool
+    encoded_images: list[EncodedImage]
+    budget_field: str = "max_tokens"
+
+    def text_chars(self) -> int:
+        return sum(len(text) for _, text in self.job.turns)
+
+    def decode_images(self) -> None:
+        """Decode the images into the job: the expensive step, after every bound was checked."""
+        self.job.images = [_decoded(image) for image in self.encoded_images]
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -113,70 +142,120 @@ def _settings(body: dict, max_new_tokens_limit: int) -> GenerationSettings:
         raise bad_request("'top_p' must be above 0 (use temperature 0 for greedy answers).", "top_p")
     top_k = _number(body, "top_k", 0, 1_000_000, integer=True)
     penalty = _number(body, "repetition_penalty", 0.01, 100)
-    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = _number(body, name, 1, 2**31, integer=True)
+    max_tokens = _number(body, budget_field(body), 1, 2**31, integer=True)
     budget = max_new_tokens_limit if max_tokens is None else min(int(max_tokens), max_new_tokens_limit)
-    return GenerationSettings(temperature=1.0 if temperature is None else float(temperature), top_p=top_p,
-                              max_new_tokens=budget, top_k=top_k, repetition_penalty=penalty,
+    # OpenAI takes an integer wherever a number goes (2 for 2.0); transformers' processors want floats.
+    return GenerationSettings(temperature=1.0 if temperature is None else float(temperature),
+                              top_p=None if top_p is None else float(top_p), max_new_tokens=budget, top_k=top_k,
+                              repetition_penalty=None if penalty is None else float(penalty),
                               fit_reply=max_tokens is None)  # unset: what the context leaves, up to the limit
 
 
-def _image(url: Any, where: str, policy: ImagePolicy) -> Image.Image:
+def budget_field(body: dict) -> str:
+    return "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+
+
+def _flag(body: dict, name: str, where: Optional[dict] = None) -> bool:
+    """A boolean field: true, false or absent; a string such as "false" is refused, never read as true."""
+    value = (body if where is None else where).get(name)
+    if value is not None and not isinstance(value, bool):
+        raise bad_request(f"'{name}' must be true or false (a JSON boolean), got {value!r:.40}.", name)
+    return bool(value)
+
+
+def _image_bytes(url: Any, where: str, policy: ImagePolicy) -> bytes:
+    """The encoded bytes an image part names (base64 decoded, or read, or downloaded within bounds)."""
     if not isinstance(url, str) or not url:
         raise bad_request(f"{where}: 'image_url.url' must be a non-empty string (a data:image/...;base64 URL).",
                           "messages")
-    try:
-        if url.startswith("data:"):
-            return decode_base64_image(url, where, policy.max_pixels)
-        if url.startswith(REMOTE_PREFIXES):
-            if not policy.allow_remote:
-                raise bad_request(f"{where}: remote image URLs are refused by this server; send the image as a data "
-                                  "URL (data:image/png;base64,...), or start the server with --allow-remote-images.",
-                                  "messages", "remote_image_refused")
-            return load_image(url, max_pixels=policy.max_pixels)
-        if url.startswith("file://") and policy.allow_local:
-            return load_image(url, max_pixels=policy.max_pixels)
-    except ImageLoadError as err:
-        message = str(err) if str(err).startswith(where) else f"{where}: {err}"
-        raise bad_request(message, "messages", "invalid_image") from err
+    if url.startswith("data:"):
+        return base64_image_bytes(url, where)
+    if url.startswith(REMOTE_PREFIXES):
+        if not policy.allow_remote:
+            raise bad_request(f"{where}: remote image URLs are refused by this server; send the image as a data "
+                              "URL (data:image/png;base64,...), or start the server with --allow-remote-images.",
+                              "messages", "remote_image_refused")
+        return read_image_source(url, timeout=policy.remote_timeout, max_bytes=policy.max_remote_bytes)[0]
+    if url.startswith("file://") and policy.allow_local:
+        return read_image_source(url)[0]
     raise bad_request(f"{where}: image URL {url[:40]!r}... is not a data URL; send data:image/png;base64,... (file:// "
                       "paths need --allow-local-images).", "messages", "invalid_image_url")
 
 
-def _items(content: Any, where: str, policy: ImagePolicy) -> list[dict]:
-    """A message's content as ``{"type": "text"|"image", "value": ...}`` items (images decoded)."""
+def invalid_image(where: str, err: ImageLoadError) -> APIError:
+    message = str(err) if str(err).startswith(where) else f"{where}: {err}"
+    return bad_request(message, "messages", "invalid_image")
+
+
+def _encoded_images(urls: list[tuple[str, Any]], policy: ImagePolicy) -> list[EncodedImage]:
+    """Each image's bytes and size, from its header: the count, each image's pixels and their sum are refused over
+    the policy's bounds before any image is decoded (and the count before any is read)."""
+    if policy.max_images is not None and len(urls) > policy.max_images:
+        raise bad_request(f"The request holds {len(urls)} images; this server takes at most {policy.max_images} per "
+                          "request (--max-images-per-request).", "messages", "too_many_images")
+    encoded, total = [], 0
+    for where, url in urls:
+        try:
+            data = _image_bytes(url, where, policy)
+            size = image_size(data, where, policy.max_pixels)
+        except ImageLoadError as err:
+            raise invalid_image(where, err) from err
+        total += size[0] * size[1]
+        if policy.max_total_pixels is not None and total > policy.max_total_pixels:
+            raise bad_request(f"The request's images have over {policy.max_total_pixels:,} pixels together (width x "
+                              f"height, summed up to {where}: {total:,}), over this server's limit per request "
+                              "(--max-request-pixels); send fewer or smaller images.", "messages", "images_too_large")
+        encoded.append(EncodedImage(where, data, size))
+    return encoded
+
+
+def _decoded(image: EncodedImage) -> Image.Image:
+    try:
+        return decode_image_bytes(image.data, image.where)
+    except ImageLoadError as err:
+        raise invalid_image(image.where, err) from err
+
+
+def _items(content: Any, where: str) -> list[dict]:
+    """A message's content as ``{"type": "text"|"image", "value": ...}`` items; an image's value is ``(where, url)``
+    (nothing read yet)."""
     if isinstance(content, str):
-        return [{"type": "text", "value": content}]
+        content = [{"type": "text", "text": content}]
     if not isinstance(content, list) or not content:
         raise bad_request(f"{where}.content must be a string or a non-empty list of parts.", "messages")
     items = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
+            if IMAGE_PLACEHOLDER in part["text"]:
+                raise bad_request(f"{where}.content: the text holds {IMAGE_PLACEHOLDER!r}, which this server keeps "
+                                  "for where an image goes; send images as image_url parts and remove "
+                                  f"{IMAGE_PLACEHOLDER!r} from the text.", "messages", "reserved_text")
             items.append({"type": "text", "value": part["text"]})
         elif kind == "image_url":
             image_url = part.get("image_url")
             url = image_url.get("url") if isinstance(image_url, dict) else image_url
-            items.append({"type": "image", "value": _image(url, f"{where}.content[{j}]", policy)})
+            items.append({"type": "image", "value": (f"{where}.content[{j}]", url)})
         else:
             raise bad_request(f"{where}.content[{j}]: parts must be {{'type': 'text', 'text': ...}} or "
                               f"{{'type': 'image_url', 'image_url': {{'url': ...}}}}, got {part!r:.80}.", "messages")
     return items
 
 
-def _turns(messages: Any, policy: ImagePolicy) -> tuple[list[tuple[str, str]], list[Image.Image]]:
+def _turns(messages: Any) -> tuple[list[tuple[str, str]], list[tuple[str, Any]]]:
+    """The (role, text) turns and the images' (where, url) in order."""
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty list of {'role', 'content'} objects.", "messages")
     system, chat = [], []
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
         if role in SYSTEM_ROLES:
-            items = _items(message.get("content"), f"messages[{i}]", policy)
+            items = _items(message.get("content"), f"messages[{i}]")
             if any(item["type"] != "text" for item in items):
                 raise bad_request(f"messages[{i}]: a {role} message holds text only.", "messages")
             system.append("".join(item["value"] for item in items))
         elif role in ("user", "assistant"):
-            chat.append({"role": role, "content": _items(message.get("content"), f"messages[{i}]", policy)})
+            chat.append({"role": role, "content": _items(message.get("content"), f"messages[{i}]")})
         else:
             raise bad_request(f"messages[{i}].role must be system, developer, user or assistant, got {role!r:.40}.",
                               "messages")
@@ -189,8 +268,9 @@ def _turns(messages: Any, policy: ImagePolicy) -> tuple[list[tuple[str, str]], l
     return turns, images
 
 
-def parse_chat_request(body: Any, policy: ImagePolicy, max_new_tokens_limit: int) -> ParsedRequest:
-    """Check a chat-completions body and turn it into a job; every problem is a 400 ``APIError`` naming the field."""
+def read_chat_request(body: Any, policy: ImagePolicy, max_new_tokens_limit: int) -> ParsedRequest:
+    """Check a chat-completions body and turn it into a job whose images are read and measured but not decoded;
+    every problem is a 400 ``APIError`` naming the field."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     if not isinstance(body.get("model"), str):
@@ -204,11 +284,21 @@ def parse_chat_request(body: Any, policy: ImagePolicy, max_new_tokens_limit: int
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise bad_request("'stream_options' must be an object.", "stream_options")
+    stream, include_usage = _flag(body, "stream"), _flag(body, "include_usage", stream_options)
     settings = _settings(body, max_new_tokens_limit)
-    turns, images = _turns(body.get("messages"), policy)
-    job = ChatJob(turns=turns, images=images, settings=settings, noise_mode=noise_mode,
-                  seed=None if seed is None else int(seed) % 2**32, stop=_stop_strings(body))
-    return ParsedRequest(job=job, stream=bool(body.get("stream")), include_usage=bool(stream_options.get("include_usage")))
+    turns, urls = _turns(body.get("messages"))
+    job = ChatJob(turns=turns, images=[], settings=settings, noise_mode=noise_mode,
+                  seed=None if seed is None else int(seed) % 2**32, stop=_stop_strings(body),
+                  budget_name=f"'{budget_field(body)}'")
+    return ParsedRequest(job=job, stream=stream, include_usage=include_usage,
+                         encoded_images=_encoded_images(urls, policy), budget_field=budget_field(body))
+
+
+def parse_chat_request(body: Any, policy: ImagePolicy, max_new_tokens_limit: int) -> ParsedRequest:
+    """``read_chat_request`` with the images decoded."""
+    parsed = read_chat_request(body, policy, max_new_tokens_limit)
+    parsed.decode_images()
+    return parsed
 
 
 # ------------------------------------------------------------------------------------------------ writing

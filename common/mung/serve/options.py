@@ -4,7 +4,9 @@ how much one request may ask for), and building the model worker from them."""
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import socket
 
 from ..cli_args import add_backbone_args, add_model_args, load_from_args
 from .session import ModelWorker
@@ -48,3 +50,23 @@ def is_loopback(host: str) -> bool:
 def worker_from_args(args: argparse.Namespace) -> ModelWorker:
     """Load the checkpoint the flags name and start its worker."""
     return ModelWorker(load_from_args(args), max_waiting=args.queue_size)
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (not yet listening), so a server says where it serves only once the port is
+    its own; a port in use (or an address not of this machine) ends the command in one line (``OSError``)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as err:
+        raise OSError(f"--host {host} is not an address of this machine ({err.strerror}).") from None
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port in TIME_WAIT is free
+    try:
+        listener.bind(address)
+    except OSError as err:
+        listener.close()
+        if err.errno == errno.EADDRINUSE:
+            raise OSError(f"port {port} on {host} is in use by another program; stop it or choose another --port.") \
+                from None
+        raise OSError(f"cannot listen on {host} port {port}: {err.strerror or err}.") from None
+    return listener

@@ -39,6 +39,21 @@ class ServerBusy(RuntimeError):
     """The waiting line is full; the request was not taken."""
 
 
+class Place:
+    """A place in the worker's line (running or waiting), held from before a request's images are decoded until the
+    worker is done with its job, so decoding is bounded by the line's length too. ``release`` is idempotent."""
+
+    def __init__(self, places: threading.BoundedSemaphore):
+        self._places, self._held = places, True
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            if self._held:
+                self._held = False
+                self._places.release()
+
+
 @dataclass
 class ChatJob:
     """One chat to answer: (role, text) turns with ``<image>`` where each image goes, the images, how to decode,
@@ -52,6 +67,7 @@ class ChatJob:
     stop: list[str] = field(default_factory=list)
     on_text: Optional[Callable[[str], None]] = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    budget_name: str = "the max new tokens"  # how messages name the reply budget (the API: 'max_tokens')
 
 
 @dataclass
@@ -85,10 +101,12 @@ class ModelWorker:
         self.loaded = loaded
         self.default_noise_mode = loaded.noise_mode
         self.max_waiting = max_waiting
-        self._jobs: queue.Queue = queue.Queue(maxsize=max_waiting)
+        self._places = threading.BoundedSemaphore(max_waiting + 1)  # the running job and those waiting
+        self._jobs: queue.Queue = queue.Queue()  # bounded by the places
         self._running = 0
         self.answered = 0
         self.failed = 0
+        self.dropped = 0  # jobs whose caller went away before they ran
         self._thread = threading.Thread(target=self._serve, name="mung-model-worker", daemon=True)
         self._thread.start()
 
@@ -101,39 +119,50 @@ class ModelWorker:
     def running(self) -> int:
         return self._running
 
-    def submit(self, work: Callable[[], Any]) -> Future:
-        """Queue ``work`` (run on the worker thread); its result or error arrives in the returned future."""
-        future: Future = Future()
-        try:
-            self._jobs.put_nowait((work, future))
-        except queue.Full:
+    def reserve(self) -> Place:
+        """A place in the line, or ``ServerBusy`` at once when every place is taken."""
+        if not self._places.acquire(blocking=False):
             raise ServerBusy(
                 f"The server is busy: {self.max_waiting} requests are already waiting for the model (--queue-size "
                 f"{self.max_waiting}). Retry in a moment."
-            ) from None
+            )
+        return Place(self._places)
+
+    def submit(self, work: Callable[[], Any], place: Optional[Place] = None) -> Future:
+        """Queue ``work`` (run on the worker thread) in ``place`` (one is taken when None); its result or error arrives
+        in the returned future. A future cancelled while it waits is dropped unrun."""
+        future: Future = Future()
+        self._jobs.put((work, future, place or self.reserve()))
         return future
 
     def _serve(self) -> None:
         while True:
-            work, future = self._jobs.get()
+            work, future, place = self._jobs.get()
             if work is None:
                 return
-            if not future.set_running_or_notify_cancel():
-                continue
-            self._running = 1
             try:
-                result = work()
-            except Exception as err:  # handed to the waiting caller, which reports it; the worker keeps serving
-                self._running, self.failed = 0, self.failed + 1
-                future.set_exception(err)
-                continue
-            # Counted before the caller hears back, so a client that asks right after sees its request counted.
-            self._running, self.answered = 0, self.answered + 1
-            future.set_result(result)
+                self._run(work, future)
+            finally:
+                place.release()
+
+    def _run(self, work: Callable[[], Any], future: Future) -> None:
+        if not future.set_running_or_notify_cancel():
+            self.dropped += 1
+            return
+        self._running = 1
+        try:
+            result = work()
+        except Exception as err:  # handed to the waiting caller, which reports it; the worker keeps serving
+            self._running, self.failed = 0, self.failed + 1
+            future.set_exception(err)
+            return
+        # Counted before the caller hears back, so a client that asks right after sees its request counted.
+        self._running, self.answered = 0, self.answered + 1
+        future.set_result(result)
 
     def close(self) -> None:
         """Stop the worker after the jobs already queued."""
-        self._jobs.put((None, None))
+        self._jobs.put((None, None, None))
 
     # --- jobs ------------------------------------------------------------------------------------------------
     def resolve_noise_mode(self, requested: Optional[str]) -> str:
@@ -145,11 +174,12 @@ class ModelWorker:
     def has_generator(self) -> bool:
         return find_noise_generator(self.loaded.model) is not None
 
-    def chat(self, job: ChatJob) -> Future:
-        """Queue ``job``; the future's result is a ``ChatReply``. Bad settings fail here, before queueing."""
+    def chat(self, job: ChatJob, place: Optional[Place] = None) -> Future:
+        """Queue ``job`` (in ``place``, when one was reserved); the future's result is a ``ChatReply``. Bad settings
+        fail here, before queueing."""
         mode = self.resolve_noise_mode(job.noise_mode)
         Prompt(list(job.turns), list(job.images)).check()
-        return self.submit(lambda: self._answer(job, mode))
+        return self.submit(lambda: self._answer(job, mode), place)
 
     def _answer(self, job: ChatJob, mode: str) -> ChatReply:
         loaded = self.loaded
@@ -157,7 +187,8 @@ class ModelWorker:
             set_seed(job.seed)
         prompt = Prompt(list(job.turns), list(job.images))
         encoded = loaded.backbone.encode(loaded, prompt)
-        settings = check_fits(loaded, encoded, job.settings)  # refused with the limit, never past the context
+        # refused with the limit, never past the context
+        settings = check_fits(loaded, encoded, job.settings, budget_name=job.budget_name)
         batch = loaded.backbone.collate(loaded, [encoded])
         streamer = None
         if job.on_text is not None:
