@@ -164,7 +164,7 @@ def _download(url: str, timeout: float, max_bytes: Optional[int]) -> bytes:
                 raise ImageLoadError(f"remote image {url[:200]} is {int(declared):,} bytes, over the limit of "
                                      f"{max_bytes:,} (--max-remote-image-bytes).")
             parts, size = [], 0
-            while block := response.read(DOWNLOAD_BLOCK):
+            while block := response.read1(DOWNLOAD_BLOCK):  # what has arrived: the deadline is checked often
                 size += len(block)
                 if max_bytes is not None and size > max_bytes:
                     raise ImageLoadError(f"remote image {url[:200]} is over the limit of {max_bytes:,} bytes "
