@@ -54,7 +54,8 @@ def check_fits(loaded: LoadedModel, encoded: EncodedPrompt, settings: Generation
         if settings.fit_reply:
             kept = "which leaves no room for a reply"
         elif budget < 1:
-            kept = f"and {budget_name} asks for {settings.max_new_tokens} for the reply alone, so no prompt fits; lower it"
+            kept = (f"and {budget_name} asks for {settings.max_new_tokens} for the reply alone, so no prompt fits; "
+                    "lower it")
         else:
             kept = f"{settings.max_new_tokens} of them kept for the reply ({budget_name}), so at most {budget}"
         raise PromptTooLong(

@@ -106,7 +106,8 @@ def opened_image(data: bytes, name: str, max_pixels: Optional[int] = None) -> It
             "truncated, or not an image at all). Re-create the image."
         ) from None
     except (OSError, ValueError, SyntaxError) as err:
-        raise ImageLoadError(f"{name} cannot be decoded ({err}); it is corrupt or truncated. Re-create the file.") from err
+        raise ImageLoadError(f"{name} cannot be decoded ({err}); it is corrupt or truncated. Re-create the file."
+                             ) from err
 
 
 def image_size(data: bytes, name: str, max_pixels: Optional[int] = None) -> tuple[int, int]:

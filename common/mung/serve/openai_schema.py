@@ -26,7 +26,8 @@ from PIL import Image
 
 from ..backbones import IMAGE_PLACEHOLDER
 from ..generation import GenerationSettings
-from ..images import REMOTE_PREFIXES, ImageLoadError, base64_image_bytes, decode_image_bytes, image_size, read_image_source
+from ..images import (REMOTE_PREFIXES, ImageLoadError, base64_image_bytes, decode_image_bytes, image_size,
+                      read_image_source)
 from ..vlmeval_base import MungVLM
 from .session import ChatJob, ChatReply
 

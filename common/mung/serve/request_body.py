@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator, Optional
 
 from .openai_schema import APIError, bad_request
 
-MAX_JSON_DEPTH = 32  # a chat request is about 6 deep (body → messages → [i] → content → [j] → image_url → url)
+MAX_JSON_DEPTH = 32  # a chat request is about 6 deep: body, messages, [i], content, [j], image_url
 MAX_INT_DIGITS = 40  # seeds are 64-bit (20 digits); anything longer is no number a request needs
 # A JSON string (escapes included) or a bracket: what the depth scan needs to see, at C speed over long strings.
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')

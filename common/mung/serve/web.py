@@ -26,6 +26,9 @@ from ..commands import run_command
 
 logger = logging.getLogger(__name__)
 NOISE_MODES = ["sample", "mean", "off"]
+# Files Gradio keeps for this demo (uploads the handlers never saw, e.g. sent to its upload route alone) are deleted
+# once older than this, checked as often (seconds).
+UPLOAD_MAX_AGE = 600
 
 
 def _header(worker: ModelWorker) -> str:
@@ -52,7 +55,8 @@ def _settings_panel(worker: ModelWorker, max_new_tokens_limit: int) -> list:
 def build_demo(handlers: DemoHandlers, max_new_tokens_limit: int,
                examples: Optional[list[tuple[str, str]]] = None) -> gr.Blocks:
     """The page: image and settings on the left; chat, side by side and noise maps on the right."""
-    with gr.Blocks(title="MuNG demo", analytics_enabled=False) as demo:
+    cleaning = (UPLOAD_MAX_AGE, UPLOAD_MAX_AGE)
+    with gr.Blocks(title="MuNG demo", analytics_enabled=False, delete_cache=cleaning) as demo:
         gr.Markdown(_header(handlers.worker))
         turns, image = gr.State([]), gr.State(None)
         with gr.Row():
@@ -88,6 +92,7 @@ def build_demo(handlers: DemoHandlers, max_new_tokens_limit: int,
         compare.click(handlers.side_by_side, [question, turns, image, *settings], [base_answer, mung_answer, status])
         show_map.click(handlers.noise_map, [question, turns, image], [mu_map, sigma_map, status])
         clear.click(handlers.clear, None, [chatbot, turns, question, status])
+    handlers.is_upload = lambda path: path in demo.upload_file_set
     return demo
 
 
@@ -95,6 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_server_args(parser, default_port=7860)
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    parser.add_argument("--max-upload-bytes", type=int, default=64 * 2**20,
+                        help="largest file a visitor may upload, refused by Gradio while it arrives (default 64 MiB)")
     parser.add_argument("--examples", default=None,
                         help="a tiny world folder (or its manifest.json): its first eval questions as examples; or "
                              "a folder of images")
@@ -113,7 +120,7 @@ def main(argv=None) -> None:
     # Gradio's own start-up lines name its Python arguments (share=True in launch()); say it in this command's flags.
     _, local_url, share_url = demo.queue(max_size=args.queue_size).launch(
         server_name=args.host, server_port=args.port, share=args.share, allowed_paths=allowed, show_error=False,
-        ssr_mode=False, footer_links=[], max_file_size=max(64 * 2**20, 8 * args.max_image_pixels), quiet=True,
+        ssr_mode=False, footer_links=[], max_file_size=args.max_upload_bytes, quiet=True,
         prevent_thread_lock=True)
     print(f"Serving the demo of {worker.loaded.model_name} ({worker.loaded.backbone.name}, noise "
           f"{worker.loaded.noise_label}) on {local_url}"

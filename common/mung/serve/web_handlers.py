@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import gradio as gr
 from PIL import Image
@@ -44,11 +44,24 @@ def current_question(message: Optional[str], turns: list) -> str:
 
 
 class DemoHandlers:
-    """The demo's callbacks over one ``ModelWorker``; ``max_pixels`` bounds uploads."""
+    """The demo's callbacks over one ``ModelWorker``; ``max_pixels`` bounds uploads. ``is_upload(path)`` says whether
+    a path is a file a visitor uploaded (``build_demo`` sets it: Gradio's record of uploads), which is deleted once
+    read, so uploads do not pile up in the temporary folder; example files are never uploads."""
 
     def __init__(self, worker: ModelWorker, max_pixels: int):
         self.worker = worker
         self.max_pixels = max_pixels
+        self.is_upload: Callable[[str], bool] = lambda path: False
+
+    def discard_upload(self, path: str) -> None:
+        """Delete an uploaded file (and the one-file folder Gradio put it in) once it has been read."""
+        if not self.is_upload(path):
+            return
+        try:
+            os.remove(path)
+            os.rmdir(os.path.dirname(path))  # only when empty: Gradio gives each upload a folder of its own
+        except OSError:
+            pass  # gone already, or the folder holds another file
 
     # --- the image ---------------------------------------------------------------------------------------------
     def load_upload(self, path: Optional[str]) -> tuple:
@@ -64,6 +77,8 @@ class DemoHandlers:
             return None, None, None, [], [], warning(f"{name}: {str(err).replace(str(path), 'the file')}")
         except Exception as err:  # noqa: BLE001 - shown in the page, the server keeps serving
             return None, None, None, [], [], failure_message(err)
+        finally:
+            self.discard_upload(path)  # read into memory (or refused): the file is no longer needed
         return gr.skip(), image, image, [], [], f"Image loaded ({image.width}x{image.height}). Ask a question about it."
 
     # --- answering -----------------------------------------------------------------------------------------------
