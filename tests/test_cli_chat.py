@@ -85,7 +85,7 @@ def test_cli_unreadable_image_fails_before_loading(tmp_path):
     bad.write_bytes(b"not an image")
     with pytest.raises(SystemExit) as exc:
         cli.run(cli.parse_args(["--model-path", str(tmp_path / "never-loaded"), "--image-file", str(bad)]))
-    assert "broken.png is not a readable image" in str(exc.value)
+    assert "broken.png cannot be decoded: it is not a readable image" in str(exc.value)
     with pytest.raises(SystemExit, match="image .*missing.png does not exist"):
         cli.run(cli.parse_args(["--model-path", str(tmp_path), "--image-file", str(tmp_path / "missing.png")]))
 

@@ -54,13 +54,18 @@ def kept_copies(gradio_dir: Path, name: str) -> list[str]:
     return [str(path) for path in gradio_dir.rglob(name)]
 
 
-def test_an_uploaded_image_is_read_then_deleted(demo, tmp_path):
-    url, gradio_dir, _ = demo
+def test_an_uploaded_image_is_read_then_deleted_and_an_example_is_not(demo, tmp_path):
+    url, gradio_dir, example = demo
     picture = tmp_path / "picture.png"
     Image.new("RGB", (30, 20), (0, 0, 200)).save(picture)
     status = upload(url, picture)[-1]
     assert status.startswith("Image loaded (30x20)"), status
     assert kept_copies(gradio_dir, "picture.png") == []
+    from gradio_client import Client
+
+    status = Client(url, verbose=False, download_files=False).predict(
+        {"path": str(example), "meta": {"_type": "gradio.FileData"}}, api_name="/load_upload")[-1]
+    assert status.startswith("Image loaded (20x20)") and example.exists(), status
 
 
 def test_a_non_image_upload_is_refused_and_deleted(demo, tmp_path):
@@ -79,13 +84,3 @@ def test_an_image_over_the_pixel_bound_is_too_large_not_corrupt(demo, tmp_path):
     status = upload(url, big)[-1]
     assert "300x300 = 90,000 pixels, over the limit of 40,000" in status and "corrupt" not in status, status
     assert kept_copies(gradio_dir, "big.png") == []
-
-
-def test_example_files_are_never_deleted(demo):
-    url, _, example = demo
-    from gradio_client import Client
-
-    status = Client(url, verbose=False, download_files=False).predict(
-        {"path": str(example), "meta": {"_type": "gradio.FileData"}}, api_name="/load_upload")[-1]
-    assert status.startswith("Image loaded (20x20)"), status
-    assert example.exists()
