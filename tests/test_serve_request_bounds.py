@@ -222,10 +222,11 @@ def test_a_client_that_leaves_mid_upload_is_logged_in_one_line(live, caplog):
     assert all(r.exc_info is None for r in caplog.records)
 
 
-def test_a_waiting_request_whose_client_left_is_never_generated(worker, live, caplog):
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_waiting_request_whose_client_left_is_never_generated(worker, live, caplog, stream):
     gate = threading.Event()
     worker.submit(gate.wait)
-    body = json.dumps(TEXT).encode()
+    body = json.dumps({**TEXT, "stream": stream}).encode()
     with caplog.at_level(logging.INFO):
         with socket.create_connection(live, timeout=10) as conn:
             conn.sendall(post_head(f"Content-Length: {len(body)}") + body)

@@ -53,6 +53,7 @@ from .session import ModelWorker, Place, ServerBusy
 
 logger = logging.getLogger(__name__)
 STREAM_END = object()
+DROPPED = "A client went away before its reply was complete; its request was dropped."
 
 
 def error_response(error: APIError, headers: Optional[dict] = None) -> JSONResponse:
@@ -130,15 +131,12 @@ class ChatService:
         job_future = self.submit(parsed, place)
         reply_future = asyncio.wrap_future(job_future)
         reply_future.add_done_callback(lambda done: done.cancelled() or done.exception())  # never "unretrieved"
-        gone = asyncio.ensure_future(client_gone(request))
+        watcher = drop_when_gone(request, parsed, job_future)
         try:
-            await asyncio.wait({reply_future, gone}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({reply_future, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            gone.cancel()
-        if not reply_future.done():
-            parsed.job.cancelled.set()
-            job_future.cancel()
-            logger.info("A client went away before its reply; its request was dropped.")
+            watcher.cancel()
+        if reply_future not in done or reply_future.cancelled():
             return Response(status_code=499)  # nobody reads it
         try:
             reply = reply_future.result()
@@ -146,16 +144,21 @@ class ChatService:
             raise too_long(err) from err
         return JSONResponse(completion_body(completion_id(), now(), self.model_id, reply))
 
-    def stream(self, parsed: ParsedRequest, place: Place) -> StreamingResponse:
+    def stream(self, request: Request, parsed: ParsedRequest, place: Place) -> StreamingResponse:
+        """The reply as server-sent events; a client that goes away drops its job (even one whose stream never
+        started: the watcher does not depend on the stream)."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         parsed.job.on_text = lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text)
-        reply_future = asyncio.wrap_future(self.submit(parsed, place))
+        job_future = self.submit(parsed, place)
+        reply_future = asyncio.wrap_future(job_future)
         reply_future.add_done_callback(lambda _: pieces.put_nowait(STREAM_END))
-        return StreamingResponse(self._events(parsed, pieces, reply_future), media_type="text/event-stream",
+        watcher = drop_when_gone(request, parsed, job_future)
+        return StreamingResponse(self._events(parsed, pieces, reply_future, watcher), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    async def _events(self, parsed: ParsedRequest, pieces: asyncio.Queue, reply_future) -> AsyncIterator[str]:
+    async def _events(self, parsed: ParsedRequest, pieces: asyncio.Queue, reply_future, watcher
+                      ) -> AsyncIterator[str]:
         request_id, created = completion_id(), now()
         try:
             yield _sse(chunk_body(request_id, created, self.model_id, {"role": "assistant", "content": ""}))
@@ -178,8 +181,10 @@ class ChatService:
             yield "data: [DONE]\n\n"
         finally:
             # A client that went away: a job still waiting is dropped unrun, a running one stops at the next token.
+            watcher.cancel()
             parsed.job.cancelled.set()
-            reply_future.cancel()
+            if reply_future.cancel():  # still waiting or running: the client is gone
+                logger.info(DROPPED)
 
     def health(self) -> dict:
         return {"status": "ok", "model": self.model_id, "backbone": self.worker.loaded.backbone.name,
@@ -192,6 +197,20 @@ async def client_gone(request: Request) -> None:
     """Returns once the client has closed the connection (its body already read: the next message is the end)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def drop_when_gone(request: Request, parsed: ParsedRequest, job_future) -> asyncio.Task:
+    """A task that, once the client has gone, drops its job: unrun if it still waits (its future cancelled), stopped
+    at the next token if it runs. The response ending counts as gone too, when the job is already done."""
+
+    async def watch() -> None:
+        await client_gone(request)
+        if not job_future.done():
+            parsed.job.cancelled.set()
+            job_future.cancel()
+            logger.info(DROPPED)
+
+    return asyncio.ensure_future(watch())
 
 
 def too_long(err: PromptTooLong) -> APIError:
@@ -259,7 +278,9 @@ def create_app(service: ChatService, api_key: Optional[str] = None) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         parsed, place = await service.read_request(request)
-        return service.stream(parsed, place) if parsed.stream else await service.complete(request, parsed, place)
+        if parsed.stream:
+            return service.stream(request, parsed, place)
+        return await service.complete(request, parsed, place)
 
     @app.get("/health")
     async def health():
