@@ -111,12 +111,13 @@ def test_the_server_says_where_it_serves_only_once_the_port_is_its_own(llava_che
         process.wait(timeout=30)
 
 
-def test_a_busy_port_is_one_line_and_exit_2_before_loading(tmp_path):
+@pytest.mark.parametrize("module", ["mung.serve.api", "mung.serve.web"])
+def test_a_busy_port_is_one_line_and_exit_2_before_loading(tmp_path, module):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "mung.serve.api", "--model-path", str(tmp_path / "never-loaded"),
+        result = subprocess.run([sys.executable, "-m", module, "--model-path", str(tmp_path / "never-loaded"),
                                  "--port", str(port)], capture_output=True, text=True, cwd=REPO, timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr

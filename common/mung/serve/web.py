@@ -19,7 +19,7 @@ from typing import Optional
 import gradio as gr
 
 from .examples import example_rows
-from .options import add_server_args, check_server_args, is_loopback, worker_from_args
+from .options import add_server_args, bind_port, check_server_args, is_loopback, worker_from_args
 from .session import ModelWorker
 from .web_handlers import DemoHandlers
 from ..commands import run_command
@@ -114,6 +114,7 @@ def main(argv=None) -> None:
     examples = example_rows(args.examples) if args.examples else None  # before loading: a bad path fails fast
     if not is_loopback(args.host) or args.share:
         logger.warning("The demo is reachable beyond this machine (%s%s).", args.host, ", share link" if args.share else "")
+    bind_port(args.host, args.port).close()  # a busy port fails now, in one line, not after loading (Gradio binds)
     worker = worker_from_args(args)
     demo = build_demo(DemoHandlers(worker, args.max_image_pixels), args.max_new_tokens_limit, examples)
     allowed = sorted({os.path.dirname(path) for path, _ in examples or []})
