@@ -82,14 +82,14 @@ class ChatService:
             raw = await read_bounded(request.stream(), request.headers.get("content-length"), self.max_request_bytes)
         except ClientDisconnect:
             raise ClientGone("the client closed the connection while sending its request") from None
-        body = load_json(raw)
-        # Reading base64 or downloading images is blocking work: off the event loop. Nothing is decoded yet.
-        parsed = await run_in_threadpool(read_chat_request, body, self.policy, self.max_new_tokens_limit)
+        parsed = read_chat_request(load_json(raw), self.policy, self.max_new_tokens_limit)
         self._check_fits(parsed)
         try:
             parsed.job.noise_mode = self.worker.resolve_noise_mode(parsed.job.noise_mode)
         except ValueError as err:
             raise APIError(400, str(err), param="noise_mode", code="no_noise_generator") from err
+        # Reading base64 or downloading images is blocking work: off the event loop. Nothing is decoded yet.
+        await run_in_threadpool(parsed.read_images, self.policy)
         place = self._reserve()  # before decoding: a busy server pays nothing for a refused request
         try:
             await run_in_threadpool(parsed.decode_images)
@@ -119,11 +119,15 @@ class ChatService:
             raise APIError(429, str(err), type="server_busy", code="queue_full") from err
 
     def submit(self, parsed: ParsedRequest, place: Place):
+        """Queue the job in its place (released if the job is refused before it is queued)."""
         try:
             return self.worker.chat(parsed.job, place)
         except ValueError as err:
             place.release()
             raise APIError(400, str(err), param="messages") from err
+        except BaseException:
+            place.release()
+            raise
 
     async def complete(self, request: Request, parsed: ParsedRequest, place: Place) -> Response:
         """The reply as one JSON body; a client that goes away while its request waits or runs is dropped: its job is

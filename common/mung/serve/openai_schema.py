@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from PIL import Image
@@ -80,17 +80,25 @@ class EncodedImage:
 
 @dataclass
 class ParsedRequest:
-    """A checked request: its job (``job.images`` empty until ``decode_images``), the images still encoded, and the
-    name of the reply-budget field it used (for messages in the client's terms)."""
+    """A checked request, its images in three steps, each after the bounds of the one before were checked: named
+    (``image_urls``: where in the messages, URL), read and measured (``read_images``: ``encoded_images``), decoded
+    (``decode_images``: ``job.images``). ``budget_field`` is the reply-budget field it used (for messages in the
+    client's terms)."""
 
     job: ChatJob
     stream: bool
     include_usage: bool
-    encoded_images: list[EncodedImage]
+    image_urls: list[tuple[str, Any]]
     budget_field: str = "max_tokens"
+    encoded_images: list[EncodedImage] = field(default_factory=list)
 
     def text_chars(self) -> int:
         return sum(len(text) for _, text in self.job.turns)
+
+    def read_images(self, policy: ImagePolicy) -> None:
+        """Read (base64 decoded or downloaded within bounds) and measure the images from their headers: blocking work,
+        nothing decoded."""
+        self.encoded_images = _encoded_images(self.image_urls, policy)
 
     def decode_images(self) -> None:
         """Decode the images into the job: the expensive step, after every bound was checked."""
@@ -188,12 +196,15 @@ def invalid_image(where: str, err: ImageLoadError) -> APIError:
     return bad_request(message, "messages", "invalid_image")
 
 
-def _encoded_images(urls: list[tuple[str, Any]], policy: ImagePolicy) -> list[EncodedImage]:
-    """Each image's bytes and size, from its header: the count, each image's pixels and their sum are refused over
-    the policy's bounds before any image is decoded (and the count before any is read)."""
+def _check_image_count(urls: list, policy: ImagePolicy) -> None:
     if policy.max_images is not None and len(urls) > policy.max_images:
         raise bad_request(f"The request holds {len(urls)} images; this server takes at most {policy.max_images} per "
                           "request (--max-images-per-request).", "messages", "too_many_images")
+
+
+def _encoded_images(urls: list[tuple[str, Any]], policy: ImagePolicy) -> list[EncodedImage]:
+    """Each image's bytes and size, from its header: each image's pixels and their sum are refused over the policy's
+    bounds before any image is decoded."""
     encoded, total = [], 0
     for where, url in urls:
         try:
@@ -270,8 +281,8 @@ def _turns(messages: Any) -> tuple[list[tuple[str, str]], list[tuple[str, Any]]]
 
 
 def read_chat_request(body: Any, policy: ImagePolicy, max_new_tokens_limit: int) -> ParsedRequest:
-    """Check a chat-completions body and turn it into a job whose images are read and measured but not decoded;
-    every problem is a 400 ``APIError`` naming the field."""
+    """Check a chat-completions body and turn it into a job whose images are named and counted, not yet read; every
+    problem is a 400 ``APIError`` naming the field."""
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     if not isinstance(body.get("model"), str):
@@ -288,16 +299,18 @@ def read_chat_request(body: Any, policy: ImagePolicy, max_new_tokens_limit: int)
     stream, include_usage = _flag(body, "stream"), _flag(body, "include_usage", stream_options)
     settings = _settings(body, max_new_tokens_limit)
     turns, urls = _turns(body.get("messages"))
+    _check_image_count(urls, policy)
     job = ChatJob(turns=turns, images=[], settings=settings, noise_mode=noise_mode,
                   seed=None if seed is None else int(seed) % 2**32, stop=_stop_strings(body),
                   budget_name=f"'{budget_field(body)}'")
-    return ParsedRequest(job=job, stream=stream, include_usage=include_usage,
-                         encoded_images=_encoded_images(urls, policy), budget_field=budget_field(body))
+    return ParsedRequest(job=job, stream=stream, include_usage=include_usage, image_urls=urls,
+                         budget_field=budget_field(body))
 
 
 def parse_chat_request(body: Any, policy: ImagePolicy, max_new_tokens_limit: int) -> ParsedRequest:
-    """``read_chat_request`` with the images decoded."""
+    """``read_chat_request`` with the images read and decoded."""
     parsed = read_chat_request(body, policy, max_new_tokens_limit)
+    parsed.read_images(policy)
     parsed.decode_images()
     return parsed
 
