@@ -62,6 +62,21 @@ GEMMA3_4B = {
 }
 REAL = {"LLaVA-1.5-7B": LLAVA_7B, "Qwen2.5-VL-3B": QWEN25_VL_3B, "Gemma-3-4B": GEMMA3_4B}
 
+
+def _qwen25_vl(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int) -> dict:
+    """A larger Qwen2.5-VL: its language model's published sizes, the same vision tower projecting to its width."""
+    settings = copy.deepcopy(QWEN25_VL_3B)
+    settings["text_config"].update(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                                   num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=152064,
+                                   tie_word_embeddings=False)
+    settings["tie_word_embeddings"] = False
+    settings["vision_config"]["out_hidden_size"] = hidden
+    return settings
+
+
+# Only counted (docs/scaling.md's memory estimates, benchmarks/zero_memory.py), never built at full size.
+LARGER = {"Qwen2.5-VL-7B": _qwen25_vl(3584, 18944, 28, 28, 4), "Qwen2.5-VL-32B": _qwen25_vl(5120, 27648, 64, 40, 8)}
+
 # The smoke mode's shrinking: these keys replaced in the text / vision config (everything else stays real).
 TINY_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
              "num_key_value_heads": 2}
@@ -86,8 +101,8 @@ QWEN_PATCH_GRID = {False: 64, True: 8}  # patches per side: 896 px at real size 
 
 
 def config_dict(name: str, smoke: bool) -> dict:
-    """The config dict of ``name`` (a key of REAL), shrunk to tiny widths for the smoke mode."""
-    settings = copy.deepcopy(REAL[name])
+    """The config dict of ``name`` (a key of REAL or LARGER), shrunk to tiny widths for the smoke mode."""
+    settings = copy.deepcopy({**REAL, **LARGER}[name])
     if smoke:
         family = settings["model_type"]
         settings["text_config"].update(TINY_TEXT, vocab_size=TINY_VOCAB, **TINY_TEXT_FAMILY.get(family, {}))

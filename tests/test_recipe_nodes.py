@@ -136,3 +136,27 @@ def test_a_comparison_on_several_nodes_needs_a_hostfile(script, repo):
     assert result.returncode == 2 and calls == []
     [line] = result.stderr.splitlines()
     assert line.startswith("error: NNODES=2: a comparison trains and evaluates from one node; give HOSTFILE")
+
+
+def test_the_slurm_example_runs_the_recipe_once_per_node_with_its_rank(repo, tmp_path):
+    """scripts/slurm/train_2nodes.sbatch under stand-ins of srun (runs the command once per node, SLURM_NODEID 0 and
+    1) and scontrol (the job's host names): each node's torchrun gets its node rank and the first host."""
+    root, record, path = repo
+    fake = tmp_path / "slurm_bin"
+    fake.mkdir()
+    (fake / "srun").write_text('#!/bin/bash\nfor node in 0 1; do while [ "${1#--}" != "$1" ]; do shift; done\n'
+                               '  SLURM_NODEID=$node "$@" || exit $?; done\n')
+    (fake / "scontrol").write_text('#!/bin/sh\nprintf "gpu-a01\\ngpu-a02\\n"\n')
+    for tool in ("srun", "scontrol"):
+        (fake / tool).chmod(0o755)
+    env = {"HOME": os.environ.get("HOME", "/tmp"), "PATH": f"{fake}:{path}", "HAS_GPU": "1", "SLURM_NNODES": "2",
+           "SLURM_JOB_NODELIST": "gpu-a[01-02]", "OUTPUT_DIR": str(root / "out"), "MODEL_PATH": "m"}
+    result = subprocess.run(["bash", "scripts/slurm/train_2nodes.sbatch"], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = [call.split() for call in record.read_text().splitlines()]
+    assert [c[0] for c in calls] == ["torchrun", "torchrun"]
+    for rank, argv in enumerate(calls):
+        assert node_flags(argv) == {"NNODES": "2", "NODE_RANK": str(rank), "MASTER_ADDR": "gpu-a01",
+                                    "MASTER_PORT": "29500"}
+        assert flag(argv, "--nproc_per_node") == "8" and flag(argv, "-m") == MODULES["qwen"]
