@@ -8,7 +8,7 @@ SDPA attention (flash-attention 2 when the package is installed). One Markdown t
 - MuNG+QLoRA r32: the model saved, reloaded 4-bit NF4 by bitsandbytes (the recipes' --bits 4 settings), one step;
 - a DeepSpeed ZeRO-3 start on one GPU (MuNG, the model built partitioned): start-up time, step time, peak memory.
 
-    python -m benchmarks.gpu_check --out gpu_check.md                  # every model (about 6 min on one H100)
+    python -m benchmarks.gpu_check --out gpu_check.md                  # every model (estimate: 6-7 min, one H100)
     python -m benchmarks.gpu_check --models Qwen2.5-VL-3B --out q.md    # one model
     python -m benchmarks.gpu_check --smoke --out smoke.md               # CPU: tiny widths, same code (a test runs it)
 
@@ -19,7 +19,6 @@ status is 1 then.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import importlib.util
 import os
@@ -239,6 +238,17 @@ def open_one_rank_group(device: torch.device, config: dict) -> None:
     deepspeed.init_distributed(dist_backend="nccl", auto_mpi_discovery=False)
 
 
+def fill_random(model) -> None:
+    """Random values for a model built under zero.Init, where transformers skips its weight initialisation (a
+    checkpoint would be loaded over it): one gathered tensor at a time, N(0, 0.02), finite whatever memory held."""
+    import deepspeed
+
+    for parameter in model.parameters():
+        with deepspeed.zero.GatheredParameters([parameter], modifier_rank=0):
+            with torch.no_grad():
+                parameter.normal_(0.0, 0.02)
+
+
 def zero3_row(name: str, s: Settings) -> list:
     """MuNG under DeepSpeed ZeRO-3 on one device: the model built partitioned (zero.Init through transformers), the
     generator attached partitioned, deepspeed.initialize with torch AdamW, timed steps."""
@@ -251,7 +261,9 @@ def zero3_row(name: str, s: Settings) -> list:
     meter.start()
     start = time.perf_counter()
     keep = HfDeepSpeedConfig(config)  # noqa: F841 (while it lives, from_config builds under zero.Init)
-    model = tuned(new_model(name, s), "noise")
+    model = new_model(name, s)
+    fill_random(model)
+    model = tuned(model, "noise")
     trainable = [p for p in model.parameters() if p.requires_grad]
     engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(trainable, lr=1e-5), config=config)
     started = time.perf_counter() - start
