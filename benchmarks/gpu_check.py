@@ -54,8 +54,12 @@ class Settings:
     repeats: int
 
 
-def attention_implementation(device: torch.device) -> str:
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+# Gemma 3's image tokens attend to each other both ways (a custom mask flash-attention cannot take): SDPA always.
+SDPA_ONLY = ("Gemma-3-4B",)
+
+
+def attention_implementation(device: torch.device, name: str = "") -> str:
+    if device.type == "cuda" and name not in SDPA_ONLY and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
 
@@ -78,7 +82,8 @@ def new_model(name: str, s: Settings):
     config = build_config(name, s.smoke)
     torch.manual_seed(0)
     with torch.device(s.device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=s.dtype, attn_implementation=s.attention)
+        model = AutoModelForImageTextToText.from_config(config, dtype=s.dtype,
+                                                        attn_implementation=attention_implementation(s.device, name))
     model.config.get_text_config().use_cache = False
     return model
 
@@ -196,7 +201,8 @@ def qlora_row(name: str, s: Settings) -> list:
         meter.start()
         start = time.perf_counter()
         model = AutoModelForImageTextToText.from_pretrained(
-            folder, dtype=s.dtype, attn_implementation=s.attention, device_map={"": str(s.device)},
+            folder, dtype=s.dtype, attn_implementation=attention_implementation(s.device, name),
+            device_map={"": str(s.device)},
             quantization_config=quantization_config(4, s.dtype, QUANTIZATION_SKIP))
         loaded = time.perf_counter() - start
     model.config.get_text_config().use_cache = False
@@ -313,8 +319,8 @@ def run_part(name: str, label: str, part, s: Settings) -> tuple[list[list], bool
 
 def settings_from(args: argparse.Namespace) -> Settings:
     device = torch.device(args.device)
-    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.dtype or
-                                                                    ("bfloat16" if device.type == "cuda" else "float32")]
+    default = "bfloat16" if device.type == "cuda" else "float32"
+    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.dtype or default]
     if args.smoke:
         return Settings(device, dtype, attention_implementation(device), True, steps=2, warmup=1, repeats=1)
     return Settings(device, dtype, attention_implementation(device), False, steps=5, warmup=2, repeats=5)
@@ -358,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(rows: list[list], s: Settings) -> str:
     size = "SMOKE (tiny widths, 2 layers: checks the code, not the figures)" if s.smoke else "real configs"
-    return (f"## GPU check: {size}, {str(s.dtype).replace('torch.', '')}, attention {s.attention}\n\n"
+    attention = s.attention + (f" ({', '.join(SDPA_ONLY)}: sdpa)" if s.attention != "sdpa" else "")
+    return (f"## GPU check: {size}, {str(s.dtype).replace('torch.', '')}, attention {attention}\n\n"
             + table(HEADERS, rows)
             + f"\n\nRandom weights; training rows: median of {s.steps} steps after {s.warmup} warm-up, AdamW over the "
             f"trained parameters (weights and optimizer state in {str(s.dtype).replace('torch.', '')}, no float32 "

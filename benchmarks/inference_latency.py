@@ -234,7 +234,8 @@ def main() -> None:
     publisher = Publisher(args)
 
     backbones = BACKBONES if args.backbone == "both" else (args.backbone,)
-    start = announce(f"{len(backbones)} backbone(s) x {len(CONTENDERS)} contenders x {args.repeats + args.warmup} requests",
+    requests = args.repeats + args.warmup
+    start = announce(f"{len(backbones)} backbone(s) x {len(CONTENDERS)} contenders x {requests} requests",
                      estimated_minutes(args, len(backbones)),
                      "from the TTFT/TPOT in docs/benchmarks.md, 2-core CPU; a GPU takes far less")
     for backbone in backbones:

@@ -60,7 +60,8 @@ def check_output_flags(parser: argparse.ArgumentParser, args: argparse.Namespace
         return
     out = Path(args.out)
     if out.resolve() == DOC.resolve():
-        parser.error(f"--out {args.out} is the tracked results page; pass --update-doc to rewrite it, or name another file")
+        parser.error(f"--out {args.out} is the tracked results page; pass --update-doc to rewrite it, or name "
+                     "another file")
     if out.is_dir():
         parser.error(f"--out {args.out} is a folder; name a file, e.g. {out / 'results.md'}")
     if not out.parent.resolve().is_dir():

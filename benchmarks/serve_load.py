@@ -8,7 +8,7 @@ request at a time; the others wait in the server's queue (``--queue-size``, at l
 none is refused).
 
     python -m benchmarks.serve_load --model-path outputs/quickstart/llava/mung --model-base outputs/quickstart/llava/base
-    python -m benchmarks.serve_load --model-path <ckpt> --requests 40 --concurrency 8 --max-tokens 8 --out /tmp/serve_load.md
+    python -m benchmarks.serve_load --model-path <ckpt> --requests 40 --concurrency 8 --max-tokens 8 --out l.md
 """
 
 from __future__ import annotations

@@ -212,7 +212,8 @@ def main() -> None:
     publisher = Publisher(args)
 
     backbones = BACKBONES if args.backbone == "both" else (args.backbone,)
-    start = announce(f"{len(backbones)} backbone(s) x {len(CONTENDERS)} contenders", estimated_minutes(args, len(backbones)),
+    start = announce(f"{len(backbones)} backbone(s) x {len(CONTENDERS)} contenders",
+                     estimated_minutes(args, len(backbones)),
                      "from the step times in docs/benchmarks.md, 2-core CPU; a GPU takes far less")
     for backbone in backbones:
         load_before = os.getloadavg()[0]

@@ -138,7 +138,8 @@ def main() -> None:
         f"one image + {TEXT_TOKENS} text tokens vs the generator, FLOPs counted on the meta device (vision tower "
         "left out, so the true ratio is lower). Target at real shapes: <= 1.03. Tiny presets have 2-4 layers, "
         "so the generator's share there is far above its share in a real model.")
-    Publisher(args).publish(f"vlm_ttft_cpu_{args.preset}", "## MuNG on transformers VLMs: time to first token\n\n" + body)
+    Publisher(args).publish(f"vlm_ttft_cpu_{args.preset}",
+                            "## MuNG on transformers VLMs: time to first token\n\n" + body)
     finished(start)
 
 

@@ -7,6 +7,7 @@ Each node's torchrun has local rank 0 for its only process, so a node-local rank
 two processes saving, locking or clearing the shared folder."""
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -39,10 +40,10 @@ def recipe_env(tiny_world, tmp_path_factory) -> dict:
     }
 
 
-def run_nodes(envs: list[dict], logs: list[Path]) -> None:
-    """Start one recipe per env at once, each in its own session; fail (killing all) on a non-zero exit or after
-    TIMEOUT s."""
-    processes = []
+def node_exits(envs: list[dict], logs: list[Path]) -> list[int]:
+    """Start one recipe per env at once, each in its own session; their exit codes (all killed and a failure after
+    TIMEOUT s)."""
+    processes, codes = [], []
     try:
         for env, log in zip(envs, logs):
             with open(log, "w") as handle:
@@ -51,13 +52,24 @@ def run_nodes(envs: list[dict], logs: list[Path]) -> None:
         deadline = time.monotonic() + TIMEOUT
         for process, log in zip(processes, logs):
             try:
-                code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+                codes.append(process.wait(timeout=max(1.0, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:
                 raise AssertionError(f"a node hung for {TIMEOUT} s:\n{tail(log)}") from None
-            assert code == 0, f"node exited {code}:\n{tail(log)}"
     finally:
         for process in processes:
             kill_group(process)
+    return codes
+
+
+def run_nodes(envs: list[dict], logs: list[Path]) -> None:
+    for code, log in zip(node_exits(envs, logs), logs):
+        assert code == 0, f"node exited {code}:\n{tail(log)}"
+
+
+def two_nodes(recipe_env: dict, output_dirs: list[Path]) -> list[dict]:
+    port = str(free_port())
+    return [{**recipe_env, "NUM_GPUS": "1", "NNODES": "2", "NODE_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": port, "OUTPUT_DIR": str(folder)} for rank, folder in enumerate(output_dirs)]
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +78,7 @@ def runs(recipe_env, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("nodes")
     single = {**recipe_env, "NUM_GPUS": "2", "MASTER_PORT": str(free_port()), "OUTPUT_DIR": str(root / "1x2")}
     run_nodes([single], [root / "1x2.log"])
-    port = str(free_port())
-    nodes = [{**recipe_env, "NUM_GPUS": "1", "NNODES": "2", "NODE_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
-              "MASTER_PORT": port, "OUTPUT_DIR": str(root / "2x1")} for rank in (0, 1)]
-    run_nodes(nodes, [root / "2x1-node0.log", root / "2x1-node1.log"])
+    run_nodes(two_nodes(recipe_env, [root / "2x1"] * 2), [root / "2x1-node0.log", root / "2x1-node1.log"])
     return {"1x2": root / "1x2", "2x1": root / "2x1"}
 
 
@@ -113,3 +122,21 @@ def test_the_two_node_result_loads_and_answers(runs, tiny_world):
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=3, do_sample=False, noise_mode="mean")
     assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+@pytest.mark.slow
+def test_nodes_with_their_own_output_folders_all_stop_before_loading(recipe_env, tmp_path):
+    """Node 1's OUTPUT_DIR is not node 0's (a node-local disk): every rank stops with one line naming rank 1, exit 2,
+    before any weights load; nothing hangs."""
+    folders = [tmp_path / "node0" / "out", tmp_path / "node1" / "out"]
+    logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
+    codes = node_exits(two_nodes(recipe_env, folders), logs)
+    message = (f"error: OutputDirNotShared: --output_dir {folders[0]} is not one folder for every node: rank 1 on "
+               f"{socket.gethostname()} do(es) not see the lock rank 0 holds there")
+    for code, log in zip(codes, logs):
+        text = log.read_text()
+        assert code != 0 and "OutputDirNotShared" in text, tail(log)
+        assert "noise generator: new" not in text  # stopped before the model was built
+    node0 = [line for line in logs[0].read_text().splitlines() if line.startswith("[rank0]: error:")]
+    assert node0 and node0[0].startswith("[rank0]: " + message), node0
+    assert not (folders[0] / ".mung_run.lock").exists()
