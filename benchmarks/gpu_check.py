@@ -13,7 +13,8 @@ SDPA attention (flash-attention 2 when the package is installed). One Markdown t
     python -m benchmarks.gpu_check --smoke --out smoke.md               # CPU: tiny widths, same code (a test runs it)
 
 --update-doc also puts the table into docs/benchmarks.md. A part that fails becomes a row saying why; the exit
-status is 1 then.
+status is 1 then. Parts not started within --max-minutes (7.5) are skipped, a row each: the first model's parts and
+the ZeRO-3 start run first.
 """
 
 from __future__ import annotations
@@ -303,6 +304,15 @@ def parts_of(name: str) -> list[tuple[str, object]]:
     return parts
 
 
+def planned_parts(models: list[str], zero3: bool) -> list[tuple[str, str, object]]:
+    """(model, label, part) in running order: the first model's parts, the ZeRO-3 start on it, then the others."""
+    planned = [(name, label, part) for name in models for label, part in parts_of(name)]
+    if zero3:
+        first = len(parts_of(models[0]))
+        planned.insert(first, (models[0], "ZeRO-3", lambda s: [zero3_row(models[0], s)]))
+    return planned
+
+
 def run_part(name: str, label: str, part, s: Settings) -> tuple[list[list], bool]:
     """The part's rows, or one row saying why it failed (its traceback printed)."""
     start = time.perf_counter()
@@ -334,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
                         help="default: bfloat16 on a GPU, float32 on CPU")
     parser.add_argument("--no-zero3", action="store_true", help="leave out the DeepSpeed ZeRO-3 start")
+    parser.add_argument("--max-minutes", type=float, default=7.5,
+                        help="parts not started by then are skipped (a row each says so); default 7.5")
     add_output_flags(parser)
     args = parser.parse_args(argv)
     check_output_flags(parser, args)
@@ -347,13 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     start = announce(f"GPU check of {', '.join(models)}", 0.3 if s.smoke else 2.0 * len(models) + 0.5,
                      "CPU smoke" if s.smoke else "estimate for one H100: model builds, steps, a 4-bit reload each")
     rows, ok = [], True
-    for name in models:
-        for label, part in parts_of(name):
-            part_rows, part_ok = run_part(name, label, part, s)
-            rows += part_rows
-            ok &= part_ok
-    if not args.no_zero3:
-        part_rows, part_ok = run_part(models[0], "ZeRO-3", lambda s: [zero3_row(models[0], s)], s)
+    for name, label, part in planned_parts(models, not args.no_zero3):
+        if time.monotonic() - start > args.max_minutes * 60:
+            rows.append([name, label, "–", "–", "–", f"skipped: past --max-minutes {args.max_minutes:g}"])
+            continue
+        part_rows, part_ok = run_part(name, label, part, s)
         rows += part_rows
         ok &= part_ok
     body = render(rows, s)

@@ -80,3 +80,16 @@ def test_the_full_size_check_refuses_to_run_on_cpu(capsys):
     with pytest.raises(SystemExit) as stop:
         gpu_check.main(["--device", "cpu"])
     assert stop.value.code == 2 and "needs a GPU" in capsys.readouterr().err
+
+
+def test_parts_past_the_time_budget_are_skipped_with_a_row_each(tmp_path, monkeypatch):
+    from benchmarks import gpu_check
+
+    monkeypatch.setattr(gpu_check, "new_model", lambda *a: pytest.fail("a part ran past the budget"))
+    out = tmp_path / "t.md"
+    assert gpu_check.main(["--smoke", "--device", "cpu", "--models", "LLaVA-1.5-7B", "--max-minutes", "0",
+                           "--out", str(out)]) == 0
+    table = rows(out.read_text())
+    assert list(table) == ["train MuNG", "train LoRA r32", "train MuNG+LoRA r32", "generate",
+                           "QLoRA", "ZeRO-3"]
+    assert all(cells[3] == "skipped: past --max-minutes 0" for cells in table.values())
