@@ -41,7 +41,8 @@ default_cpu_threads() {
 
 # Several machines (nodes). Every recipe reads:
 #   NNODES (1)        nodes in the job            NODE_RANK (0)  this node's index in [0, NNODES)
-#   MASTER_ADDR       node 0's address (required when NNODES > 1; 127.0.0.1 otherwise)
+#   MASTER_ADDR       node 0's address (required when NNODES > 1 without HOSTFILE; with HOSTFILE its first host by
+#                     default; 127.0.0.1 on one node)
 #   MASTER_PORT       a free port on node 0 (29500)
 #   HOSTFILE          DeepSpeed hostfile ("host slots=N" lines): the deepspeed launcher on node 0 starts every node
 #                     over ssh/pdsh; run the recipe once, on node 0, without NODE_RANK.
@@ -67,6 +68,7 @@ hostfile_hosts() {
 
 check_nodes() {
     NNODES_SET=${NNODES:+1}
+    MASTER_ADDR_SET=${MASTER_ADDR:+1}
     NNODES=${NNODES:-1}
     NODE_RANK=${NODE_RANK:-0}
     MASTER_PORT=${MASTER_PORT:-29500}
@@ -96,8 +98,10 @@ launcher_for() {
     local kind="$1" processes="$2" module="$3"
     local nodes=(--nnodes "$NNODES" --node_rank "$NODE_RANK" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT")
     if [ "$kind" = "gpu" ] && [ -n "${HOSTFILE:-}" ]; then
+        # without MASTER_ADDR, deepspeed takes the hostfile's first host (not this script's 127.0.0.1 default)
+        local address=(); if [ -n "$MASTER_ADDR_SET" ]; then address=(--master_addr "$MASTER_ADDR"); fi
         launcher=(deepspeed --hostfile "$HOSTFILE" --num_nodes "$NNODES" --num_gpus "$processes"
-                  --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" --module "$module")
+                  "${address[@]}" --master_port "$MASTER_PORT" --module "$module")
     elif [ "$NNODES" -gt 1 ] || { [ "$kind" = "cpu" ] && [ "$processes" -gt 1 ]; }; then
         launcher=(torchrun "${nodes[@]}" --nproc_per_node "$processes" -m "$module")
     elif [ "$kind" = "gpu" ]; then

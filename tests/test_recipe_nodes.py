@@ -89,6 +89,16 @@ def test_a_hostfile_runs_the_deepspeed_launcher_over_its_hosts(backbone, repo, t
     assert flag(argv, "--master_port") == "29500" and flag(argv, "--module") == GPU_MODULES[backbone]
 
 
+def test_a_hostfile_without_master_addr_leaves_the_address_to_deepspeed(repo, tmp_path):
+    """DeepSpeed then takes the hostfile's first host; this script's one-node default 127.0.0.1 must not reach it."""
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node-a slots=8\nnode-b slots=8\n")
+    result, calls = run_recipe(repo, RECIPES["qwen"], HAS_GPU="1", HOSTFILE=str(hostfile))
+    assert result.returncode == 0, result.stderr
+    [argv] = calls
+    assert argv[0] == "deepspeed" and "--master_addr" not in argv
+
+
 def test_one_gpu_node_keeps_the_deepspeed_launcher(repo):
     result, calls = run_recipe(repo, RECIPES["qwen"], HAS_GPU="1")
     assert result.returncode == 0, result.stderr
