@@ -259,8 +259,8 @@ def fill_random(model) -> None:
 def zero3_row(name: str, s: Settings) -> list:
     """MuNG under DeepSpeed ZeRO-3 on one device: the model built partitioned (zero.Init through transformers), the
     generator attached partitioned, deepspeed.initialize with torch AdamW, timed steps."""
-    import deepspeed
     from transformers.integrations import HfDeepSpeedConfig
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
     config = zero3_config(build_config(name, s.smoke).get_text_config().hidden_size)
     open_one_rank_group(s.device, config)
@@ -268,6 +268,18 @@ def zero3_row(name: str, s: Settings) -> list:
     meter.start()
     start = time.perf_counter()
     keep = HfDeepSpeedConfig(config)  # noqa: F841 (while it lives, from_config builds under zero.Init)
+    try:
+        return zero3_steps(name, s, config, meter, start)
+    finally:
+        del keep
+        unset_hf_deepspeed_config()  # the parts after this one build whole models again
+        free_memory(s.device)
+
+
+def zero3_steps(name: str, s: Settings, config: dict, meter: PeakMeter, start: float) -> list:
+    """The ZeRO-3 row: build (partitioned), engine, timed steps; ``start`` = when the start-up began."""
+    import deepspeed
+
     model = new_model(name, s)
     fill_random(model)
     model = tuned(model, "noise")
@@ -287,8 +299,6 @@ def zero3_row(name: str, s: Settings) -> list:
     row = [name, "train MuNG, DeepSpeed ZeRO-3 (1 device)", f"{statistics.median(times[s.warmup:]) * 1e3:.1f}", "–",
            gib(meter.peak()), f"start-up {started:.1f} s; loss finite: {bool(torch.isfinite(loss))}"]
     engine.destroy()
-    del engine, model, keep
-    free_memory(s.device)
     return row
 
 
