@@ -25,7 +25,7 @@ from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
 from benchmarks.reference_design import ReferenceDesignGenerator
-from benchmarks.report import table, write_section
+from benchmarks.report import Publisher, add_output_flags, announce, check_output_flags, finished, table
 from noise_generator import NoiseGenerator, NoiseGeneratorConfig
 
 # Real backbones: (name, hidden, intermediate, heads, kv heads, layers, image tokens per sample).
@@ -152,14 +152,29 @@ def peak_memory(case: Case, which: str) -> int:
     return queue.get(timeout=10)
 
 
+# One repeat of a grid row (ours, reference and one decoder layer, forward and forward+backward) on the 2-core CPU:
+# about 7 s per sample at d=2048 (docs/benchmarks.md), growing with d squared; the memory runs add about a fifth.
+ROW_SECONDS_PER_SAMPLE = 7.0
+
+
+def estimated_minutes(args) -> float:
+    seconds = sum(ROW_SECONDS_PER_SAMPLE * batch * (d / 2048) ** 2 * (n_text + 128) / 256
+                  for d, n_text, batches in GRIDS[args.grid] for batch in batches)
+    seconds *= args.repeats * 1.2
+    return seconds / 60 if args.device == "cpu" else max(1.0, seconds / 60 / 100)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", choices=sorted(GRIDS), default="quick")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_output_flags(parser)
     args = parser.parse_args()
+    check_output_flags(parser, args)
+    start = announce(f"grid {args.grid}, {args.repeats} repeats", estimated_minutes(args),
+                     "from the times in docs/benchmarks.md, 2-core CPU" if args.device == "cpu" else "GPU, rough")
     dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
 
     time_rows, share_rows, mem = [], [], {}
@@ -197,9 +212,9 @@ def main() -> None:
         body += table(["model", "img tok", "text tok", "ours 16/8", "reference 16/8"], share_rows)
     body += ("\n\n'share of prefill' = generator forward / (decoder-layer forward × real layer count + generator "
              "forward): the generator's part of time to first token, ignoring the vision tower (target ≤ 3%).")
-    print("\n" + body)
-    if not args.no_write:
-        write_section(f"generator_cost_{args.device.split(':')[0]}_{args.grid}", "## Generator cost at real shapes\n\n" + body)
+    Publisher(args).publish(f"generator_cost_{args.device.split(':')[0]}_{args.grid}",
+                            "## Generator cost at real shapes\n\n" + body)
+    finished(start)
 
 
 if __name__ == "__main__":

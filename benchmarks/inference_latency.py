@@ -27,7 +27,7 @@ from tqdm import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from benchmarks.backbones import build_llava, build_qwen, load_world
-from benchmarks.report import table, write_json, write_section
+from benchmarks.report import Publisher, add_output_flags, announce, check_output_flags, finished, table, write_json
 from mung.backbones import Prompt, by_name
 from mung.eval.questions import questions_from_jsonl
 from mung.loading import LoadedModel
@@ -197,6 +197,19 @@ def render(measured: dict[str, Any]) -> str:
     return body + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
+# (TTFT, TPOT) seconds on the 2-core CPU (LLaVA's base rows in docs/benchmarks.md), and a contender's build.
+REQUEST_SECONDS = {"tiny": (0.025, 0.008), "small": (0.13, 0.021)}
+BUILD_SECONDS = 10
+
+
+def estimated_minutes(args, backbones: int) -> float:
+    if args.device.startswith("cuda"):
+        return 1
+    ttft, tpot = REQUEST_SECONDS[args.preset]
+    request = ttft + args.new_tokens * tpot
+    return backbones * len(CONTENDERS) * ((args.repeats + args.warmup) * request + BUILD_SECONDS) / 60
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", choices=(*BACKBONES, "both"), default="both")
@@ -209,7 +222,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's); 1 gives steadier numbers on a busy shared machine")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_output_flags(parser)
     parser.add_argument("--json", default=None,
                         help="also write the raw measurements (one backbone) as JSON here, e.g. for mung.compare")
     args = parser.parse_args()
@@ -217,8 +230,14 @@ def main() -> None:
         parser.error("--json takes one backbone; pass --backbone llava or qwen")
     if args.new_tokens < 2:
         parser.error("--new-tokens must be at least 2 (TPOT needs two tokens)")
+    check_output_flags(parser, args)
+    publisher = Publisher(args)
 
     backbones = BACKBONES if args.backbone == "both" else (args.backbone,)
+    requests = args.repeats + args.warmup
+    start = announce(f"{len(backbones)} backbone(s) x {len(CONTENDERS)} contenders x {requests} requests",
+                     estimated_minutes(args, len(backbones)),
+                     "from the TTFT/TPOT in docs/benchmarks.md, 2-core CPU; a GPU takes far less")
     for backbone in backbones:
         load_before = os.getloadavg()[0]
         measured = measure(backbone, args.preset, args.world, args.new_tokens, args.repeats, args.warmup,
@@ -243,9 +262,8 @@ def main() -> None:
                 "work. Decoding (TPOT) runs no generator at all; its spread between base and MuNG is noise. For the "
                 "real-shape estimate see 'share of prefill' in the generator-cost section."
             )
-        print("\n" + body, flush=True)
-        if not args.no_write:
-            write_section(f"inference_latency_{backbone}_{args.preset}_{args.device.split(':')[0]}", body)
+        publisher.publish(f"inference_latency_{backbone}_{args.preset}_{args.device.split(':')[0]}", body)
+    finished(start)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ request at a time; the others wait in the server's queue (``--queue-size``, at l
 none is refused).
 
     python -m benchmarks.serve_load --model-path outputs/quickstart/llava/mung --model-base outputs/quickstart/llava/base
-    python -m benchmarks.serve_load --model-path <ckpt> --requests 40 --concurrency 8 --max-tokens 8 --no-write
+    python -m benchmarks.serve_load --model-path <ckpt> --requests 40 --concurrency 8 --max-tokens 8 --out l.md
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Optional
 
 from PIL import Image, ImageDraw
 
-from benchmarks.report import table, write_section
+from benchmarks.report import Publisher, add_output_flags, check_output_flags, table
 from benchmarks.servers import running_server
 
 
@@ -143,8 +143,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_output_flags(parser)
     args = parser.parse_args()
+    check_output_flags(parser, args)
     server_args = ["--model-path", args.model_path, "--device", args.device, "--queue-size", str(args.concurrency)]
     server_args += ["--model-base", args.model_base] if args.model_base else []
     log = os.path.join(tempfile.gettempdir(), "mung_serve_load_server.log")
@@ -159,12 +160,11 @@ def main() -> None:
             f"behind up to {args.concurrency - 1} others (the model answers one at a time). 'server count' = requests "
             f"the server says it answered during the run. Load average (1 min) {os.getloadavg()[0]:.1f} on "
             f"{os.cpu_count()} cores.")
-    print(body)
+    publisher = Publisher(args)
     errors = [o.error for o in result.outcomes if o.status != 200]
     if errors:
         print("errors:", *errors[:5], sep="\n  ")
-    if not args.no_write:
-        write_section(f"serve_load_{args.device}", body)
+    publisher.publish(f"serve_load_{args.device}", body)
 
 
 if __name__ == "__main__":

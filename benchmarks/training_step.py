@@ -33,7 +33,7 @@ from transformers import Trainer
 
 from benchmarks.backbones import CONTENDERS, build_llava, build_qwen, load_world
 from benchmarks.memory import PeakMeter, run_in_fresh_process
-from benchmarks.report import table, write_json, write_section
+from benchmarks.report import Publisher, add_output_flags, announce, check_output_flags, finished, table, write_json
 from mung.training.parameters import count_parameters, optimizer_groups
 
 BACKBONES = ("llava", "qwen")
@@ -178,6 +178,19 @@ def render(rows: list[dict[str, Any]]) -> str:
     return table(headers, lines)
 
 
+# Seconds of one training step at batch 8 on the 2-core CPU (LLaVA's LoRA r32 row in docs/benchmarks.md), plus the
+# per-contender build; with the memory measurement's fresh process, about 5 more steps per contender.
+STEP_SECONDS = {"tiny": 0.3, "small": 2.3}
+BUILD_SECONDS = 10
+
+
+def estimated_minutes(args, backbones: int) -> float:
+    if args.device.startswith("cuda"):
+        return 1
+    step = STEP_SECONDS[args.preset] * args.batch / 8
+    return backbones * len(CONTENDERS) * ((args.steps + args.warmup + 5) * step + BUILD_SECONDS) / 60
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", choices=(*BACKBONES, "both"), default="both")
@@ -189,14 +202,19 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's); 1 gives steadier numbers on a busy shared machine")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_output_flags(parser)
     parser.add_argument("--json", default=None,
                         help="also write the raw measurements (one backbone) as JSON here, e.g. for mung.compare")
     args = parser.parse_args()
     if args.json and args.backbone == "both":
         parser.error("--json takes one backbone; pass --backbone llava or qwen")
+    check_output_flags(parser, args)
+    publisher = Publisher(args)
 
     backbones = BACKBONES if args.backbone == "both" else (args.backbone,)
+    start = announce(f"{len(backbones)} backbone(s) x {len(CONTENDERS)} contenders",
+                     estimated_minutes(args, len(backbones)),
+                     "from the step times in docs/benchmarks.md, 2-core CPU; a GPU takes far less")
     for backbone in backbones:
         load_before = os.getloadavg()[0]
         rows = measure(backbone, args.preset, args.world, args.batch, args.steps, args.warmup, args.device,
@@ -222,9 +240,8 @@ def main() -> None:
             "cross-attention and six d×d projections over the image tokens only. DoRA adds a weight-norm per "
             "adapted layer and step."
         )
-        print("\n" + body, flush=True)
-        if not args.no_write:
-            write_section(f"training_step_{backbone}_{args.preset}_{args.device.split(':')[0]}", body)
+        publisher.publish(f"training_step_{backbone}_{args.preset}_{args.device.split(':')[0]}", body)
+    finished(start)
 
 
 if __name__ == "__main__":

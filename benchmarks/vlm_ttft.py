@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModel, GemmaConfig, Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config
 from transformers import Qwen3VLTextConfig
 
-from benchmarks.report import table, write_section
+from benchmarks.report import Publisher, add_output_flags, announce, check_output_flags, finished, table
 from noise_generator import NoiseGenerator, NoiseGeneratorConfig, attach, noise_mode
 
 TEXT_TOKENS = 128
@@ -112,11 +112,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--families", default=None, help="names separated by commas (default: every family)")
     parser.add_argument("--world", default=None, help="a built tiny world (default: one built in the temp folder)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    add_output_flags(parser)
     args = parser.parse_args()
+    check_output_flags(parser, args)
     world = load_world("tiny", args.world or str(Path(tempfile.gettempdir()) / "mung_benchmark_world_tiny_seed0"))
     names = args.families.split(",") if args.families else sorted(REAL)
     rows = []
+    start = announce(f"{len(names)} families x {args.repeats} repeats", len(names) * (8 + args.repeats * 0.2) / 60,
+                     "a family's build and its prefills on the 2-core CPU")
     for name in names:
         checkpoint, text_config, tokens, how = REAL[name]
         tflop, ratio = real_shape_ratio(text_config, tokens)
@@ -135,9 +138,9 @@ def main() -> None:
         f"one image + {TEXT_TOKENS} text tokens vs the generator, FLOPs counted on the meta device (vision tower "
         "left out, so the true ratio is lower). Target at real shapes: <= 1.03. Tiny presets have 2-4 layers, "
         "so the generator's share there is far above its share in a real model.")
-    print("\n" + body)
-    if not args.no_write:
-        write_section(f"vlm_ttft_cpu_{args.preset}", "## MuNG on transformers VLMs: time to first token\n\n" + body)
+    Publisher(args).publish(f"vlm_ttft_cpu_{args.preset}",
+                            "## MuNG on transformers VLMs: time to first token\n\n" + body)
+    finished(start)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,17 @@
 # (flags of that backbone only).
 # Picks the launcher from the hardware:
 #   GPUs   -> deepspeed --num_gpus $NUM_GPUS -m $TRAIN_MODULE --deepspeed $DEEPSPEED_CONFIG, bf16, gradient
-#             checkpointing
-#   no GPU -> plain python (float32, no DeepSpeed, no gradient checkpointing) so the recipe runs on the tiny world;
-#             OMP_NUM_THREADS (unless set) = cores / (1 + NUM_WORKERS).
+#             checkpointing (several nodes: deepspeed --hostfile $HOSTFILE, or torchrun --nnodes $NNODES
+#             --node_rank $NODE_RANK on every node)
+#   no GPU -> plain python (one process in all) or torchrun --nproc_per_node $NUM_GPUS [--nnodes ...] (gloo), float32,
+#             no DeepSpeed unless DEEPSPEED_CONFIG is set, no gradient checkpointing, so the recipe runs on the tiny
+#             world; OMP_NUM_THREADS (unless set) = cores / (processes x (1 + NUM_WORKERS)).
 # python comes from the active virtual environment, else from the repository's .venv (see scripts/_launch_env.sh).
-# Environment overrides: MODEL_PATH, DATA_PATH, IMAGE_FOLDER, OUTPUT_DIR, NUM_GPUS (default 8), BATCH_SIZE (per
-# device), GLOBAL_BATCH (default 128; gradient accumulation = GLOBAL_BATCH / (NUM_GPUS * BATCH_SIZE)), GRAD_ACCUM,
-# EPOCHS, MAX_STEPS, SAVE_STEPS, LOGGING_STEPS, MODEL_MAX_LENGTH, LR, NUM_WORKERS, DEEPSPEED_CONFIG, REPORT_TO,
-# HAS_GPU (0/1, detected), EXTRA_ARGS (appended verbatim).
+# Environment overrides: MODEL_PATH, DATA_PATH, IMAGE_FOLDER, OUTPUT_DIR, NUM_GPUS (processes per node; default 8 with
+# GPUs, 1 without), NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, HOSTFILE (see scripts/_launch_env.sh), BATCH_SIZE
+# (per device), GLOBAL_BATCH (default 128; gradient accumulation = GLOBAL_BATCH / (NNODES * NUM_GPUS * BATCH_SIZE)),
+# GRAD_ACCUM, EPOCHS, MAX_STEPS, SAVE_STEPS, LOGGING_STEPS, MODEL_MAX_LENGTH, LR, NUM_WORKERS, DEEPSPEED_CONFIG,
+# REPORT_TO, HAS_GPU (0/1, detected), EXTRA_ARGS (appended verbatim).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/_launch_env.sh
@@ -34,10 +37,12 @@ if [ -z "${HAS_GPU:-}" ]; then
         HAS_GPU=0
     fi
 fi
-if [ "$HAS_GPU" = "1" ]; then NUM_GPUS=${NUM_GPUS:-8}; else NUM_GPUS=1; fi
+check_nodes
+if [ "$HAS_GPU" = "1" ]; then NUM_GPUS=${NUM_GPUS:-8}; else NUM_GPUS=${NUM_GPUS:-1}; fi
 BATCH_SIZE=${BATCH_SIZE:-4}
 GLOBAL_BATCH=${GLOBAL_BATCH:-128}
-GRAD_ACCUM=${GRAD_ACCUM:-$(( GLOBAL_BATCH / (NUM_GPUS * BATCH_SIZE) > 0 ? GLOBAL_BATCH / (NUM_GPUS * BATCH_SIZE) : 1 ))}
+per_step=$(( NODES_IN_JOB * NUM_GPUS * BATCH_SIZE ))
+GRAD_ACCUM=${GRAD_ACCUM:-$(( GLOBAL_BATCH / per_step > 0 ? GLOBAL_BATCH / per_step : 1 ))}
 
 launch() {
     local zero_default="$1"; shift
@@ -60,13 +65,16 @@ launch() {
         --report_to "${REPORT_TO:-none}"
     )
     if [ "$HAS_GPU" = "1" ]; then
-        deepspeed --num_gpus "$NUM_GPUS" --module "$TRAIN_MODULE" \
-            --deepspeed "${DEEPSPEED_CONFIG:-$zero_default}" --bf16 True --tf32 True \
+        launcher_for gpu "$NUM_GPUS" "$TRAIN_MODULE"
+        "${launcher[@]}" --deepspeed "${DEEPSPEED_CONFIG:-$zero_default}" --bf16 True --tf32 True \
             --gradient_checkpointing True --dataloader_num_workers "${NUM_WORKERS:-4}" \
             "${common[@]}" "$@" ${EXTRA_ARGS:-}
     else
-        default_cpu_threads 1 "${NUM_WORKERS:-0}"
-        python -m "$TRAIN_MODULE" --use_cpu True --dataloader_num_workers "${NUM_WORKERS:-0}" \
-            "${common[@]}" "$@" ${EXTRA_ARGS:-}
+        local cpu=(--use_cpu True --dataloader_num_workers "${NUM_WORKERS:-0}")
+        if [ -n "${DEEPSPEED_CONFIG:-}" ]; then cpu+=(--deepspeed "$DEEPSPEED_CONFIG"); fi
+        default_cpu_threads "$NUM_GPUS" "${NUM_WORKERS:-0}"
+        launcher_for cpu "$NUM_GPUS" "$TRAIN_MODULE"
+        if [ "${launcher[0]}" = "torchrun" ]; then cpu+=(--ddp_backend gloo); fi
+        "${launcher[@]}" "${cpu[@]}" "${common[@]}" "$@" ${EXTRA_ARGS:-}
     fi
 }

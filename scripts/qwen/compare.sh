@@ -8,11 +8,14 @@
 #   OUT  comparison folder (./checkpoints/compare/qwen2.5-vl-3b)  PLAN  main | ablation | all (all)   SEEDS (1)
 #   METHODS  comma-separated subset (default: every method of PLAN)   BENCHMARKS  scripts/v1_5/eval/<name>.sh to run
 #   NUM_GPUS, BATCH_SIZE, GLOBAL_BATCH, ... as in scripts/qwen/_launch.sh (the recipes read them).
+# Several nodes: HOSTFILE (and MASTER_ADDR, MASTER_PORT), run on node 0; each recipe's deepspeed launcher starts the
+# other nodes (scripts/_launch_env.sh).
 # Rerunning resumes: finished trainings (OUT/units/<method>/seed<k>/result.json) and benchmarks are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/_launch_env.sh
 use_repo_venv
+check_driver_nodes
 MODEL_PATH=${MODEL_PATH:-Qwen/Qwen2.5-VL-3B-Instruct}
 DATA_PATH=${DATA_PATH:-./playground/data/mmpr_v1_1_sft.jsonl}
 IMAGE_FOLDER=${IMAGE_FOLDER:-./playground/data/MMPR-v1.1/images}

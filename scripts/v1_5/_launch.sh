@@ -1,10 +1,13 @@
 #!/bin/bash
 # Shared launcher of the v1.5 recipes (sourced, not run). Picks the launcher from the hardware:
-#   GPUs  -> deepspeed --num_gpus $NUM_GPUS llava_noise/train/train_mem.py --deepspeed $DEEPSPEED_CONFIG, bf16, tf32
-#   no GPU -> plain python (NUM_GPUS<=1) or torchrun --nproc_per_node $NUM_GPUS (gloo), float32, no DeepSpeed unless
-#            DEEPSPEED_CONFIG is set explicitly; OMP_NUM_THREADS (unless set) = cores / (processes x (1 + NUM_WORKERS)).
+#   GPUs  -> deepspeed --num_gpus $NUM_GPUS -m llava_noise.train.train_mem --deepspeed $DEEPSPEED_CONFIG, bf16, tf32
+#            (several nodes: deepspeed --hostfile $HOSTFILE, or torchrun --nnodes $NNODES --node_rank $NODE_RANK)
+#   no GPU -> plain python (one process in all) or torchrun --nproc_per_node $NUM_GPUS [--nnodes ...] (gloo), float32,
+#            no DeepSpeed unless DEEPSPEED_CONFIG is set explicitly; OMP_NUM_THREADS (unless set) = cores /
+#            (processes x (1 + NUM_WORKERS)).
 # python comes from the active virtual environment, else from the repository's .venv (see scripts/_launch_env.sh).
-# Environment overrides shared by every recipe: NUM_GPUS, BATCH_SIZE (per device), GRAD_ACCUM, EPOCHS, MAX_STEPS,
+# Environment overrides shared by every recipe: NUM_GPUS (processes per node), NNODES, NODE_RANK, MASTER_ADDR,
+# MASTER_PORT, HOSTFILE (see scripts/_launch_env.sh), BATCH_SIZE (per device), GRAD_ACCUM, EPOCHS, MAX_STEPS,
 # SAVE_STEPS, LOGGING_STEPS, MODEL_MAX_LENGTH, NUM_WORKERS, GRADIENT_CHECKPOINTING, REPORT_TO, EXTRA_ARGS.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -18,6 +21,7 @@ if [ -z "${HAS_GPU:-}" ]; then
         HAS_GPU=0
     fi
 fi
+check_nodes
 
 launch() {
     local zero_default="$1"; shift
@@ -38,8 +42,8 @@ launch() {
         --output_dir "$OUTPUT_DIR"
     )
     if [ "$HAS_GPU" = "1" ]; then
-        deepspeed --num_gpus "${NUM_GPUS:-8}" llava_noise/train/train_mem.py \
-            --deepspeed "${DEEPSPEED_CONFIG:-$zero_default}" --bf16 True --tf32 True \
+        launcher_for gpu "${NUM_GPUS:-8}" llava_noise.train.train_mem
+        "${launcher[@]}" --deepspeed "${DEEPSPEED_CONFIG:-$zero_default}" --bf16 True --tf32 True \
             --gradient_checkpointing "${GRADIENT_CHECKPOINTING:-True}" \
             --dataloader_num_workers "${NUM_WORKERS:-4}" \
             "${common[@]}" "$@" ${EXTRA_ARGS:-}
@@ -48,10 +52,8 @@ launch() {
                    --dataloader_num_workers "${NUM_WORKERS:-0}")
         if [ -n "${DEEPSPEED_CONFIG:-}" ]; then cpu+=(--deepspeed "$DEEPSPEED_CONFIG"); fi
         default_cpu_threads "${NUM_GPUS:-1}" "${NUM_WORKERS:-0}"
-        if [ "${NUM_GPUS:-1}" -gt 1 ]; then
-            torchrun --nproc_per_node "$NUM_GPUS" -m llava_noise.train.train --ddp_backend gloo "${cpu[@]}" "${common[@]}" "$@" ${EXTRA_ARGS:-}
-        else
-            python -m llava_noise.train.train "${cpu[@]}" "${common[@]}" "$@" ${EXTRA_ARGS:-}
-        fi
+        launcher_for cpu "${NUM_GPUS:-1}" llava_noise.train.train
+        if [ "${launcher[0]}" = "torchrun" ]; then cpu+=(--ddp_backend gloo); fi
+        "${launcher[@]}" "${cpu[@]}" "${common[@]}" "$@" ${EXTRA_ARGS:-}
     fi
 }

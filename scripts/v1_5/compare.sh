@@ -9,11 +9,14 @@
 #   DATA_PATH (./playground/data/llava_v1_5_mix665k.json)  IMAGE_FOLDER (./playground/data)  VISION_TOWER
 #   OUT (./checkpoints/compare/llava-v1.5-7b)  PLAN (all)  SEEDS (1)  METHODS  BENCHMARKS (scripts/v1_5/eval/*.sh)
 #   NUM_GPUS, BATCH_SIZE, GRAD_ACCUM, ... as in scripts/v1_5/_launch.sh (the recipes read them).
+# Several nodes: HOSTFILE (and MASTER_ADDR, MASTER_PORT), run on node 0; each recipe's deepspeed launcher starts the
+# other nodes (scripts/_launch_env.sh).
 # Rerunning resumes: finished trainings and benchmark score files are kept.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/_launch_env.sh
 use_repo_venv
+check_driver_nodes
 MODEL_PATH=${MODEL_PATH:-lmsys/vicuna-7b-v1.5}
 PROJECTOR=${PROJECTOR:-./checkpoints/llava-v1.5-7b-pretrain/mm_projector.bin}
 DATA_PATH=${DATA_PATH:-./playground/data/llava_v1_5_mix665k.json}

@@ -13,6 +13,7 @@ from ..safe_pickles import check_resume_files
 from .distributed import prepare_cpu_deepspeed
 from .output_dir import disk_full_reported, locked_output_dir
 from .runs import checkpoint_to_resume, finished_or_cleared, last_complete_checkpoint
+from .shared_folder import check_output_dir_shared
 from .trainer import check_resume_generator
 
 logger = logging.getLogger(__name__)
@@ -26,11 +27,13 @@ def training_run(training_args) -> Iterator[bool]:
     """The life of a training run, around everything a backbone's entry point does: logging (INFO on the process
     that logs, warnings elsewhere), the process group (so the ranks can agree; on CPU under DeepSpeed it must exist
     before ZeRO-3 partitions while loading), then ``--output_dir`` found writable and locked against other runs
-    until the block ends (an exception and SIGTERM included; ``output_dir.locked_output_dir``), then ``start_run``,
+    until the block ends (an exception and SIGTERM included; ``output_dir.locked_output_dir``) and seen by every
+    rank (one folder for all nodes: ``shared_folder.check_output_dir_shared``), then ``start_run``,
     whose answer the block gets (False: nothing to do)."""
     logging.basicConfig(format=LOG_FORMAT, level=logging.INFO if training_args.should_log else logging.WARNING)
     prepare_cpu_deepspeed(training_args.deepspeed)
     with locked_output_dir(training_args):
+        check_output_dir_shared(training_args)
         yield start_run(training_args)
 
 
