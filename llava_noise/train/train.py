@@ -69,6 +69,13 @@ def _train(model_args, data_args, training_args, ng_args, callbacks, attn_implem
         logger.warning("%d sample(s) had tokenisation mismatches and were not supervised.", dataset.mismatches)
     return trainer
 
+def main(argv: Optional[list[str]] = None) -> Optional[LLaVATrainer]:
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+    try:
+        return train(argv)
+    finally:
+        close_process_group()
+
+
 if __name__ == "__main__":
-    run_command(train)
-    close_process_group()
+    run_command(main)

@@ -5,7 +5,6 @@
         [any transformers TrainingArguments flag]
 """
 
-import sys
 from typing import Iterable, Optional
 
 from transformers import HfArgumentParser, TrainerCallback
@@ -73,9 +72,12 @@ def _train(model_args, data_args, ng_args, training_args, callbacks) -> NoiseTra
     train_and_save(trainer)
     return trainer
 
-def main() -> None:
-    train(sys.argv[1:])
-    close_process_group()
+def main(argv: Optional[list[str]] = None):
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+    try:
+        return train(argv)
+    finally:
+        close_process_group()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Iterable, Optional
 
 from transformers import HfArgumentParser, TrainerCallback
@@ -63,9 +62,12 @@ def _train(model_args, data_args, ng_args, training_args, callbacks) -> VLMTrain
     return trainer
 
 
-def main() -> None:
-    train(sys.argv[1:])
-    close_process_group()
+def main(argv: Optional[list[str]] = None):
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+    try:
+        return train(argv)
+    finally:
+        close_process_group()
 
 
 if __name__ == "__main__":
