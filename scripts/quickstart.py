@@ -1,4 +1,5 @@
-"""MuNG quickstart on the tiny world, CPU, one command (``bash scripts/quickstart.sh [--backbone llava|qwen]``).
+"""MuNG quickstart on the tiny world, CPU, one command (``bash scripts/quickstart.sh [--backbone NAME]``: llava,
+qwen, or a transformers VLM family of the tiny world).
 
 Stages (each one the project's own command, run as a subprocess with its log under ``<out>/<backbone>/logs/``):
 
@@ -46,6 +47,7 @@ from typing import Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))  # quickstart_backbones, also when this file is loaded as a module
 import quickstart_backbones  # noqa: E402
+from mung.help_text import description  # noqa: E402
 from mung.training.runs import loss_ends  # noqa: E402
 
 REPORT_NAME = "quickstart_report.json"
@@ -552,8 +554,10 @@ def format_report(r: dict) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="llava")
+    parser = argparse.ArgumentParser(prog="bash scripts/quickstart.sh", description=description(__doc__))
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="llava", metavar="NAME",
+                        help="llava (default), qwen, or a tiny transformers VLM family through vlm_noise: "
+                        + ", ".join(sorted(set(BACKBONES) - {"llava", "qwen"})))
     parser.add_argument("--out", default=str(REPO / "outputs" / "quickstart"),
                         help="output root: <out>/tiny_world and <out>/<backbone>/{base,mung,eval,logs,%s}" % REPORT_NAME)
     parser.add_argument("--tiny-world", default=None, help="use this already built tiny world instead of building one")

@@ -32,7 +32,7 @@ def listing(entries: dict[str, Any]) -> str:
 def top_help() -> str:
     return (
         "usage: mung COMMAND [ARGS ...] [--config FILE.yaml]\n\n"
-        "MuNG: fine-tune multimodal LLMs with a learned beneficial-noise generator, evaluate, score, chat and serve.\n\n"
+        "MuNG: fine-tune multimodal LLMs with learned beneficial noise; evaluate, score, chat and serve them.\n\n"
         f"commands:\n{listing(COMMANDS)}\n\n"
         "A command's flags: mung COMMAND --help. --config FILE.yaml gives flags from a file (keys are the flags; flags "
         "on the command line win).\nA user error ends with one line, `error: ...`, and exit status 2 "

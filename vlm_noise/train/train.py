@@ -13,6 +13,7 @@ from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
 from mung.commands import run_command
+from mung.help_text import description
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
 from mung.training.entry import train_and_save, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags, compute_dtype
@@ -27,7 +28,9 @@ from .trainer import VLMTrainer
 def parse(argv: Optional[list[str]] = None):
     """(model, data, generator, training) flags of ``argv`` (default: the command line), checked as far as the flags
     alone can show something wrong, before any weights load."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments), description=description(__doc__)
+    )
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_generator_flags(ng_args)
     check_flag_combinations(model_args, ng_args)

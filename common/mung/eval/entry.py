@@ -26,7 +26,7 @@ def answering_parser(description: str, batched: bool = True, question_help: str 
     add_generation_args(parser)
     add_chunk_args(parser)
     add_backbone_args(parser)
-    parser.add_argument("--image-folder", type=str, default="")
+    parser.add_argument("--image-folder", type=str, default="", help="folder the questions' image paths are relative to")
     parser.add_argument("--question-file", type=str, required=True, help=question_help)
     parser.add_argument("--answers-file", type=str, default="answer.jsonl",
                         help="written at the end (answers so far go to <answers-file>.partial, which a rerun with the "

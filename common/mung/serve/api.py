@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..commands import run_command
+from ..help_text import description
 from ..context import PromptTooLong
 from .openai_schema import (
     APIError,
@@ -210,7 +211,7 @@ def create_app(service: ChatService, api_key: Optional[str] = None) -> FastAPI:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     add_server_args(parser, default_port=8000)
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on every request")
     parser.add_argument("--served-model-name", default=None, help="the model id clients see (default: folder name)")
@@ -218,7 +219,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="let requests name http(s) image URLs, which the server then downloads")
     parser.add_argument("--allow-local-images", action="store_true",
                         help="let requests name file:// images on the server's disk (VLMEvalKit --local-media)")
-    parser.add_argument("--max-request-bytes", type=int, default=64 * 1024 * 1024)
+    parser.add_argument("--max-request-bytes", type=int, default=64 * 1024 * 1024,
+                        help="largest request body accepted (default 64 MiB); larger ones get 413")
     return parser.parse_args(argv)
 
 
