@@ -37,7 +37,6 @@ import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -47,6 +46,7 @@ from typing import Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))  # quickstart_backbones, also when this file is loaded as a module
 import quickstart_backbones  # noqa: E402
+from quickstart_progress import run_logged  # noqa: E402
 from mung.help_text import description  # noqa: E402
 from mung.training.runs import loss_ends  # noqa: E402
 
@@ -151,18 +151,17 @@ def child_env(threads: int, extra: Optional[dict] = None) -> dict:
 
 
 def run(name: str, cmd: list[str], log: Path, env: dict, stdin: Optional[str] = None) -> tuple[float, str]:
-    """Run ``cmd`` from the repository root with stdout+stderr to ``log``; (seconds, output). Fails loudly."""
+    """Run ``cmd`` from the repository root with stdout+stderr to ``log`` and its progress on screen; (seconds,
+    output). Fails loudly."""
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"[quickstart] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
     start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as handle:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, input=stdin, stdout=handle, stderr=subprocess.STDOUT,
-                              text=True)
+    returncode = run_logged(name, cmd, REPO, env, log, stdin)
     seconds = time.perf_counter() - start
     output = log.read_text(encoding="utf-8", errors="replace")
-    if proc.returncode != 0:
+    if returncode != 0:
         tail = "\n".join(output.splitlines()[-25:])
-        raise StepFailed(f"{name} failed (exit {proc.returncode}) after {seconds:.0f} s: {' '.join(cmd)}\n"
+        raise StepFailed(f"{name} failed (exit {returncode}) after {seconds:.0f} s: {' '.join(cmd)}\n"
                          f"last lines of {log}:\n{tail}")
     print(f"[quickstart] {name}: done in {seconds:.1f} s", flush=True)
     return seconds, output
