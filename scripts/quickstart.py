@@ -487,14 +487,13 @@ def next_steps(backbone: Backbone, world: Path, base: Path, mung: Path, out: Pat
     q = lambda p: shlex.quote(str(p))  # noqa: E731
     model = f"--model-path {q(mung)} --model-base {q(base)}"
     answers = q(mung.parent / "answers.jsonl")  # beside this backbone's runs: the next backbone's do not replace it
-    return {
-        "evaluate": (f"python -m {backbone.eval_module} {model} --question-file {q(world / 'eval/shift_eval_questions.jsonl')} "
-                     f"--image-folder {q(world / 'images')} --answers-file {answers} && python -m "
-                     f"mung.eval.eval_tiny_world --answers-file {answers} --truth-file "
-                     f"{q(world / 'eval/shift_eval_answers.jsonl')}"),
-        "chat": f"python -m {backbone.cli_module} {model} --image-file {q(world / 'images/shift_eval/00000.png')}",
-        "web demo": f"python -m mung.serve.web {model}",
-        "compare": (f"python -m mung.compare --backbone {backbone.name} --plan all --seeds 1 --fast --world {q(world)} "
+    return {  # the mung command: bash scripts/install.sh puts it in .venv/bin (source .venv/bin/activate)
+        "evaluate": (f"mung eval {model} --question-file {q(world / 'eval/shift_eval_questions.jsonl')} "
+                     f"--image-folder {q(world / 'images')} --answers-file {answers} && mung score tiny-world "
+                     f"--answers-file {answers} --truth-file {q(world / 'eval/shift_eval_answers.jsonl')}"),
+        "chat": f"mung chat {model} --image-file {q(world / 'images/shift_eval/00000.png')}",
+        "web demo": f"mung serve web {model}",
+        "compare": (f"mung compare --backbone {backbone.name} --plan all --seeds 1 --fast --world {q(world)} "
                     f"--start {q(base)} --out {q(out / 'compare' / backbone.name)}"),
     }
 
@@ -546,7 +545,7 @@ def format_report(r: dict) -> str:
         "  wall time    : " + ", ".join(f"{k} {v:.0f} s" for k, v in s.items()),
         f"  checkpoint   : {r['checkpoint']} (base: {r['base_checkpoint']})",
         f"  report       : {r.get('report_file', '')}",
-        "  what to run next:",
+        "  what to run next (in a shell with .venv active: source .venv/bin/activate):",
     ]
     lines += [f"    {name:<9}: {command}" for name, command in r["next"].items()]
     return "\n".join(lines)
