@@ -34,6 +34,22 @@ def test_the_helps_of_mung_and_its_groups_import_neither_torch_nor_transformers(
     assert done.stdout.rstrip().splitlines()[-1] == "HEAVY []"
 
 
+# Commands that load no model read and write files only: their own --help (the module's parser) needs no torch either.
+LIGHT_LEAVES = [["score", name] for name in COMMANDS["score"].children] + [
+    ["convert", name] for name in COMMANDS["convert"].children if name != "mmpr"] + [["compare"]]
+
+
+def test_the_helps_of_commands_that_load_no_model_import_no_torch():
+    script = ("import sys\nfrom mung.front import main\n"
+              f"for argv in {LIGHT_LEAVES!r}:\n"
+              "    try:\n        main(argv + ['--help'])\n    except SystemExit as stop:\n        assert stop.code == 0\n"
+              f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("usage: mung ") == len(LIGHT_LEAVES)
+    assert done.stdout.rstrip().splitlines()[-1] == "HEAVY []"
+
+
 @pytest.mark.parametrize("argv", HELPS, ids=lambda argv: " ".join(argv))
 def test_each_help_lists_its_choices_one_line_each(argv, capsys):
     front.main(argv)

@@ -66,10 +66,10 @@ def budget_of(args: argparse.Namespace) -> Budget:
 
 
 def main(argv=None) -> int:
-    from .runner import UnitFailed
+    args = parse_args(argv)
+    from .runner import UnitFailed  # after parsing: these import torch, which --help does without
     from .session import compare, list_checkpoints
 
-    args = parse_args(argv)
     if args.list_checkpoints:
         return list_checkpoints(Path(args.out))
     try:
