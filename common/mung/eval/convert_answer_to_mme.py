@@ -12,8 +12,8 @@ import os
 from collections import defaultdict
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import read_records, write_text
+from ..help_text import description
 from .eval_mme import read_tab_lines
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."

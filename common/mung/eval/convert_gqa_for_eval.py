@@ -8,8 +8,8 @@ The prediction is the answer text with trailing periods removed, lower-cased —
 import argparse
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import check_output_path, read_records, write_json
+from ..help_text import description
 
 
 def gqa_predictions(results):

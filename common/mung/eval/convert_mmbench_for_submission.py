@@ -12,8 +12,8 @@ import csv
 import os
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import read_records
+from ..help_text import description
 from .mmbench_tsv import OPTION_LETTERS, is_missing, read_mmbench_tsv
 from .xlsx import write_xlsx
 

@@ -6,8 +6,8 @@ The json is what MM-Vet's GPT-4 grader (online, needs network; not run here) tak
 import argparse
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import check_output_path, read_records, write_json
+from ..help_text import description
 
 
 def mmvet_submission(results):

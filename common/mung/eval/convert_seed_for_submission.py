@@ -10,8 +10,8 @@ questions; unanswered questions count as wrong and are reported. The upload file
 import argparse
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import check_output_path, read_json, read_records, write_jsonl
+from ..help_text import description
 
 
 def option_of(text):

@@ -6,8 +6,8 @@ Every question of ``--annotation-file`` (the question jsonl) must be answered; a
 import argparse
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import check_output_path, index_by, read_records, write_json
+from ..help_text import description
 from .vqa_normalize import normalize_answer
 
 

@@ -9,8 +9,8 @@ import argparse
 import os
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import read_records, write_json
+from ..help_text import description
 from .vqa_normalize import normalize_answer
 
 

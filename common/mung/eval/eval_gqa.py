@@ -8,8 +8,8 @@ the scene graphs and choices files and are left to that script.
 import argparse
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import read_json
+from ..help_text import description
 
 
 def gqa_accuracy(predictions, questions, predictions_path="predictions"):

@@ -11,8 +11,8 @@ import argparse
 import os
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import check_output_path, index_by, read_jsonl, read_records, write_json
+from ..help_text import description
 
 LABEL_PREFIX = "coco_pope_"
 

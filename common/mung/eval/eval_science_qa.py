@@ -11,8 +11,8 @@ import os
 import re
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import check_output_path, read_json, read_records, write_json
+from ..help_text import description
 
 _ANSWER_IS = re.compile(r"The answer is ([A-Z])\.")
 

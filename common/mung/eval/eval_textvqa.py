@@ -11,8 +11,8 @@ import argparse
 import os
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import read_json, read_records
+from ..help_text import description
 from .vqa_normalize import vqa_accuracy
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."

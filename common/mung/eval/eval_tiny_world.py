@@ -8,8 +8,8 @@ as JSON. Unanswered questions count as wrong and are reported.
 import argparse
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import check_output_path, write_json
+from ..help_text import description
 
 
 def main(argv=None):

@@ -12,8 +12,8 @@ import glob
 import os
 
 from ..commands import run_command
-from ..help_text import description
 from ..files import read_records
+from ..help_text import description
 
 
 def summarize_reviews(reviews, ignore=()):

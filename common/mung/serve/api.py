@@ -26,8 +26,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..commands import run_command
-from ..help_text import description
 from ..context import PromptTooLong
+from ..help_text import description
 from .openai_schema import (
     APIError,
     ImagePolicy,

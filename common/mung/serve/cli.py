@@ -13,8 +13,8 @@ import sys
 from ..chat import ChatSession, chat
 from ..cli_args import add_backbone_args, add_model_args, generation_settings, load_from_args
 from ..commands import run_command
-from ..help_text import description
 from ..context import prompt_budget
+from ..help_text import description
 from ..images import ImageLoadError, load_image
 
 CHAT_MAX_NEW_TOKENS = 512  # LLaVA's CLI default
