@@ -13,6 +13,7 @@ import torch
 from llava_noise.mm_utils import get_model_name_from_path
 from llava_noise.model.builder import load_pretrained_model
 from mung.commands import run_command
+from mung.help_text import description
 from mung.training.distributed import save_generator_from_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -34,9 +35,10 @@ def merge_lora(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-path", type=str, required=True)
-    parser.add_argument("--model-base", type=str, required=True)
-    parser.add_argument("--save-model-path", type=str, required=True)
-    parser.add_argument("--save-dtype", choices=sorted(DTYPES), default=None)
+    parser = argparse.ArgumentParser(prog="python scripts/merge_lora_weights.py", description=description(__doc__))
+    parser.add_argument("--model-path", type=str, required=True, help="the LoRA run folder")
+    parser.add_argument("--model-base", type=str, required=True, help="the base it was trained on")
+    parser.add_argument("--save-model-path", type=str, required=True, help="folder to write the merged model to")
+    parser.add_argument("--save-dtype", choices=sorted(DTYPES), default=None,
+                        help="dtype of the saved weights (default: the checkpoint config's, else float32)")
     run_command(merge_lora, parser.parse_args())

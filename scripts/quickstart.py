@@ -1,4 +1,5 @@
-"""MuNG quickstart on the tiny world, CPU, one command (``bash scripts/quickstart.sh [--backbone llava|qwen]``).
+"""MuNG quickstart on the tiny world, CPU, one command (``bash scripts/quickstart.sh [--backbone NAME]``: llava,
+qwen, or a transformers VLM family of the tiny world).
 
 Stages (each one the project's own command, run as a subprocess with its log under ``<out>/<backbone>/logs/``):
 
@@ -36,7 +37,6 @@ import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -46,6 +46,8 @@ from typing import Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))  # quickstart_backbones, also when this file is loaded as a module
 import quickstart_backbones  # noqa: E402
+from quickstart_progress import run_logged  # noqa: E402
+from mung.help_text import description  # noqa: E402
 from mung.training.runs import loss_ends  # noqa: E402
 
 REPORT_NAME = "quickstart_report.json"
@@ -149,18 +151,17 @@ def child_env(threads: int, extra: Optional[dict] = None) -> dict:
 
 
 def run(name: str, cmd: list[str], log: Path, env: dict, stdin: Optional[str] = None) -> tuple[float, str]:
-    """Run ``cmd`` from the repository root with stdout+stderr to ``log``; (seconds, output). Fails loudly."""
+    """Run ``cmd`` from the repository root with stdout+stderr to ``log`` and its progress on screen; (seconds,
+    output). Fails loudly."""
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"[quickstart] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
     start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as handle:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, input=stdin, stdout=handle, stderr=subprocess.STDOUT,
-                              text=True)
+    returncode = run_logged(name, cmd, REPO, env, log, stdin)
     seconds = time.perf_counter() - start
     output = log.read_text(encoding="utf-8", errors="replace")
-    if proc.returncode != 0:
+    if returncode != 0:
         tail = "\n".join(output.splitlines()[-25:])
-        raise StepFailed(f"{name} failed (exit {proc.returncode}) after {seconds:.0f} s: {' '.join(cmd)}\n"
+        raise StepFailed(f"{name} failed (exit {returncode}) after {seconds:.0f} s: {' '.join(cmd)}\n"
                          f"last lines of {log}:\n{tail}")
     print(f"[quickstart] {name}: done in {seconds:.1f} s", flush=True)
     return seconds, output
@@ -486,14 +487,13 @@ def next_steps(backbone: Backbone, world: Path, base: Path, mung: Path, out: Pat
     q = lambda p: shlex.quote(str(p))  # noqa: E731
     model = f"--model-path {q(mung)} --model-base {q(base)}"
     answers = q(mung.parent / "answers.jsonl")  # beside this backbone's runs: the next backbone's do not replace it
-    return {
-        "evaluate": (f"python -m {backbone.eval_module} {model} --question-file {q(world / 'eval/shift_eval_questions.jsonl')} "
-                     f"--image-folder {q(world / 'images')} --answers-file {answers} && python -m "
-                     f"mung.eval.eval_tiny_world --answers-file {answers} --truth-file "
-                     f"{q(world / 'eval/shift_eval_answers.jsonl')}"),
-        "chat": f"python -m {backbone.cli_module} {model} --image-file {q(world / 'images/shift_eval/00000.png')}",
-        "web demo": f"python -m mung.serve.web {model}",
-        "compare": (f"python -m mung.compare --backbone {backbone.name} --plan all --seeds 1 --fast --world {q(world)} "
+    return {  # the mung command: bash scripts/install.sh puts it in .venv/bin (source .venv/bin/activate)
+        "evaluate": (f"mung eval {model} --question-file {q(world / 'eval/shift_eval_questions.jsonl')} "
+                     f"--image-folder {q(world / 'images')} --answers-file {answers} && mung score tiny-world "
+                     f"--answers-file {answers} --truth-file {q(world / 'eval/shift_eval_answers.jsonl')}"),
+        "chat": f"mung chat {model} --image-file {q(world / 'images/shift_eval/00000.png')}",
+        "web demo": f"mung serve web {model}",
+        "compare": (f"mung compare --backbone {backbone.name} --plan all --seeds 1 --fast --world {q(world)} "
                     f"--start {q(base)} --out {q(out / 'compare' / backbone.name)}"),
     }
 
@@ -545,15 +545,17 @@ def format_report(r: dict) -> str:
         "  wall time    : " + ", ".join(f"{k} {v:.0f} s" for k, v in s.items()),
         f"  checkpoint   : {r['checkpoint']} (base: {r['base_checkpoint']})",
         f"  report       : {r.get('report_file', '')}",
-        "  what to run next:",
+        "  what to run next (in a shell with .venv active: source .venv/bin/activate):",
     ]
     lines += [f"    {name:<9}: {command}" for name, command in r["next"].items()]
     return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="llava")
+    parser = argparse.ArgumentParser(prog="bash scripts/quickstart.sh", description=description(__doc__))
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="llava", metavar="NAME",
+                        help="llava (default), qwen, or a tiny transformers VLM family through vlm_noise: "
+                        + ", ".join(sorted(set(BACKBONES) - {"llava", "qwen"})))
     parser.add_argument("--out", default=str(REPO / "outputs" / "quickstart"),
                         help="output root: <out>/tiny_world and <out>/<backbone>/{base,mung,eval,logs,%s}" % REPORT_NAME)
     parser.add_argument("--tiny-world", default=None, help="use this already built tiny world instead of building one")

@@ -2,7 +2,7 @@
 # MuNG in one command on the tiny world (CPU, a few minutes): builds the world, trains a tiny "pretrained" base,
 # tunes it with MuNG on a domain-shifted split, evaluates before/after, asks the CLI one question, prints a report
 # (also <out>/<backbone>/quickstart_report.json). Run after `bash scripts/install.sh`.
-#   bash scripts/quickstart.sh [--backbone llava|qwen] [--out DIR] [--seed N] [--fast]   (all flags: --help)
+#   bash scripts/quickstart.sh [--backbone NAME] [--out DIR] [--seed N] [--fast]   (NAME and all flags: --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-}

@@ -161,7 +161,7 @@ def test_fast_run_writes_the_noise_map_and_prints_what_to_run_next(fast_run):
     assert noise_map.is_relative_to(out) and noise_map.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(noise_map) in stdout
     assert set(report["next"]) == {"evaluate", "chat", "web demo", "compare"}
-    assert "python -m mung.serve.web" in stdout and "python -m mung.compare --backbone llava" in stdout
+    assert "mung serve web --model-path" in stdout and "mung compare --backbone llava" in stdout
     assert f"--start {report['base_checkpoint']}" in report["next"]["compare"]
     answers = os.path.join(os.path.dirname(report["checkpoint"]), "answers.jsonl")  # per backbone, not shared
     assert report["next"]["evaluate"].count(f"--answers-file {answers}") == 2

@@ -1,7 +1,8 @@
 """The README's "Bring your own VLM" commands run exactly as written: after the quickstart line (run by
 ``test_quickstart_families.py``, here replaced by what it leaves: the world and a Gemma 3 checkpoint as ``$B``), train
-the generator on the tiny Gemma 3, answer the shifted eval questions, score them, chat twice. Each command runs in
-this process through its module's own entry point with the README's arguments."""
+the generator on the tiny Gemma 3, answer the shifted eval questions, score them, chat twice. Each ``mung`` command
+runs in this process through the ``mung`` front (``mung.front.main``) with the README's arguments: the backbone of
+``mung train`` comes from the Gemma 3 folder's config.json."""
 
 import io
 import json
@@ -40,23 +41,20 @@ def linked_world(tiny_world, root: Path) -> Path:
 @pytest.mark.slow
 def test_the_readme_train_eval_and_chat_commands_run_as_written(tiny_world, vlm_families, tmp_path, monkeypatch,
                                                                  capsys):
-    from mung.eval import eval_tiny_world, model_vqa_loader
-    from mung.serve import cli
-    from vlm_noise.train.train import train
+    from mung import front
 
     tw = linked_world(tiny_world, tmp_path / "tw")
     monkeypatch.chdir(tmp_path)
     commands = byo_commands(str(tw), vlm_families["gemma3"])
-    entry_points = {"vlm_noise.train.train": train, "mung.eval.model_vqa_loader": model_vqa_loader.main,
-                    "mung.eval.eval_tiny_world": eval_tiny_world.main, "mung.serve.cli": cli.main}
-    assert [c[:2] for c in commands] == [["python", "-m"]] * 4
-    assert [c[2] for c in commands] == list(entry_points)
+    assert [c[:2] for c in commands] == [["mung", "train"], ["mung", "eval"], ["mung", "score"], ["mung", "chat"]]
     monkeypatch.setattr(sys, "stdin", io.StringIO("What shape is it?\nAnd its colour?\n\n"))
-    results = [entry_points[command[2]](command[3:]) for command in commands]
+    results = [front.main(command[1:]) for command in commands]
+    assert type(results[0]).__module__.startswith("vlm_noise")  # the trainer of the backbone the folder needs
     assert results[0].state.global_step == 30
-    answers = [json.loads(line) for line in open(tmp_path / "out" / "gemma3-answers.jsonl")]
+    answers = [json.loads(line) for line in open(tmp_path / "outputs" / "gemma3-answers.jsonl")]
     assert len(answers) == len(open(tw / "eval" / "shift_eval_questions.jsonl").readlines())
     out = capsys.readouterr().out
+    assert f"{len(answers)} answers written to outputs/gemma3-answers.jsonl in " in out  # the eval says it finished
     assert "overall: " in out.split("USER")[0] and out.rstrip().endswith("exit...")  # the score, then the chat
     assert [role for role, _ in results[3].turns] == ["user", "assistant", "user", "assistant"]
-    assert os.path.isfile(tmp_path / "out" / "gemma3-mung" / "noise_generator.safetensors")
+    assert os.path.isfile(tmp_path / "outputs" / "gemma3-mung" / "noise_generator.safetensors")

@@ -35,9 +35,10 @@ def add_model_args(parser: argparse.ArgumentParser, conv_mode_default: Any = Non
 def add_generation_args(parser: argparse.ArgumentParser, temperature: float = 0.2, max_new_tokens: Any = 128) -> None:
     """``max_new_tokens=None``: the flag's default is "what the context leaves" (``generation_settings`` names the
     cap), for one-shot queries and chats; evaluation keeps a fixed default so its answers do not depend on it."""
-    parser.add_argument("--temperature", type=float, default=temperature)
-    parser.add_argument("--top_p", "--top-p", dest="top_p", type=float, default=None)
-    parser.add_argument("--num_beams", "--num-beams", dest="num_beams", type=int, default=1)
+    parser.add_argument("--temperature", type=float, default=temperature, help="sampling temperature (0: greedy)")
+    parser.add_argument("--top_p", "--top-p", dest="top_p", type=float, default=None,
+                        help="nucleus sampling: the smallest set of tokens with this much probability")
+    parser.add_argument("--num_beams", "--num-beams", dest="num_beams", type=int, default=1, help="beam search width")
     parser.add_argument("--max_new_tokens", "--max-new-tokens", dest="max_new_tokens", type=int, default=max_new_tokens,
                         help="most new tokens of an answer" + ("" if max_new_tokens is not None else
                                                                 " (default: 512, or what the model's context leaves)"))

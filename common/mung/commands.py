@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any, Callable, TypeVar
 
+from .help_text import name_the_command
+
 T = TypeVar("T")
 
 OWN_PACKAGES = frozenset({"mung", "noise_generator", "llava_noise", "qwen_noise", "vlm_noise", "tiny_world"})
@@ -44,6 +46,7 @@ def one_line(err: BaseException) -> str:
 
 def run_command(main: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``main(*args, **kwargs)``; a user error ends the process with its message and status 2."""
+    name_the_command()
     try:
         return main(*args, **kwargs)
     except Exception as err:

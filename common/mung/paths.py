@@ -6,8 +6,6 @@ import errno
 import os
 from typing import Optional
 
-from .safe_pickles import check_weight_pickles
-
 
 def looks_like_local_path(name: str) -> bool:
     """True for absolute/relative filesystem paths; False for hub ids such as ``org/model``."""
@@ -47,4 +45,6 @@ def check_model_path(name: Optional[str], flag: str) -> None:
     if reason:
         raise FileNotFoundError(f"{flag} {name} {reason}; pass the folder of a downloaded checkpoint.")
     if os.path.isdir(folder):
+        from .safe_pickles import check_weight_pickles  # imports torch: not for the many light users of this file
+
         check_weight_pickles(folder)

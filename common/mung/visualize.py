@@ -23,6 +23,7 @@ from noise_generator import NoiseOutput, capture_noise
 from .backbones import Prompt
 from .cli_args import add_backbone_args, add_model_args, load_from_args
 from .commands import run_command
+from .help_text import description
 from .images import load_image
 from .loading import LoadedModel
 
@@ -177,12 +178,13 @@ def noise_maps(loaded: LoadedModel, image: Image.Image, question: str
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[str]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     add_model_args(parser)
     add_backbone_args(parser)
-    parser.add_argument("--image-file", required=True)
-    parser.add_argument("--question", required=True)
-    parser.add_argument("--out", default="noise.png")
+    parser.add_argument("--image-file", required=True, help="the image: a path or URL")
+    parser.add_argument("--question", required=True, help="the question the generator attends to")
+    parser.add_argument("--out", default="noise.png",
+                        help="the |mu| map (PNG); the mean-sigma map goes beside it as <stem>_sigma.png")
     args = parser.parse_args(argv)
     image = load_image(args.image_file)
     loaded = load_from_args(args)

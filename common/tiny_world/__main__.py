@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .builder import build
 from .families import build_families, family_names
@@ -11,7 +12,6 @@ from .presets import PRESETS
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tiny_world",
         description="Build the tiny offline world (models + synthetic VQA data) that MuNG's tests and demos use.",
     )
     parser.add_argument("--out", required=True, help="folder to build the world into")
@@ -31,4 +31,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[0] = "python -m tiny_world"  # argparse's usage line: the command, not __main__.py
     main()

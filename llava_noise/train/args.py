@@ -33,8 +33,8 @@ class ModelArguments:
     mm_vision_select_layer: int = field(default=-1, metadata={"help": "Tower hidden state to use (v1.5: -2)."})
     pretrain_mm_mlp_adapter: Optional[str] = field(default=None, metadata={"help": "mm_projector.bin from pretraining."})
     mm_projector_type: str = field(default="linear", metadata={"help": "linear | mlp<N>x_gelu | identity."})
-    mm_use_im_start_end: bool = field(default=False)
-    mm_use_im_patch_token: bool = field(default=True)
+    mm_use_im_start_end: bool = field(default=False, metadata={"help": "Wrap each image as <im_start><image><im_end>."})
+    mm_use_im_patch_token: bool = field(default=True, metadata={"help": "Add LLaVA's <im_patch> token to the tokenizer."})
     mm_patch_merge_type: str = field(
         default="flat", metadata={"help": "flat (LLaVA-1.5; the spatial merges of LLaVA-NeXT's anyres are not here)."}
     )
@@ -81,10 +81,10 @@ class DataArguments:
 
 @dataclass
 class TrainingArguments(flags.TrainingArguments):
-    cache_dir: Optional[str] = field(default=None)
-    optim: str = field(default="adamw_torch")
-    remove_unused_columns: bool = field(default=False)
-    freeze_mm_mlp_adapter: bool = field(default=False)
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "transformers' cache folder for from_pretrained."})
+    optim: str = field(default="adamw_torch", metadata={"help": "The optimizer (a transformers --optim name)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the collator needs every field."})
+    freeze_mm_mlp_adapter: bool = field(default=False, metadata={"help": "Keep the projector frozen."})
     mpt_attn_impl: Optional[str] = field(
         default="triton", metadata={"help": "Accepted for LLaVA's recipes and ignored: there is no MPT backbone here."}
     )
@@ -94,17 +94,17 @@ class TrainingArguments(flags.TrainingArguments):
     double_quant: bool = field(default=True, metadata={"help": "Double quantisation for --bits 4."})
     quant_type: str = field(default="nf4", metadata={"help": "fp4 | nf4 for --bits 4."})
     bits: int = field(default=16, metadata={"help": "4 | 8 (QLoRA through bitsandbytes) | 16."})
-    lora_enable: bool = False
-    lora_r: int = 64
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_enable: bool = field(default=False, metadata={"help": "Train LoRA adapters on the LLM's linear layers."})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
     lora_use_dora: bool = field(default=False, metadata={"help": "DoRA: weight-decomposed LoRA (peft use_dora)."})
     lora_weight_path: str = field(
         default="", metadata={"help": "Not supported (refused when set): resume a LoRA run from its --output_dir."}
     )
-    lora_bias: str = "none"
-    mm_projector_lr: Optional[float] = None
-    group_by_modality_length: bool = field(default=False)
+    lora_bias: str = field(default="none", metadata={"help": "none | all | lora_only: which biases train."})
+    mm_projector_lr: Optional[float] = field(default=None, metadata={"help": "The projector's learning rate."})
+    group_by_modality_length: bool = field(default=False, metadata={"help": "Batches of one modality each."})
     # Flags of the transformers versions the original LLaVA used, mapped onto their current names.
     warmup_ratio: Optional[float] = field(default=None, metadata={"help": "Warmup as a share of the steps (= --warmup_steps <1)."})
     evaluation_strategy: Optional[str] = field(default=None, metadata={"help": "Old name of --eval_strategy."})

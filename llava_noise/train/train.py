@@ -14,6 +14,7 @@ from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
 from mung.commands import run_command
+from mung.help_text import description
 from mung.paths import check_model_path
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
 from mung.training.entry import train_and_save, training_run
@@ -47,7 +48,9 @@ def train(
 ) -> Optional[LLaVATrainer]:
     """Parse ``argv`` (default: the command line), train and save; ``callbacks`` join the Trainer's. Returns the
     Trainer, or None (nothing trained) when --output_dir already holds the finished run."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, NoiseGeneratorArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, TrainingArguments, NoiseGeneratorArguments), description=description(__doc__)
+    )
     model_args, data_args, training_args, ng_args = parser.parse_args_into_dataclasses(args=argv)
     check_flags(model_args, training_args, ng_args)
     with training_run(training_args) as started:
@@ -69,6 +72,13 @@ def _train(model_args, data_args, training_args, ng_args, callbacks, attn_implem
         logger.warning("%d sample(s) had tokenisation mismatches and were not supervised.", dataset.mismatches)
     return trainer
 
+def main(argv: Optional[list[str]] = None) -> Optional[LLaVATrainer]:
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+    try:
+        return train(argv)
+    finally:
+        close_process_group()
+
+
 if __name__ == "__main__":
-    run_command(train)
-    close_process_group()
+    run_command(main)

@@ -100,11 +100,11 @@ def convert(meta_path: str, out_path: str, seed: int = 0, repeat_rule: str = "in
     return counts
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meta", required=True, help="MMPR meta.json")
     parser.add_argument("--out", required=True, help="output .jsonl")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="shuffles the output and draws the kept share of sources with repeat_time below 1")
     parser.add_argument(
         "--repeat-rule",
         choices=REPEAT_RULES,
@@ -112,7 +112,7 @@ def main() -> None:
         help="internvl: repeat_time as MMPR/InternVL apply it (default). authors: the MuNG authors' mix (sources "
         "with repeat_time != 1 ten times more), so one epoch is the paper's data.",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     counts = convert(args.meta, args.out, args.seed, args.repeat_rule)
     for name, count in counts.items():
         print(f"{name}: {count}")

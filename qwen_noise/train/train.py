@@ -5,13 +5,13 @@
         [any transformers TrainingArguments flag]
 """
 
-import sys
 from typing import Iterable, Optional
 
 from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
 from mung.commands import run_command
+from mung.help_text import description
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
 from mung.training.entry import train_and_save, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
@@ -36,7 +36,9 @@ def check_flags(model_args: ModelArguments, training_args: TrainingArguments, ng
 def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback] = ()) -> Optional[NoiseTrainer]:
     """Parse ``argv`` (default: the command line), train and save; ``callbacks`` join the Trainer's. Returns the
     Trainer, or None (nothing trained) when --output_dir already holds the finished run."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments), description=description(__doc__)
+    )
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_flags(model_args, training_args, ng_args)
     with training_run(training_args) as started:
@@ -73,9 +75,12 @@ def _train(model_args, data_args, ng_args, training_args, callbacks) -> NoiseTra
     train_and_save(trainer)
     return trainer
 
-def main() -> None:
-    train(sys.argv[1:])
-    close_process_group()
+def main(argv: Optional[list[str]] = None):
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+    try:
+        return train(argv)
+    finally:
+        close_process_group()
 
 
 if __name__ == "__main__":

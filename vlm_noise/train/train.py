@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Iterable, Optional
 
 from transformers import HfArgumentParser, TrainerCallback
 
 from mung.bad_samples import BadSampleCallback
 from mung.commands import run_command
+from mung.help_text import description
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
 from mung.training.entry import train_and_save, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags, compute_dtype
@@ -28,7 +28,9 @@ from .trainer import VLMTrainer
 def parse(argv: Optional[list[str]] = None):
     """(model, data, generator, training) flags of ``argv`` (default: the command line), checked as far as the flags
     alone can show something wrong, before any weights load."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, NoiseGeneratorArguments, TrainingArguments), description=description(__doc__)
+    )
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_generator_flags(ng_args)
     check_flag_combinations(model_args, ng_args)
@@ -63,9 +65,12 @@ def _train(model_args, data_args, ng_args, training_args, callbacks) -> VLMTrain
     return trainer
 
 
-def main() -> None:
-    train(sys.argv[1:])
-    close_process_group()
+def main(argv: Optional[list[str]] = None):
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+    try:
+        return train(argv)
+    finally:
+        close_process_group()
 
 
 if __name__ == "__main__":

@@ -18,14 +18,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..help_text import description, name_the_command
 from .plan import PLAN_CHOICES, TINY, TINY_FAST, REAL, Budget, METHODS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mung.compare", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=description(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--backbone", required=True, help="an installed backbone (llava, qwen)")
-    parser.add_argument("--plan", choices=PLAN_CHOICES, default="main")
+    parser.add_argument("--plan", choices=PLAN_CHOICES, default="main",
+                        help="main: the methods; ablation: the generator ablations; efficiency: time and memory; all")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per method (default 3)")
     parser.add_argument("--methods", default=None,
                         help=f"comma-separated subset of the plan's methods; known: {', '.join(METHODS)}")
@@ -44,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="checkpoint every method starts from (tiny world: default a stage-1 base trained here)")
     real.add_argument("--start-projector", default=None, help="LLaVA: pretrained mm_projector.bin for --start")
     real.add_argument("--train-data", default=None, help="training file (switches off the tiny world)")
-    real.add_argument("--image-folder", default=None)
+    real.add_argument("--image-folder", default=None, help="folder the training and eval image paths are relative to")
     real.add_argument("--eval-questions", default=None, help="question jsonl {question_id, image, text}")
     real.add_argument("--eval-answers", default=None, help="truth jsonl {question_id, answer, family}")
     parser.add_argument("--repo", default=None, help="the MuNG repository (its scripts/ hold the recipes)")
@@ -64,10 +66,10 @@ def budget_of(args: argparse.Namespace) -> Budget:
 
 
 def main(argv=None) -> int:
-    from .runner import UnitFailed
+    args = parse_args(argv)
+    from .runner import UnitFailed  # after parsing: these import torch, which --help does without
     from .session import compare, list_checkpoints
 
-    args = parse_args(argv)
     if args.list_checkpoints:
         return list_checkpoints(Path(args.out))
     try:
@@ -82,4 +84,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    name_the_command()
     sys.exit(main())

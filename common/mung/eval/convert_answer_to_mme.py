@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from ..commands import run_command
 from ..files import read_records, write_text
+from ..help_text import description
 from .eval_mme import read_tab_lines
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
@@ -53,11 +54,13 @@ def mme_result_lines(answers, gt, answers_path="answers"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--experiment", required=True)
-    parser.add_argument("--data-path", default="MME_Benchmark_release_version")
-    parser.add_argument("--answers-dir", default="answers")
-    parser.add_argument("--output-dir", default="eval_tool/answers")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--experiment", required=True, help="the answers file <answers-dir>/<experiment>.jsonl")
+    parser.add_argument("--data-path", default="MME_Benchmark_release_version",
+                        help="the MME release folder (ground truth per subtask)")
+    parser.add_argument("--answers-dir", default="answers", help="folder of the answers file")
+    parser.add_argument("--output-dir", default="eval_tool/answers",
+                        help="result files go to <output-dir>/<experiment>/<subtask>.txt")
     args = parser.parse_args(argv)
     answers_path = os.path.join(args.answers_dir, f"{args.experiment}.jsonl")
     answers = read_records(answers_path, expected="the answers file <--answers-dir>/<--experiment>.jsonl")

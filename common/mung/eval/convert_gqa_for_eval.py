@@ -9,6 +9,7 @@ import argparse
 
 from ..commands import run_command
 from ..files import check_output_path, read_records, write_json
+from ..help_text import description
 
 
 def gqa_predictions(results):
@@ -16,7 +17,7 @@ def gqa_predictions(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--src", required=True, help="merged answers jsonl")
     parser.add_argument("--dst", required=True, help="output, e.g. testdev_balanced_predictions.json")
     args = parser.parse_args(argv)

@@ -13,6 +13,7 @@ import os
 
 from ..commands import run_command
 from ..files import read_records
+from ..help_text import description
 from .mmbench_tsv import OPTION_LETTERS, is_missing, read_mmbench_tsv
 from .xlsx import write_xlsx
 
@@ -41,12 +42,12 @@ def submission_table(header, rows, results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--annotation-file", required=True)
-    parser.add_argument("--result-dir", required=True)
-    parser.add_argument("--upload-dir", required=True)
-    parser.add_argument("--experiment", required=True)
-    parser.add_argument("--format", choices=["xlsx", "tsv"], default="xlsx")
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--annotation-file", required=True, help="the MMBench TSV the questions came from")
+    parser.add_argument("--result-dir", required=True, help="folder of <experiment>.jsonl (model_vqa_mmbench output)")
+    parser.add_argument("--upload-dir", required=True, help="the submission goes to <upload-dir>/<experiment>.xlsx")
+    parser.add_argument("--experiment", required=True, help="name of the answers file, without .jsonl")
+    parser.add_argument("--format", choices=["xlsx", "tsv"], default="xlsx", help="submission file format")
     args = parser.parse_args(argv)
     header, rows = read_mmbench_tsv(args.annotation_file)
     results = read_records(os.path.join(args.result_dir, f"{args.experiment}.jsonl"),

@@ -7,6 +7,7 @@ import argparse
 
 from ..commands import run_command
 from ..files import check_output_path, read_records, write_json
+from ..help_text import description
 
 
 def mmvet_submission(results):
@@ -14,9 +15,9 @@ def mmvet_submission(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--src", required=True)
-    parser.add_argument("--dst", required=True)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--src", required=True, help="answers jsonl (model_vqa output)")
+    parser.add_argument("--dst", required=True, help="submission json to write")
     args = parser.parse_args(argv)
     check_output_path(args.dst, "--dst", {"--src": args.src})
     write_json(args.dst, mmvet_submission(read_records(args.src, expected="the answers file (--src)")), indent=2)

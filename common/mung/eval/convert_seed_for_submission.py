@@ -11,6 +11,7 @@ import argparse
 
 from ..commands import run_command
 from ..files import check_output_path, read_json, read_records, write_jsonl
+from ..help_text import description
 
 
 def option_of(text):
@@ -49,10 +50,10 @@ def print_accuracy(title, acc):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--annotation-file", required=True)
-    parser.add_argument("--result-file", required=True)
-    parser.add_argument("--result-upload-file", required=True)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--annotation-file", required=True, help="SEED-Bench.json")
+    parser.add_argument("--result-file", required=True, help="answers jsonl")
+    parser.add_argument("--result-upload-file", required=True, help="upload file to write (jsonl)")
     args = parser.parse_args(argv)
     check_output_path(args.result_upload_file, "--result-upload-file",
                       {"--annotation-file": args.annotation_file, "--result-file": args.result_file})

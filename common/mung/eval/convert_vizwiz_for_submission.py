@@ -7,6 +7,7 @@ import argparse
 
 from ..commands import run_command
 from ..files import check_output_path, index_by, read_records, write_json
+from ..help_text import description
 from .vqa_normalize import normalize_answer
 
 
@@ -20,10 +21,10 @@ def vizwiz_submission(questions, results, result_path="answers"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--annotation-file", required=True, help="question jsonl, e.g. llava_test.jsonl")
-    parser.add_argument("--result-file", required=True)
-    parser.add_argument("--result-upload-file", required=True)
+    parser.add_argument("--result-file", required=True, help="answers jsonl")
+    parser.add_argument("--result-upload-file", required=True, help="submission json to write")
     args = parser.parse_args(argv)
     check_output_path(args.result_upload_file, "--result-upload-file",
                       {"--annotation-file": args.annotation_file, "--result-file": args.result_file})

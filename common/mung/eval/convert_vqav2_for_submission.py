@@ -10,6 +10,7 @@ import os
 
 from ..commands import run_command
 from ..files import read_records, write_json
+from ..help_text import description
 from .vqa_normalize import normalize_answer
 
 
@@ -20,10 +21,10 @@ def vqav2_submission(test_questions, results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dir", default="./playground/data/eval/vqav2")
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--split", required=True)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--dir", default="./playground/data/eval/vqav2", help="the VQAv2 eval folder")
+    parser.add_argument("--ckpt", required=True, help="the checkpoint name under answers/<split>/")
+    parser.add_argument("--split", required=True, help="the split name under answers/, e.g. llava_vqav2_mscoco_test-dev2015")
     parser.add_argument("--test-split", help="question jsonl covering the whole test set")
     args = parser.parse_args(argv)
     test_split = args.test_split or os.path.join(args.dir, "llava_vqav2_mscoco_test2015.jsonl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Callable, Optional, Sequence
 
 from ..answer_files import check_answers_path
@@ -26,7 +27,7 @@ def answering_parser(description: str, batched: bool = True, question_help: str 
     add_generation_args(parser)
     add_chunk_args(parser)
     add_backbone_args(parser)
-    parser.add_argument("--image-folder", type=str, default="")
+    parser.add_argument("--image-folder", type=str, default="", help="folder the questions' image paths are relative to")
     parser.add_argument("--question-file", type=str, required=True, help=question_help)
     parser.add_argument("--answers-file", type=str, default="answer.jsonl",
                         help="written at the end (answers so far go to <answers-file>.partial, which a rerun with the "
@@ -47,16 +48,29 @@ def run_answering(
 ) -> list[dict]:
     """Check the answers path and read (and chunk) the questions before loading anything, load the model, answer,
     write the answers file."""
+    start = time.perf_counter()
     check_answers_path(args.answers_file, args.question_file)
     questions = get_chunk(read_questions(args), args.num_chunks, args.chunk_idx)
     loaded = load_from_args(args)
     settings = generation_settings(args)
     prompt_budget(loaded, settings)  # a --max_new_tokens the context cannot hold fails before any answer
-    return answer_questions(
+    loading = time.perf_counter() - start
+    records = answer_questions(
         questions, loaded, settings, args.answers_file,
         batch_size=getattr(args, "batch_size", 1), num_workers=getattr(args, "num_workers", 0), seed=args.seed,
         on_bad_sample=args.on_bad_sample, resume=args.resume,
     )
+    print(finished_line(records, args.answers_file, time.perf_counter() - start, loading), flush=True)
+    return records
+
+
+def finished_line(records: Sequence[dict], answers_file: str, seconds: float, loading: float) -> str:
+    """What a finished run says on screen: how many answers, where, how long."""
+    skipped = sum(1 for record in records if (record.get("metadata") or {}).get("skipped"))
+    skips = f" ({skipped} of {len(records)} questions skipped: see metadata.skipped)" if skipped else ""
+    answered = len(records) - skipped
+    return (f"{answered} answer{'' if answered == 1 else 's'}{skips} written to {answers_file} in {seconds:.1f} s "
+            f"(loading {loading:.1f} s).")
 
 
 def main_for(description: str, read_questions, batched: bool = True, configure: Optional[Callable] = None,

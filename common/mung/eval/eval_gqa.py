@@ -9,6 +9,7 @@ import argparse
 
 from ..commands import run_command
 from ..files import read_json
+from ..help_text import description
 
 
 def gqa_accuracy(predictions, questions, predictions_path="predictions"):
@@ -23,7 +24,7 @@ def gqa_accuracy(predictions, questions, predictions_path="predictions"):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--predictions", required=True, help="output of convert_gqa_for_eval")
     parser.add_argument("--questions", required=True, help="e.g. testdev_balanced_questions.json")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ every question right, score = acc + acc+. Perception and cognition totals are su
 import argparse
 import os
 from ..commands import run_command
+from ..help_text import description
 
 PERCEPTION = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR"]
 COGNITION = ["commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning"]
@@ -78,8 +79,9 @@ def mme_scores(results_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--results_dir", "--results-dir", dest="results_dir", required=True)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--results_dir", "--results-dir", dest="results_dir", required=True,
+                        help="folder of <subtask>.txt result files (convert_answer_to_mme output)")
     args = parser.parse_args(argv)
     scores = mme_scores(args.results_dir)
     for group in ("Perception", "Cognition"):

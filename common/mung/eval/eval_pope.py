@@ -12,6 +12,7 @@ import os
 
 from ..commands import run_command
 from ..files import check_output_path, index_by, read_jsonl, read_records, write_json
+from ..help_text import description
 
 LABEL_PREFIX = "coco_pope_"
 
@@ -83,10 +84,10 @@ def evaluate_pope(annotation_dir, question_file, result_file):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--annotation-dir", required=True)
-    parser.add_argument("--question-file", required=True)
-    parser.add_argument("--result-file", required=True)
+    parser = argparse.ArgumentParser(description=description(__doc__))
+    parser.add_argument("--annotation-dir", required=True, help="folder of coco_pope_<category>.json")
+    parser.add_argument("--question-file", required=True, help="the question jsonl (gives each question's category)")
+    parser.add_argument("--result-file", required=True, help="answers jsonl")
     parser.add_argument("--output-file", help="also write the scores as JSON here")
     args = parser.parse_args(argv)
     check_output_path(args.output_file, "--output-file",

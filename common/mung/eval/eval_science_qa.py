@@ -12,6 +12,7 @@ import re
 
 from ..commands import run_command
 from ..files import check_output_path, read_json, read_records, write_json
+from ..help_text import description
 
 _ANSWER_IS = re.compile(r"The answer is ([A-Z])\.")
 
@@ -47,13 +48,13 @@ def score_science_qa(problems, split_ids, predictions, options):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--base-dir", required=True, help="folder with problems.json and pid_splits.json")
-    parser.add_argument("--result-file", required=True)
+    parser.add_argument("--result-file", required=True, help="answers jsonl (model_vqa_science output)")
     parser.add_argument("--output-file", help="per-problem correct/incorrect lists (json)")
     parser.add_argument("--output-result", help="accuracy and per-problem predicted indices (json)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--options", nargs="+", default=["A", "B", "C", "D", "E"])
+    parser.add_argument("--split", default="test", help="the split of pid_splits.json to score")
+    parser.add_argument("--options", nargs="+", default=["A", "B", "C", "D", "E"], help="the option letters, in order")
     args = parser.parse_args(argv)
     for flag, output in (("--output-file", args.output_file), ("--output-result", args.output_result)):
         check_output_path(output, flag, {"--result-file": args.result_file})

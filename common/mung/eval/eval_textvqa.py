@@ -12,6 +12,7 @@ import os
 
 from ..commands import run_command
 from ..files import read_json, read_records
+from ..help_text import description
 from .vqa_normalize import vqa_accuracy
 
 SHORT_ANSWER_PROMPT = "Answer the question using a single word or phrase."
@@ -52,7 +53,7 @@ def textvqa_accuracy(annotation_file, result_file, leave_one_out=True):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--annotation-file", required=True, help="TextVQA_0.5.1_val.json")
     parser.add_argument("--result-file", help="one answers jsonl")
     parser.add_argument("--result-dir", help="score every .jsonl in this folder")

@@ -9,10 +9,11 @@ import argparse
 
 from ..commands import run_command
 from ..files import check_output_path, write_json
+from ..help_text import description
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--answers-file", required=True, help="model_vqa_loader output")
     parser.add_argument("--truth-file", required=True, help="the tiny world's eval_answers.jsonl")
     parser.add_argument("--output-file", help="also write the scores as JSON here")

@@ -4,10 +4,11 @@ MM-Vet and LLaVA-Bench; same inputs, outputs and prompts as ``model_vqa_loader``
 from .entry import main_for
 from .questions import questions_from_jsonl
 from ..commands import run_command
+from ..help_text import description
 
 
 def main(argv=None):
-    return main_for(__doc__.split("\n")[0], lambda a: questions_from_jsonl(a.question_file, a.image_folder),
+    return main_for(description(__doc__), lambda a: questions_from_jsonl(a.question_file, a.image_folder),
                     batched=False, argv=argv)
 
 

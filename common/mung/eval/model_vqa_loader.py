@@ -8,10 +8,11 @@ answers equal those of batch size 1.
 from .entry import main_for
 from .questions import questions_from_jsonl
 from ..commands import run_command
+from ..help_text import description
 
 
 def main(argv=None):
-    return main_for(__doc__.split("\n")[0], lambda a: questions_from_jsonl(a.question_file, a.image_folder), argv=argv)
+    return main_for(description(__doc__), lambda a: questions_from_jsonl(a.question_file, a.image_folder), argv=argv)
 
 
 if __name__ == "__main__":

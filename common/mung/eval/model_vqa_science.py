@@ -8,14 +8,16 @@ instruction to answer with the option letter. Output records use ``id`` as quest
 from .entry import main_for
 from .questions import science_questions
 from ..commands import run_command
+from ..help_text import description
 
 
 def configure(parser):
-    parser.add_argument("--single-pred-prompt", action="store_true")
+    parser.add_argument("--single-pred-prompt", action="store_true",
+                        help="add the instruction to answer with the option's letter")
 
 
 def main(argv=None):
-    return main_for(__doc__.split("\n")[0],
+    return main_for(description(__doc__),
                     lambda a: science_questions(a.question_file, a.image_folder, a.single_pred_prompt),
                     configure=configure, argv=argv)
 

@@ -14,6 +14,7 @@ from ..answering import answer_prompt
 from ..backbones import IMAGE_PLACEHOLDER, Prompt
 from ..cli_args import add_backbone_args, add_generation_args, add_model_args, generation_settings, load_from_args
 from ..commands import run_command
+from ..help_text import description
 from ..images import ImageLoadError, load_image
 
 QUERY_PLACEHOLDER = "<image-placeholder>"
@@ -43,13 +44,14 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     add_model_args(parser)
     add_generation_args(parser, max_new_tokens=None)
     add_backbone_args(parser)
-    parser.add_argument("--image-file", type=str, default=None)
-    parser.add_argument("--query", type=str, required=True)
-    parser.add_argument("--sep", type=str, default=",")
+    parser.add_argument("--image-file", type=str, default=None, help="image paths or URLs, separated by --sep")
+    parser.add_argument("--query", type=str, required=True,
+                        help="the question; <image-placeholder> places the images (else they go first)")
+    parser.add_argument("--sep", type=str, default=",", help="separator of the --image-file list")
     return run(parser.parse_args(argv))
 
 

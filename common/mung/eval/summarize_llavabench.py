@@ -13,6 +13,7 @@ import os
 
 from ..commands import run_command
 from ..files import read_records
+from ..help_text import description
 
 
 def summarize_reviews(reviews, ignore=()):
@@ -36,12 +37,12 @@ def summarize_reviews(reviews, ignore=()):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("-d", "--dir", default=None, help="folder of review jsonl files")
     parser.add_argument("-v", "--version", default=None, help="only files whose name contains this")
     parser.add_argument("-s", "--select", nargs="*", default=None, help="only files whose name contains one of these")
-    parser.add_argument("-f", "--files", nargs="*", default=[])
-    parser.add_argument("-i", "--ignore", nargs="*", default=[])
+    parser.add_argument("-f", "--files", nargs="*", default=[], help="review jsonl files to summarise (besides --dir)")
+    parser.add_argument("-i", "--ignore", nargs="*", default=[], help="question ids to leave out")
     args = parser.parse_args(argv)
     files = list(args.files)
     if args.dir:

@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 
 from ..commands import run_command
 from ..context import PromptTooLong, max_prompt_chars
+from ..help_text import description
 from .openai_schema import (
     APIError,
     ImagePolicy,
@@ -294,7 +295,7 @@ def create_app(service: ChatService, api_key: Optional[str] = None) -> FastAPI:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     add_server_args(parser, default_port=8000)
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on every request")
     parser.add_argument("--served-model-name", default=None, help="the model id clients see (default: folder name)")

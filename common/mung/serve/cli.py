@@ -14,18 +14,20 @@ from ..chat import ChatSession, chat
 from ..cli_args import add_backbone_args, add_model_args, generation_settings, load_from_args
 from ..commands import run_command
 from ..context import prompt_budget
+from ..help_text import description
 from ..images import ImageLoadError, load_image
 
 CHAT_MAX_NEW_TOKENS = 512  # LLaVA's CLI default
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     add_model_args(parser)
     add_backbone_args(parser)
-    parser.add_argument("--image-file", type=str, default=None)
-    parser.add_argument("--temperature", type=float, default=0.2)
-    parser.add_argument("--top_p", "--top-p", dest="top_p", type=float, default=None)
+    parser.add_argument("--image-file", type=str, default=None, help="the image to chat about: a path or URL (optional)")
+    parser.add_argument("--temperature", type=float, default=0.2, help="sampling temperature (0: greedy)")
+    parser.add_argument("--top_p", "--top-p", dest="top_p", type=float, default=None,
+                        help="nucleus sampling: the smallest set of tokens with this much probability")
     parser.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=None,
                         help=f"most new tokens of a reply (default: {CHAT_MAX_NEW_TOKENS}, or what the model's context "
                              "leaves)")

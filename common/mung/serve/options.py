@@ -19,7 +19,7 @@ def add_server_args(parser: argparse.ArgumentParser, default_port: int) -> None:
     add_backbone_args(parser)
     parser.add_argument("--host", default=LOOPBACK,
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every network)")
-    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--port", type=int, default=default_port, help=f"port to listen on (default {default_port})")
     parser.add_argument("--queue-size", type=int, default=8,
                         help="requests that may wait while the model answers another; more are refused as busy")
     parser.add_argument("--max-image-pixels", type=int, default=4096 * 4096,

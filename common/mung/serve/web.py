@@ -23,6 +23,7 @@ from .options import add_server_args, bind_port, check_server_args, is_loopback,
 from .session import ModelWorker
 from .web_handlers import DemoHandlers
 from ..commands import run_command
+from ..help_text import description
 
 logger = logging.getLogger(__name__)
 NOISE_MODES = ["sample", "mean", "off"]
@@ -97,7 +98,7 @@ def build_demo(handlers: DemoHandlers, max_new_tokens_limit: int,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     add_server_args(parser, default_port=7860)
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
     parser.add_argument("--max-upload-bytes", type=int, default=64 * 2**20,
