@@ -166,10 +166,12 @@ def estimated_minutes(args) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="quick")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="quick",
+                        help="which shape grid to time: quick (a few shapes) or the full grid")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device to time on (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per shape; the median is reported")
     add_output_flags(parser)
     args = parser.parse_args()
     check_output_flags(parser, args)

@@ -1,6 +1,8 @@
 """The GPU check: the first run of MuNG's GPU paths on one card, at the real size of LLaVA-1.5-7B, Qwen2.5-VL-3B and
 Gemma 3 4B (random weights from their real configs, benchmarks/real_configs.py; nothing is downloaded), in bf16 with
-SDPA attention (flash-attention 2 when the package is installed). One Markdown table:
+SDPA attention (flash-attention 2 when the package is installed), in one Markdown table.
+
+It measures:
 
 - training step time and peak memory (weights included) of MuNG, LoRA r32, MuNG+LoRA r32, and full fine-tuning of
   the 3B: batch 4, one image + 128 text tokens each, gradient checkpointing as the recipes, torch AdamW;
@@ -350,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(REAL), help=f"comma-separated, of: {', '.join(REAL)}")
     parser.add_argument("--smoke", action="store_true", help="tiny widths and 2 layers (the CPU test of this code)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device to run on (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default=None,
                         help="default: bfloat16 on a GPU, float32 on CPU")
     parser.add_argument("--no-zero3", action="store_true", help="leave out the DeepSpeed ZeRO-3 start")

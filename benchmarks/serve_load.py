@@ -137,12 +137,13 @@ def render(result: LoadResult, requests: int, concurrency: int, answered: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-path", required=True)
-    parser.add_argument("--model-base", default=None)
-    parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model-path", required=True, help="checkpoint to serve (any kind the loader reads)")
+    parser.add_argument("--model-base", default=None,
+                        help="base model of a LoRA, projector-only or generator-only checkpoint")
+    parser.add_argument("--requests", type=int, default=40, help="requests sent in all")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
+    parser.add_argument("--max-tokens", type=int, default=8, help="max_tokens of each request")
+    parser.add_argument("--device", default="cpu", help="device the server loads the model on")
     add_output_flags(parser)
     args = parser.parse_args()
     check_output_flags(parser, args)

@@ -193,13 +193,16 @@ def estimated_minutes(args, backbones: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", choices=(*BACKBONES, "both"), default="both")
-    parser.add_argument("--preset", choices=("tiny", "small"), default="tiny")
+    parser.add_argument("--backbone", choices=(*BACKBONES, "both"), default="both",
+                        help="which backbone to time (default: both)")
+    parser.add_argument("--preset", choices=("tiny", "small"), default="tiny",
+                        help="model size: tiny (the tests' world) or small")
     parser.add_argument("--world", default=None, help="tiny-world folder (default: built once under the temp dir)")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="samples per training step")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per contender (after the warm-up)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device to time on (default: cuda when available, else cpu)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's); 1 gives steadier numbers on a busy shared machine")
     add_output_flags(parser)

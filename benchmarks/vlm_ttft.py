@@ -108,8 +108,10 @@ def main() -> None:
     from tiny_world.family_specs import FAMILIES
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="small", choices=("tiny", "small"))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--preset", default="small", choices=("tiny", "small"),
+                        help="model size: tiny (the tests' world) or small")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed prefills per family and mode; the median is reported")
     parser.add_argument("--families", default=None, help="names separated by commas (default: every family)")
     parser.add_argument("--world", default=None, help="a built tiny world (default: one built in the temp folder)")
     add_output_flags(parser)
