@@ -102,24 +102,51 @@ def index_by(rows: Iterable[dict], key: str, path: str | os.PathLike) -> dict:
     return out
 
 
-def check_output_path(output: Optional[str | os.PathLike], flag: str, inputs: dict[str, Any]) -> None:
-    """Before anything is read: ``output`` (the file ``flag`` names) must not be one of the ``inputs`` (flag → path)
-    — the same path, a symbolic link to it or a hard link of it — nor a folder."""
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(os.path.expanduser(str(path)))
+
+
+def path_relation(output: str | os.PathLike, source: str | os.PathLike) -> Optional[str]:
+    """How the path ``output`` stands to ``source``, links resolved: ``"is"`` (the same path, a symbolic link to it
+    or a hard link of it), ``"contains"`` (``source`` lies inside the folder ``output``), ``"is inside"`` (``output``
+    lies inside the folder ``source``), or None."""
+    out, src = _real(output), _real(source)
+    if out == src or (os.path.exists(out) and os.path.exists(src) and os.path.samefile(out, src)):
+        return "is"
+    if src.startswith(out.rstrip(os.sep) + os.sep):
+        return "contains"
+    if out.startswith(src.rstrip(os.sep) + os.sep):
+        return "is inside"
+    return None
+
+
+def check_output_path(output: Optional[str | os.PathLike], flag: str, inputs: dict[str, Any],
+                      kind: str = "file", also: Optional[dict[str, str]] = None) -> None:
+    """The one rule of every command that writes, checked before anything is read: no output path may be, contain or
+    sit inside one of its ``inputs`` (flag → path; empty ones and paths that do not exist here, such as hub ids,
+    are skipped).
+    ``output`` is what ``flag`` names, a ``kind`` "file" (a folder there is refused) or "folder"; ``also`` (what →
+    path) names other paths the command writes beside it (``<answers>.partial``), held to the same rule."""
     if not output:
         return
-    if Path(output).is_dir():
+    if kind == "file" and Path(output).is_dir():
         raise ValueError(f"{flag} {output} is a folder; pass the path of the file to write.")
-    for input_flag, source in inputs.items():
-        if not source:
-            continue
-        same = os.path.realpath(output) == os.path.realpath(source)
-        if not same and os.path.exists(output) and os.path.exists(source):
-            same = os.path.samefile(output, source)
-        if same:
-            raise ValueError(
-                f"{flag} {output} is the same file as {input_flag} {source}: writing it would destroy what is read "
-                f"from it. Pass another {flag}."
-            )
+    written = {f"{flag} {output}": output}
+    written.update({f"{flag} {output} writes {what} {path}, which": path for what, path in (also or {}).items()})
+    for said, path in written.items():
+        for input_flag, source in inputs.items():
+            if not source or not os.path.lexists(os.path.expanduser(str(source))):
+                continue  # nothing given, or not a local path (a hub id): nothing here to destroy
+            relation = path_relation(path, source)
+            if relation is None:
+                continue
+            what = {"is": "is the same file as", "contains": "contains", "is inside": "is inside"}[relation]
+            if relation == "is" and (Path(_real(path)).is_dir() or kind == "folder"):
+                what = "is the same folder as"
+            harm = ("writing it would destroy what is read from it" if relation == "is" else
+                    "writing there could overwrite or change what is read from it")
+            raise ValueError(f"{said} {what} {input_flag} {source}: {harm}. Pass another {flag}"
+                             f"{' outside ' + str(source) if relation == 'is inside' else ''}.")
 
 
 def ensure_parent(path: str | os.PathLike) -> None:
