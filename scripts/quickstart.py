@@ -34,7 +34,6 @@ import math
 import os
 import re
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,9 @@ from typing import Optional
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))  # quickstart_backbones, also when this file is loaded as a module
 import quickstart_backbones  # noqa: E402
+from mung.commands import run_command  # noqa: E402
+from mung.files import check_output_path, clear_own_folder, mark_created  # noqa: E402
+from mung.redaction import command_line  # noqa: E402
 from mung.training.runs import loss_ends  # noqa: E402
 
 REPORT_NAME = "quickstart_report.json"
@@ -151,7 +153,7 @@ def child_env(threads: int, extra: Optional[dict] = None) -> dict:
 def run(name: str, cmd: list[str], log: Path, env: dict, stdin: Optional[str] = None) -> tuple[float, str]:
     """Run ``cmd`` from the repository root with stdout+stderr to ``log``; (seconds, output). Fails loudly."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[quickstart] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
+    print(f"[quickstart] {name}: {command_line(cmd)}  (log: {log})", flush=True)
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as handle:
         proc = subprocess.run(cmd, cwd=REPO, env=env, input=stdin, stdout=handle, stderr=subprocess.STDOUT,
@@ -160,7 +162,7 @@ def run(name: str, cmd: list[str], log: Path, env: dict, stdin: Optional[str] = 
     output = log.read_text(encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         tail = "\n".join(output.splitlines()[-25:])
-        raise StepFailed(f"{name} failed (exit {proc.returncode}) after {seconds:.0f} s: {' '.join(cmd)}\n"
+        raise StepFailed(f"{name} failed (exit {proc.returncode}) after {seconds:.0f} s: {command_line(cmd)}\n"
                          f"last lines of {log}:\n{tail}")
     print(f"[quickstart] {name}: done in {seconds:.1f} s", flush=True)
     return seconds, output
@@ -363,7 +365,7 @@ def ask_and_draw(backbone: Backbone, args: argparse.Namespace, ctx: dict, mung_d
                  "--question", question.split("\n")[0], "--out", str(noise_map), "--device", "cpu"]
     seconds["noise_map"], _ = run("noise map of that question's image", noise_cmd, ctx["logs"] / "noise_map.log",
                                   ctx["env"])
-    cli = {"command": " ".join(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
+    cli = {"command": command_line(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
            "reply": cli_reply(cli_out)}
     return cli, noise_map
 
@@ -377,8 +379,10 @@ def quickstart(args: argparse.Namespace) -> dict:
     seeds = [args.seed + k for k in range(args.seeds or plan.seeds)]
     out = Path(args.out).resolve()
     run_dir = out / backbone.name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # the quickstart's own outputs from an earlier run (recipes would resume them)
+    check_output_path(run_dir, "--out", {"--tiny-world": args.tiny_world}, kind="folder")
+    # the quickstart's own outputs from an earlier run (recipes would resume them); never a folder it did not make
+    clear_own_folder(run_dir, "--out", "scripts/quickstart.py")
+    mark_created(run_dir, "scripts/quickstart.py")
     logs = run_dir / "logs"
     env = child_env(args.threads)
     seconds: dict[str, float] = {}
@@ -579,4 +583,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

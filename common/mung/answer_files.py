@@ -15,7 +15,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from .files import check_output_path, write_jsonl
 from .locks import OneWriterLock

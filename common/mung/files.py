@@ -149,6 +149,34 @@ def check_output_path(output: Optional[str | os.PathLike], flag: str, inputs: di
                              f"{' outside ' + str(source) if relation == 'is inside' else ''}.")
 
 
+CREATED_MARKER = ".mung_created"
+
+
+def mark_created(folder: str | os.PathLike, command: str) -> None:
+    """Create ``folder`` (if need be) and mark it as made by ``command``, so that a later run of it may replace it
+    (``clear_own_folder``)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_text(Path(folder) / CREATED_MARKER, command + "\n")
+
+
+def clear_own_folder(folder: str | os.PathLike, flag: str, command: str) -> None:
+    """Remove ``folder`` before ``command`` writes it again, only when an earlier run of ``command`` made it (its
+    ``CREATED_MARKER`` names the command) or it is empty; anything else is refused, the folder untouched: a command
+    never deletes what it did not create."""
+    folder = Path(folder)
+    if not os.path.lexists(folder):
+        return
+    marker = folder / CREATED_MARKER
+    made_here = marker.is_file() and marker.read_text(encoding="utf-8", errors="replace").strip() == command
+    if folder.is_dir() and not folder.is_symlink() and (made_here or not any(folder.iterdir())):
+        shutil.rmtree(folder)
+        return
+    raise ValueError(
+        f"{folder} exists and was not made by {command} (it has no {CREATED_MARKER} of it), so it is left as it is. "
+        f"Move it away, or pass another {flag}."
+    )
+
+
 def ensure_parent(path: str | os.PathLike) -> None:
     Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)
 

@@ -64,6 +64,7 @@ def budget_of(args: argparse.Namespace) -> Budget:
 
 
 def main(argv=None) -> int:
+    from ..files import check_output_path
     from .runner import UnitFailed
     from .session import compare, list_checkpoints
 
@@ -71,6 +72,8 @@ def main(argv=None) -> int:
     if args.list_checkpoints:
         return list_checkpoints(Path(args.out))
     try:
+        check_output_path(args.out, "--out", {f"--{name.replace('_', '-')}": getattr(args, name) for name in (
+            "start", "start_projector", "train_data", "image_folder", "eval_questions", "eval_answers")}, kind="folder")
         compare(args, budget_of(args))
     except UnitFailed as err:
         print(f"[compare] {err}\n[compare] rerun the same command to resume after fixing it.", file=sys.stderr)

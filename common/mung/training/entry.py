@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from typing import Iterator, Optional
 
 from transformers import Trainer, set_seed
 
@@ -21,16 +21,28 @@ logger = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+# The flags whose paths a training run reads (every backbone names them alike); --output_dir must stay clear of them.
+INPUT_FLAGS = ("model_name_or_path", "vision_tower", "pretrain_mm_mlp_adapter", "data_path", "image_folder",
+               "video_folder")
+
+
+def training_inputs(*flag_groups) -> dict[str, str]:
+    """``{"--flag": path}`` of the paths a run reads, from its parsed flag dataclasses."""
+    return {f"--{name}": getattr(group, name) for group in flag_groups for name in INPUT_FLAGS
+            if getattr(group, name, None)}
+
+
 @contextlib.contextmanager
-def training_run(training_args) -> Iterator[bool]:
+def training_run(training_args, inputs: Optional[dict[str, str]] = None) -> Iterator[bool]:
     """The life of a training run, around everything a backbone's entry point does: logging (INFO on the process
     that logs, warnings elsewhere), the process group (so the ranks can agree; on CPU under DeepSpeed it must exist
     before ZeRO-3 partitions while loading), then ``--output_dir`` found writable and locked against other runs
-    until the block ends (an exception and SIGTERM included; ``output_dir.locked_output_dir``), then ``start_run``,
-    whose answer the block gets (False: nothing to do)."""
+    until the block ends (an exception and SIGTERM included; ``output_dir.locked_output_dir``; first, it must not be,
+    contain or sit inside one of the ``inputs``: ``training_inputs``), then ``start_run``, whose answer the block gets
+    (False: nothing to do)."""
     logging.basicConfig(format=LOG_FORMAT, level=logging.INFO if training_args.should_log else logging.WARNING)
     prepare_cpu_deepspeed(training_args.deepspeed)
-    with locked_output_dir(training_args):
+    with locked_output_dir(training_args, inputs or {}):
         yield start_run(training_args)
 
 

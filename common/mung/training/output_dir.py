@@ -30,6 +30,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..files import check_output_path
 from ..locks import OneWriterLock
 
 logger = logging.getLogger(__name__)
@@ -81,15 +82,16 @@ def _sigterm_as_exit() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def locked_output_dir(training_args) -> Iterator[None]:
-    """The output folder found writable and locked for the block: rank 0 holds the lock, and every rank stops with
-    rank 0's error when it cannot have it."""
+def locked_output_dir(training_args, inputs: Optional[dict] = None) -> Iterator[None]:
+    """The output folder, clear of the run's ``inputs`` (flag → path: ``files.check_output_path``), found writable and
+    locked for the block: rank 0 holds the lock, and every rank stops with rank 0's error when it cannot have it."""
     lock, refusal = None, None
     if training_args.process_index == 0:
         try:
+            check_output_path(training_args.output_dir, "--output_dir", inputs or {}, kind="folder")
             check_writable(training_args.output_dir)
             lock = OutputDirLock(training_args.output_dir).acquire()
-        except (OutputDirBusy, OSError) as err:
+        except (OutputDirBusy, OSError, ValueError) as err:
             refusal = err
     refusal = _share_from_rank0(refusal)
     if refusal is not None:
