@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -36,6 +37,13 @@ def _existing(path: str | os.PathLike, expected: str) -> Path:
     return Path(path)
 
 
+def _too_deep(path: Path, line: Optional[int] = None) -> ValueError:
+    where = f"{path}:{line}" if line else str(path)
+    return ValueError(f"{where}: the JSON is nested too deeply to read (lists or objects more than about "
+                      f"{sys.getrecursionlimit()} levels inside each other); no record of this project nests like "
+                      "that: fix or regenerate the file.")
+
+
 def read_text(path: str | os.PathLike, expected: str = "an existing text file") -> str:
     """The UTF-8 text of ``path`` (a BOM dropped); a missing file or a byte that is not UTF-8 is named."""
     return _text_of(_existing(path, expected))
@@ -46,6 +54,8 @@ def read_json(path: str | os.PathLike, expected: str = "an existing JSON file") 
     path = _existing(path, expected)
     try:
         return json.loads(_text_of(path))
+    except RecursionError:
+        raise _too_deep(path) from None
     except json.JSONDecodeError as err:
         raise ValueError(
             f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); fix that line (a .jsonl file "
@@ -62,6 +72,8 @@ def read_jsonl(path: str | os.PathLike, expected: str = "an existing JSON-lines 
             continue
         try:
             rows.append((number, json.loads(line)))
+        except RecursionError:
+            raise _too_deep(path, number) from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{number}: not valid JSON ({err.msg}); fix or remove that line.") from None
     return rows

@@ -9,6 +9,7 @@ from typing import Iterator, Optional
 
 from transformers import Trainer, set_seed
 
+from ..commands import check_launch_environment
 from ..safe_pickles import check_resume_files
 from .distributed import prepare_cpu_deepspeed
 from .output_dir import disk_full_reported, locked_output_dir
@@ -40,6 +41,7 @@ def training_run(training_args, inputs: Optional[dict[str, str]] = None) -> Iter
     until the block ends (an exception and SIGTERM included; ``output_dir.locked_output_dir``; first, it must not be,
     contain or sit inside one of the ``inputs``: ``training_inputs``), then ``start_run``, whose answer the block gets
     (False: nothing to do)."""
+    check_launch_environment()  # also when train() is called in a process of its own
     logging.basicConfig(format=LOG_FORMAT, level=logging.INFO if training_args.should_log else logging.WARNING)
     prepare_cpu_deepspeed(training_args.deepspeed)
     with locked_output_dir(training_args, inputs or {}):
