@@ -264,3 +264,31 @@ def test_every_rank_of_a_two_process_run_stops_on_a_busy_folder(world, tmp_path)
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.parametrize("failure", ["safetensors", "enospc"])
+def test_a_full_disk_while_saving_the_generator_is_named_and_the_checkpoint_before_kept(world, tmp_path, failure,
+                                                                                      monkeypatch):
+    """Issue 19 §5: the generator's safetensors writer fails on a full disk with its own SafetensorError (neither an
+    OSError nor a RuntimeError), or the write raises ENOSPC: a DiskFull naming the folder and the intact checkpoint."""
+    from safetensors import SafetensorError
+
+    import noise_generator.io as generator_io
+
+    out = tmp_path / "out"
+    argv = argv_of(world, "qwen", tmp_path, out, "--max_steps", "3", "--save_steps", "1")
+    real_save_file = generator_io.save_file
+
+    def filling_save_file(tensors, filename, *args, **kwargs):
+        if "checkpoint-2" in str(filename):
+            Path(filename).write_bytes(b"\0" * 10)
+            if failure == "safetensors":
+                raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save_file(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(generator_io, "save_file", filling_save_file)
+    with pytest.raises(DiskFull, match=rf"The disk holding {out}/checkpoint-2 is full: saving checkpoint-2 failed "
+                                       rf".*{out}/checkpoint-1 is intact: rerun the same command to resume from it"):
+        train_in_process("qwen", argv)
+    assert last_complete_checkpoint(out) == str(out / "checkpoint-1")

@@ -10,8 +10,9 @@ disk reported as one.
 - Several processes (torchrun, deepspeed): rank 0 takes the lock and tells the others (a broadcast), so the ranks of
   one run never refuse each other and all of them stop when another run holds the folder.
 - ``check_writable``: a probe file is written, flushed and removed before any weights load.
-- ``disk_full_reported``: an ``OSError``/``RuntimeError`` while saving, with ``ENOSPC``/``EDQUOT`` or less than
-  ``FULL_BELOW`` bytes left on the folder's disk (torch reports a full disk as "unexpected pos"), becomes a
+- ``disk_full_reported``: an error while saving with ``ENOSPC``/``EDQUOT``, a writer's text saying so (safetensors'
+  ``SafetensorError`` while saving the generator: ``FULL_DISK_WORDS``), or an ``OSError``/``RuntimeError`` with less
+  than ``FULL_BELOW`` bytes left on the folder's disk (torch reports a full disk as "unexpected pos"), becomes a
   ``DiskFull`` naming the folder; checkpoints saved before are left as they were.
 """
 
@@ -123,9 +124,19 @@ def check_writable(output_dir: str | os.PathLike) -> None:
         ) from None
 
 
+# How writers that do not raise OSError say the disk is full: safetensors (a Rust io::Error in a SafetensorError's
+# text), torch's zip writer (a RuntimeError's text), and the C library's own words.
+FULL_DISK_WORDS = ("No space left on device", "Disk quota exceeded", "StorageFull", "QuotaExceeded", "os error 28",
+                   "code: 28", "os error 122")
+
+
 def _is_disk_full(err: BaseException, folder: Path) -> bool:
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
+    if any(words in str(err) for words in FULL_DISK_WORDS):
+        return True
+    if not isinstance(err, (OSError, RuntimeError)):
+        return False  # a writer's other error (a bug, a bad tensor): not the disk
     try:
         return shutil.disk_usage(folder if folder.exists() else folder.parent).free < FULL_BELOW
     except OSError:
@@ -138,7 +149,7 @@ def disk_full_reported(folder: str | os.PathLike, what: str, earlier: Optional[s
     the ``earlier`` checkpoint to resume from; other errors pass unchanged."""
     try:
         yield
-    except (OSError, RuntimeError) as err:
+    except Exception as err:  # noqa: BLE001 - safetensors' SafetensorError is neither OSError nor RuntimeError
         if isinstance(err, DiskFull) or not _is_disk_full(err, Path(folder)):
             raise
         kept = f" {earlier} is intact: rerun the same command to resume from it." if earlier else ""
