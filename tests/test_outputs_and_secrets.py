@@ -210,3 +210,43 @@ def test_a_lock_written_by_an_older_version_is_shown_redacted(tmp_path):
 def test_commands_the_runners_log_are_redacted():
     assert command_line(["python", "-m", "x", "--hub_token", "hf_abcdefghijklmnopqrstuvwx", "--out", "a b"]) == \
         "python -m x --hub_token *** --out 'a b'"
+
+
+# --- "Also": the mode of files written atomically --------------------------------------------------------------------
+@pytest.fixture
+def umask():
+    def set_to(value):
+        os.umask(value)
+
+    old = os.umask(0o022)
+    yield set_to
+    os.umask(old)
+
+
+def test_atomic_writes_get_the_umask_mode_or_keep_the_old_files(tmp_path, umask):
+    """Answers files (and every atomic write) used to come out 0600 whatever the umask (``tempfile.mkstemp``)."""
+    from mung.answer_files import PartialAnswers
+    from mung.files import write_jsonl
+
+    answers = tmp_path / "answers.jsonl"
+    umask(0o022)
+    partial = PartialAnswers(str(answers), {"model": "m"})
+    partial.start()
+    partial.finish([{"question_id": 1, "text": "red"}])
+    assert answers.stat().st_mode & 0o777 == 0o644
+    umask(0o027)
+    write_jsonl(tmp_path / "new.jsonl", [{"a": 1}])
+    assert (tmp_path / "new.jsonl").stat().st_mode & 0o777 == 0o640
+    os.chmod(answers, 0o664)
+    write_jsonl(answers, [{"question_id": 1, "text": "blue"}])
+    assert answers.stat().st_mode & 0o777 == 0o664  # a rewrite keeps the mode the user gave the file
+
+
+def test_generator_files_get_the_umask_mode(tmp_path, umask):
+    from noise_generator import NoiseGeneratorConfig, build_noise_generator, save_noise_generator
+
+    umask(0o002)
+    generator = build_noise_generator(NoiseGeneratorConfig(hidden_size=8, num_heads=2).to_dict(), 8)
+    save_noise_generator(generator, tmp_path)
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
+        "noise_generator.safetensors": 0o664, "noise_generator_config.json": 0o664}

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from noise_generator.io import write_atomically
+
 from .paths import missing_reason
 
 
@@ -199,18 +201,9 @@ def _fsync(path: str | os.PathLike) -> None:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
-    """``write(tmp)`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``write(tmp)`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``; the
+    file keeps the mode a plain write would give it (``noise_generator.io.write_atomically``, the one implementation)."""
+    write_atomically(path, write)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
