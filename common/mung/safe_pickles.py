@@ -139,7 +139,10 @@ class OutsideCheckpoint(UntrustedPickle):
 
 
 DEEPSPEED_TAG_FILES = ("latest", "latest_universal")
-INDEX_FILES = ("pytorch_model.bin.index.json", "model.safetensors.index.json", "adapter_model.bin.index.json")
+# The index of pickle-format shards (each shard it names is checked, whatever its name), and the index of
+# safetensors shards (read without unpickling: its names are only held inside the folder).
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
 
 
 def _inside(root: Path, path: Path, named_by: str) -> Path:
@@ -217,7 +220,9 @@ def index_shards(folder: str | os.PathLike, index_name: str) -> list[Path]:
 
 
 def _shard_pickles(folder: Path) -> list[Path]:
-    return [p for name in INDEX_FILES for p in index_shards(folder, name) if p.suffix != ".safetensors"]
+    """The shards of the pickle index; the safetensors index's names are checked to stay in the folder."""
+    index_shards(folder, SAFETENSORS_INDEX)
+    return index_shards(folder, PICKLE_INDEX)
 
 
 def resume_files(folder: str | os.PathLike) -> list[Path]:
