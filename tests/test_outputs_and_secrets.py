@@ -250,3 +250,27 @@ def test_generator_files_get_the_umask_mode(tmp_path, umask):
     save_noise_generator(generator, tmp_path)
     assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
         "noise_generator.safetensors": 0o664, "noise_generator_config.json": 0o664}
+
+
+# --- the converters that compute their output path -------------------------------------------------------------------
+def test_converters_with_computed_outputs_never_write_over_their_inputs(tmp_path, monkeypatch):
+    from mung.eval import convert_answer_to_mme, convert_mmbench_for_submission
+    from qwen_noise.data import convert_mmpr
+
+    annotation = tmp_path / "exp.tsv"
+    annotation.write_text("index\tquestion\n")
+    with pytest.raises(ValueError, match=r"--upload-dir .*exp\.tsv is the same file as --annotation-file"):
+        convert_mmbench_for_submission.main(["--annotation-file", str(annotation), "--result-dir", str(tmp_path),
+                                             "--upload-dir", str(tmp_path), "--experiment", "exp", "--format", "tsv"])
+    answers = tmp_path / "answers" / "answers.jsonl"
+    answers.parent.mkdir()
+    answers.write_text("{}\n")
+    with pytest.raises(ValueError, match=r"--output-dir .*answers contains --answers-dir .*answers\.jsonl"):
+        convert_answer_to_mme.main(["--experiment", "answers", "--answers-dir", str(answers.parent),
+                                    "--output-dir", str(tmp_path), "--data-path", str(tmp_path / "mme")])
+    meta = tmp_path / "meta.json"
+    meta.write_text("{}")
+    monkeypatch.setattr(sys, "argv", ["convert_mmpr", "--meta", str(meta), "--out", str(meta)])
+    with pytest.raises(ValueError, match=r"--out .*meta\.json is the same file as --meta"):
+        convert_mmpr.main()
+    assert annotation.read_text() == "index\tquestion\n" and answers.read_text() == "{}\n" and meta.read_text() == "{}"
