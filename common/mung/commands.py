@@ -28,7 +28,7 @@ def check_launch_environment() -> None:
     """Each launcher variable that is set is a whole number ≥ 0 (``WORLD_SIZE`` ≥ 1); else one error naming it."""
     for name in LAUNCH_VARIABLES:
         value = os.environ.get(name)
-        if value is None:
+        if value is None or (name == "LOCAL_RANK" and value.strip() == "-1"):  # transformers' "not distributed"
             continue
         least = 1 if name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "NNODES") else 0
         if not value.strip().isdigit() or int(value) < least:
