@@ -7,19 +7,33 @@ from its config.json, float32 when it names none).
 """
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from llava_noise.mm_utils import get_model_name_from_path
 from llava_noise.model.builder import load_pretrained_model
 from mung.commands import run_command
+from mung.files import check_output_path
 from mung.help_text import description
 from mung.training.distributed import save_generator_from_model
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def check_save_path(args: argparse.Namespace) -> None:
+    """Before loading: the merged model goes to a new or empty folder that is not, does not contain and is not inside
+    --model-path or --model-base (merging over the base would change, silently, every checkpoint trained on it)."""
+    check_output_path(args.save_model_path, "--save-model-path",
+                      {"--model-path": args.model_path, "--model-base": args.model_base}, kind="folder")
+    save = Path(args.save_model_path)
+    if save.is_dir() and any(save.iterdir()):
+        raise ValueError(f"--save-model-path {save} already holds files, which the merge would overwrite; pass a new "
+                         "or empty folder.")
+
+
 def merge_lora(args: argparse.Namespace) -> None:
+    check_save_path(args)
     name = get_model_name_from_path(args.model_path)
     tokenizer, model, _, _ = load_pretrained_model(
         args.model_path, args.model_base, name, device_map="cpu", device="cpu", dtype=torch.float32

@@ -35,7 +35,6 @@ import math
 import os
 import re
 import shlex
-import shutil
 import statistics
 import sys
 import time
@@ -48,6 +47,9 @@ sys.path.insert(0, str(REPO / "scripts"))  # quickstart_backbones, also when thi
 import quickstart_backbones  # noqa: E402
 from quickstart_progress import run_logged  # noqa: E402
 from mung.help_text import description  # noqa: E402
+from mung.commands import run_command  # noqa: E402
+from mung.files import check_output_path, clear_own_folder, mark_created  # noqa: E402
+from mung.redaction import command_line  # noqa: E402
 from mung.training.runs import loss_ends  # noqa: E402
 
 REPORT_NAME = "quickstart_report.json"
@@ -154,14 +156,14 @@ def run(name: str, cmd: list[str], log: Path, env: dict, stdin: Optional[str] = 
     """Run ``cmd`` from the repository root with stdout+stderr to ``log`` and its progress on screen; (seconds,
     output). Fails loudly."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[quickstart] {name}: {' '.join(cmd)}  (log: {log})", flush=True)
+    print(f"[quickstart] {name}: {command_line(cmd)}  (log: {log})", flush=True)
     start = time.perf_counter()
     returncode = run_logged(name, cmd, REPO, env, log, stdin)
     seconds = time.perf_counter() - start
     output = log.read_text(encoding="utf-8", errors="replace")
     if returncode != 0:
         tail = "\n".join(output.splitlines()[-25:])
-        raise StepFailed(f"{name} failed (exit {returncode}) after {seconds:.0f} s: {' '.join(cmd)}\n"
+        raise StepFailed(f"{name} failed (exit {returncode}) after {seconds:.0f} s: {command_line(cmd)}\n"
                          f"last lines of {log}:\n{tail}")
     print(f"[quickstart] {name}: done in {seconds:.1f} s", flush=True)
     return seconds, output
@@ -364,7 +366,7 @@ def ask_and_draw(backbone: Backbone, args: argparse.Namespace, ctx: dict, mung_d
                  "--question", question.split("\n")[0], "--out", str(noise_map), "--device", "cpu"]
     seconds["noise_map"], _ = run("noise map of that question's image", noise_cmd, ctx["logs"] / "noise_map.log",
                                   ctx["env"])
-    cli = {"command": " ".join(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
+    cli = {"command": command_line(cli_cmd), "question": question, "image": image, "truth": truth["answer"],
            "reply": cli_reply(cli_out)}
     return cli, noise_map
 
@@ -378,8 +380,10 @@ def quickstart(args: argparse.Namespace) -> dict:
     seeds = [args.seed + k for k in range(args.seeds or plan.seeds)]
     out = Path(args.out).resolve()
     run_dir = out / backbone.name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # the quickstart's own outputs from an earlier run (recipes would resume them)
+    check_output_path(run_dir, "--out", {"--tiny-world": args.tiny_world}, kind="folder")
+    # the quickstart's own outputs from an earlier run (recipes would resume them); never a folder it did not make
+    clear_own_folder(run_dir, "--out", "scripts/quickstart.py")
+    mark_created(run_dir, "scripts/quickstart.py")
     logs = run_dir / "logs"
     env = child_env(args.threads)
     seconds: dict[str, float] = {}
@@ -581,4 +585,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -183,3 +183,38 @@ def test_collators_carry_sample_ids_only_when_asked(make):
     assert "sample_ids" not in plain(items)
     ids = with_ids(items)["sample_ids"]
     assert len(ids) == 2 and "first" in ids[0] and "second" in ids[1]
+
+
+# --- issue 19 §5: files nested deeply, an image that is a number ----------------------------------------------------
+DEEP = 100_000
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_training_data_nested_100000_deep_is_one_line_naming_the_file(make, suffix):
+    text = "[" * DEEP + "]" * DEEP
+    if suffix == ".jsonl":
+        text = json.dumps(sample()) + "\n" + '{"id": ' + text + "}\n"
+    with pytest.raises(ValueError, match=rf"data{suffix}{':2' if suffix == '.jsonl' else ''}: the JSON is nested too "
+                                         r"deeply to read") as caught:
+        make(text, suffix=suffix)
+    assert "\n" not in str(caught.value) and caught.value.__suppress_context__
+
+
+def test_a_question_file_nested_100000_deep_is_one_line_naming_the_file(tmp_path):
+    from mung.eval import model_vqa_loader
+
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question_id": 1, "text": ' + "[" * DEEP + "]" * DEEP + "}\n")
+    with pytest.raises(ValueError, match=r"q\.jsonl:1: the JSON is nested too deeply to read"):
+        model_vqa_loader.main(["--model-path", str(tmp_path / "never-loaded"), "--question-file", str(questions),
+                               "--answers-file", str(tmp_path / "a.jsonl")])
+
+
+@pytest.mark.parametrize("image", [5, {"path": "good.png"}, ["good.png", 3]])
+def test_a_sample_whose_image_is_not_a_path_is_a_bad_sample_naming_the_field(make, image):
+    ds = make([sample(image=image, sid="num-img")])
+    with pytest.raises(make.error, match=r"num-img.*'image' must be a path or a list of paths"):
+        ds[0]
+    skipping = make([sample(image=image, sid="num-img"), sample(sid="ok")], on_bad_sample="skip",
+                    max_bad_sample_share=1.0)
+    assert skipping[0]["sample_id"] == skipping[1]["sample_id"]  # the bad one is skipped to the good one

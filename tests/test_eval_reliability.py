@@ -313,3 +313,63 @@ def test_scorers_and_converters_never_write_over_what_they_read(tmp_path, module
     with pytest.raises(ValueError, match=r"is the same file as --\S+ .*: writing it would destroy what is read from it"):
         importlib.import_module(f"mung.eval.{module}").main([arg.format(**names) for arg in argv])
     assert answers.read_bytes() == before
+
+
+# --- issue 19 §2/§3: one writer per answers file; the answers' partial file and lock are outputs too ----------------
+def test_an_answers_file_whose_partial_file_is_the_question_file_is_refused(question_file, tmp_path):
+    """``--question-file X.partial --answers-file X --no-resume`` used to delete the question file."""
+    questions = tmp_path / "answers.jsonl.partial"
+    questions.write_bytes(Path(question_file).read_bytes())
+    for resume in ([], ["--no-resume"]):
+        with pytest.raises(ValueError, match=r"--answers-file .*answers\.jsonl writes its partial answers .*\.partial, "
+                                             r"which is the same file as --question-file"):
+            model_vqa_loader.main(["--model-path", str(tmp_path / "never-loaded"), "--question-file", str(questions),
+                                   "--answers-file", str(tmp_path / "answers.jsonl"), *resume])
+        assert questions.read_bytes() == Path(question_file).read_bytes()
+
+
+def test_answers_inside_the_model_folder_are_refused(question_file, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    with pytest.raises(ValueError, match=r"--answers-file .* is inside --model-path .*Pass another --answers-file "
+                                         r"outside"):
+        model_vqa_loader.main(["--model-path", str(model), "--question-file", question_file,
+                               "--answers-file", str(model / "answers.jsonl")])
+    assert list(model.iterdir()) == []
+
+
+def _hold_answers_lock(answers, ready, done):
+    from mung.answer_files import answers_lock
+
+    with answers_lock(str(answers)):
+        ready.set()
+        done.wait(timeout=60)
+
+
+def test_a_second_evaluation_of_one_answers_file_stops_at_once_naming_the_first(question_file, tmp_path,
+                                                                                monkeypatch):
+    """The first evaluation (another process) holds ``<answers>.lock``; the second stops before reading questions or
+    loading a model, naming the holder, and leaves the first's partial file alone."""
+    import multiprocessing
+
+    from mung.answer_files import AnswersFileBusy
+
+    answers = tmp_path / "answers.jsonl"
+    partial = tmp_path / "answers.jsonl.partial"
+    partial.write_text('{"mung_partial_answers": {}}\n')
+    monkeypatch.setattr("mung.eval.entry.load_from_args", lambda args: pytest.fail("the model was loaded"))
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    first = context.Process(target=_hold_answers_lock, args=(answers, ready, done))
+    first.start()
+    try:
+        assert ready.wait(timeout=60)
+        with pytest.raises(AnswersFileBusy, match=rf"--answers-file {answers} is in use by another evaluation \(pid "
+                                                  rf"{first.pid} "):
+            model_vqa_loader.main(["--model-path", str(tmp_path / "m"), "--question-file", question_file,
+                                   "--answers-file", str(answers)])
+    finally:
+        done.set()
+        first.join(timeout=60)
+    assert partial.read_text() == '{"mung_partial_answers": {}}\n'
+    assert not (tmp_path / "answers.jsonl.lock").exists()  # the first released it

@@ -149,6 +149,19 @@ def test_deepspeed_resume_reads_real_checkpoints_and_refuses_a_crafted_one(world
     assert crafted.returncode != 0 and not marker.exists()
     refusal = [line for line in crafted.stderr.splitlines() if "UntrustedPickle: Refusing to read" in line]
     assert refusal and str(target) in refusal[-1] and "--trust_checkpoint True" in refusal[-1], crafted.stderr[-3000:]
+    escaping_out = tmp_path / "escaping"  # issue 19 §1: the payload sits outside, where DeepSpeed's tag leads
+    shutil.copytree(out, escaping_out)
+    outside = tmp_path / "elsewhere" / "global_step1"
+    shutil.move(str(escaping_out / "checkpoint-1" / "global_step1"), str(outside))
+    write_hostile(sorted(outside.glob("*.pt"))[0], marker)
+    if backbone == "llava":  # global_step1 a symbolic link to it
+        (escaping_out / "checkpoint-1" / "global_step1").symlink_to(outside, target_is_directory=True)
+    else:  # latest naming it by an absolute path (global_step1 left in place, empty, for the Trainer's test)
+        (escaping_out / "checkpoint-1" / "global_step1").mkdir()
+        (escaping_out / "checkpoint-1" / "latest").write_text(str(outside))
+    escaping = train_as_child(backbone, [a if a != str(out) else str(escaping_out) for a in argv] + ["--max_steps", "2"])
+    assert escaping.returncode == 2 and not marker.exists(), escaping.stderr[-3000:]
+    assert escaping.stderr.strip().splitlines()[-1].startswith("error: OutsideCheckpoint: ")
     if backbone == "qwen":
         resumed = train_as_child(backbone, argv + ["--max_steps", "2"])
         assert resumed.returncode == 0, resumed.stderr[-3000:]

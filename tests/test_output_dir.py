@@ -125,6 +125,49 @@ def test_of_runs_racing_for_one_folder_exactly_one_gets_it(tmp_path):
     assert outcomes == ["busy"] * 5 + ["held"]
 
 
+def _race_rounds(folder, rounds, barrier, results):
+    """One racer of ``test_of_runs_racing_for_a_stale_lock_exactly_one_gets_it_every_round``."""
+    for round_ in range(rounds):
+        barrier.wait()  # the stale lock is in place
+        lock = OutputDirLock(folder)
+        try:
+            lock.acquire()
+            results.put((round_, "held"))
+        except OutputDirBusy:
+            results.put((round_, "busy"))
+        barrier.wait()  # every racer has tried
+        lock.release()
+        barrier.wait()  # the holder has released
+
+
+def test_of_runs_racing_for_a_stale_lock_exactly_one_gets_it_every_round(tmp_path):
+    """Issue 19 §2: 6 runs starting at once on a folder whose lock names a dead process, 150 rounds (about 1 s; the
+    old takeover, which read, unlinked and recreated the lock, gave 2 holders in about 1 round of 20): each round
+    exactly one holds it."""
+    import multiprocessing
+
+    rounds, racers_count = 150, 6
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(racers_count + 1), context.Queue()
+    racers = [context.Process(target=_race_rounds, args=(tmp_path, rounds, barrier, results))
+              for _ in range(racers_count)]
+    for racer in racers:
+        racer.start()
+    stale, holders = dead_pid(), []
+    try:
+        for _ in range(rounds):
+            write_lock(tmp_path, stale)
+            barrier.wait(timeout=60)
+            outcomes = [results.get(timeout=60)[1] for _ in racers]
+            holders.append(outcomes.count("held"))
+            barrier.wait(timeout=60)
+            barrier.wait(timeout=60)
+    finally:
+        for racer in racers:
+            racer.join(timeout=60)
+    assert holders == [1] * rounds
+
+
 def start_child(argv, out: Path) -> subprocess.Popen:
     """A Qwen training run in a child process, returned once it holds the lock of ``out``."""
     run = subprocess.Popen([sys.executable, "-m", MODULES["qwen"], *argv], cwd=REPO, env=child_env(),
@@ -221,3 +264,31 @@ def test_every_rank_of_a_two_process_run_stops_on_a_busy_folder(world, tmp_path)
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.parametrize("failure", ["safetensors", "enospc"])
+def test_a_full_disk_while_saving_the_generator_is_named_and_the_checkpoint_before_kept(world, tmp_path, failure,
+                                                                                      monkeypatch):
+    """Issue 19 §5: the generator's safetensors writer fails on a full disk with its own SafetensorError (neither an
+    OSError nor a RuntimeError), or the write raises ENOSPC: a DiskFull naming the folder and the intact checkpoint."""
+    from safetensors import SafetensorError
+
+    import noise_generator.io as generator_io
+
+    out = tmp_path / "out"
+    argv = argv_of(world, "qwen", tmp_path, out, "--max_steps", "3", "--save_steps", "1")
+    real_save_file = generator_io.save_file
+
+    def filling_save_file(tensors, filename, *args, **kwargs):
+        if "checkpoint-2" in str(filename):
+            Path(filename).write_bytes(b"\0" * 10)
+            if failure == "safetensors":
+                raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save_file(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(generator_io, "save_file", filling_save_file)
+    with pytest.raises(DiskFull, match=rf"The disk holding {out}/checkpoint-2 is full: saving checkpoint-2 failed "
+                                       rf".*{out}/checkpoint-1 is intact: rerun the same command to resume from it"):
+        train_in_process("qwen", argv)
+    assert last_complete_checkpoint(out) == str(out / "checkpoint-1")

@@ -113,3 +113,18 @@ def test_training_files_that_loop_are_named_as_loops(parts, tmp_path, backbone):
         training_dataset(backbone, loop, parts, tmp_path)
     with pytest.raises(FileNotFoundError, match=r"--deepspeed .*data\.json: is a symbolic link loop"):
         check_deepspeed_lr_groups(str(loop), {"--ng_lr": 1e-3})
+
+
+def test_a_model_whose_config_and_generator_file_disagree_is_refused_naming_both(world, tmp_path):
+    """Issue 19 §5: config.json says 8 heads, noise_generator_config.json says 4: refused naming both files and the
+    setting, before any weights load (it used to load with one of them silently)."""
+    folder = tmp_path / "ckpt"
+    config = tiny_llava_config(world, generator={"num_heads": 8})
+    config.save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"never read")
+    (folder / "noise_generator.safetensors").write_bytes(b"never read")
+    NoiseGeneratorConfig(hidden_size=config.hidden_size, num_heads=4).to_json_file(folder / "noise_generator_config.json")
+    with pytest.raises(ValueError, match=rf"{folder}/config\.json \(noise_generator\) and {folder}/"
+                                         r"noise_generator_config\.json describe different generators \(num_heads: 8 "
+                                         r"vs 4, config\.json first\)"):
+        load(str(folder), None, LoadOptions(device="cpu"))

@@ -5,7 +5,7 @@ describes the run); at the end the complete file is written beside the answers f
 partial file is removed. So a crash part-way leaves the previous answers file as it was, and the next run with the
 same settings continues the partial file: questions answered there are not asked again (questions skipped there
 are). A partial file of another run (other model, noise, seed or generation settings) is refused, naming what
-differs.
+differs. One evaluation at a time writes an answers file: it holds ``<answers-file>.lock`` (``answers_lock``).
 """
 
 from __future__ import annotations
@@ -15,20 +15,35 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 from .files import check_output_path, write_jsonl
+from .locks import OneWriterLock
 
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
+LOCK_SUFFIX = ".lock"
 HEADER_KEY = "mung_partial_answers"
 
 
-def check_answers_path(answers_file: str, question_file: Optional[str]) -> None:
-    """Before anything is read: the answers must not go over the question file (same path, a link to it or a hard
-    link of it), nor into a folder."""
-    check_output_path(answers_file, "--answers-file", {"--question-file": question_file})
+class AnswersFileBusy(RuntimeError):
+    """Another evaluation is writing the same answers file; the message names it."""
+
+
+def check_answers_path(answers_file: str, inputs: dict[str, Any]) -> None:
+    """Before anything is read: the answers file, its ``.partial`` file and its lock must not be, nor sit inside, any
+    of the ``inputs`` (flag → path: the question file, the image folder, the model), nor be a folder
+    (``files.check_output_path``)."""
+    check_output_path(answers_file, "--answers-file", inputs,
+                      also={"its partial answers": answers_file + PARTIAL_SUFFIX,
+                            "its lock": answers_file + LOCK_SUFFIX})
+
+
+def answers_lock(answers_file: str) -> OneWriterLock:
+    """The one-writer lock of an answers file, ``<answers-file>.lock`` (``locks.OneWriterLock``): a second evaluation
+    writing the same file stops at once naming the first."""
+    return OneWriterLock(answers_file + LOCK_SUFFIX, "--answers-file", answers_file, "evaluation", AnswersFileBusy)
 
 
 def question_keys(questions: Sequence[Any]) -> list[str]:

@@ -22,6 +22,29 @@ OWN_PACKAGES = frozenset({"mung", "noise_generator", "llava_noise", "qwen_noise"
 USER_ERROR_STATUS = 2  # as argparse exits on a bad flag
 
 
+# What launchers (torchrun, deepspeed, SLURM wrappers) set: whole numbers, read by torch, transformers and DeepSpeed.
+LAUNCH_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "NNODES", "MASTER_PORT")
+
+
+def check_launch_environment() -> None:
+    """Each launcher variable that is set is a whole number ≥ 0 (``WORLD_SIZE`` ≥ 1); else one error naming it."""
+    for name in LAUNCH_VARIABLES:
+        value = os.environ.get(name)
+        if value is None or (name == "LOCAL_RANK" and value.strip() == "-1"):  # transformers' "not distributed"
+            continue
+        least = 1 if name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "NNODES") else 0
+        if not value.strip().isdigit() or int(value) < least:
+            raise ValueError(
+                f"the environment variable {name}={value!r} must be a whole number of at least {least} (launchers "
+                f"such as torchrun set it); unset {name} or fix the launcher."
+            )
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip().isdigit() else default
+
+
 def is_user_error(err: BaseException) -> bool:
     """Bad input rather than a bug: a bad value, a file problem, or one of the project's own named errors."""
     if isinstance(err, (ValueError, OSError)):
@@ -39,15 +62,17 @@ def one_line(err: BaseException) -> str:
         line = f"error: {name}: {text}" if text else f"error: {name}"
     else:
         line = f"error: {text or name}"
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
+    if _env_int("WORLD_SIZE", 1) > 1 and "RANK" in os.environ:
         line = f"[rank{os.environ['RANK']}]: {line}"
     return line
 
 
 def run_command(main: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``main(*args, **kwargs)``; a user error ends the process with its message and status 2."""
+    """``main(*args, **kwargs)`` (after ``check_launch_environment``); a user error ends the process with its message
+    and status 2."""
     name_the_command()
     try:
+        check_launch_environment()
         return main(*args, **kwargs)
     except Exception as err:
         if os.environ.get("MUNG_TRACEBACK") or not is_user_error(err):

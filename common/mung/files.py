@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
+
+from noise_generator.io import write_atomically
 
 from .paths import missing_reason
 
@@ -36,6 +39,13 @@ def _existing(path: str | os.PathLike, expected: str) -> Path:
     return Path(path)
 
 
+def _too_deep(path: Path, line: Optional[int] = None) -> ValueError:
+    where = f"{path}:{line}" if line else str(path)
+    return ValueError(f"{where}: the JSON is nested too deeply to read (lists or objects more than about "
+                      f"{sys.getrecursionlimit()} levels inside each other); no record of this project nests like "
+                      "that: fix or regenerate the file.")
+
+
 def read_text(path: str | os.PathLike, expected: str = "an existing text file") -> str:
     """The UTF-8 text of ``path`` (a BOM dropped); a missing file or a byte that is not UTF-8 is named."""
     return _text_of(_existing(path, expected))
@@ -46,6 +56,8 @@ def read_json(path: str | os.PathLike, expected: str = "an existing JSON file") 
     path = _existing(path, expected)
     try:
         return json.loads(_text_of(path))
+    except RecursionError:
+        raise _too_deep(path) from None
     except json.JSONDecodeError as err:
         raise ValueError(
             f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); fix that line (a .jsonl file "
@@ -62,6 +74,8 @@ def read_jsonl(path: str | os.PathLike, expected: str = "an existing JSON-lines 
             continue
         try:
             rows.append((number, json.loads(line)))
+        except RecursionError:
+            raise _too_deep(path, number) from None
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{number}: not valid JSON ({err.msg}); fix or remove that line.") from None
     return rows
@@ -102,24 +116,79 @@ def index_by(rows: Iterable[dict], key: str, path: str | os.PathLike) -> dict:
     return out
 
 
-def check_output_path(output: Optional[str | os.PathLike], flag: str, inputs: dict[str, Any]) -> None:
-    """Before anything is read: ``output`` (the file ``flag`` names) must not be one of the ``inputs`` (flag → path)
-    — the same path, a symbolic link to it or a hard link of it — nor a folder."""
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(os.path.expanduser(str(path)))
+
+
+def path_relation(output: str | os.PathLike, source: str | os.PathLike) -> Optional[str]:
+    """How the path ``output`` stands to ``source``, links resolved: ``"is"`` (the same path, a symbolic link to it
+    or a hard link of it), ``"contains"`` (``source`` lies inside the folder ``output``), ``"is inside"`` (``output``
+    lies inside the folder ``source``), or None."""
+    out, src = _real(output), _real(source)
+    if out == src or (os.path.exists(out) and os.path.exists(src) and os.path.samefile(out, src)):
+        return "is"
+    if src.startswith(out.rstrip(os.sep) + os.sep):
+        return "contains"
+    if out.startswith(src.rstrip(os.sep) + os.sep):
+        return "is inside"
+    return None
+
+
+def check_output_path(output: Optional[str | os.PathLike], flag: str, inputs: dict[str, Any],
+                      kind: str = "file", also: Optional[dict[str, str]] = None) -> None:
+    """The one rule of every command that writes, checked before anything is read: no output path may be, contain or
+    sit inside one of its ``inputs`` (flag → path; empty ones and paths that do not exist here, such as hub ids,
+    are skipped).
+    ``output`` is what ``flag`` names, a ``kind`` "file" (a folder there is refused) or "folder"; ``also`` (what →
+    path) names other paths the command writes beside it (``<answers>.partial``), held to the same rule."""
     if not output:
         return
-    if Path(output).is_dir():
+    if kind == "file" and Path(output).is_dir():
         raise ValueError(f"{flag} {output} is a folder; pass the path of the file to write.")
-    for input_flag, source in inputs.items():
-        if not source:
-            continue
-        same = os.path.realpath(output) == os.path.realpath(source)
-        if not same and os.path.exists(output) and os.path.exists(source):
-            same = os.path.samefile(output, source)
-        if same:
-            raise ValueError(
-                f"{flag} {output} is the same file as {input_flag} {source}: writing it would destroy what is read "
-                f"from it. Pass another {flag}."
-            )
+    written = {f"{flag} {output}": output}
+    written.update({f"{flag} {output} writes {what} {path}, which": path for what, path in (also or {}).items()})
+    for said, path in written.items():
+        for input_flag, source in inputs.items():
+            if not source or not os.path.lexists(os.path.expanduser(str(source))):
+                continue  # nothing given, or not a local path (a hub id): nothing here to destroy
+            relation = path_relation(path, source)
+            if relation is None:
+                continue
+            what = {"is": "is the same file as", "contains": "contains", "is inside": "is inside"}[relation]
+            if relation == "is" and (Path(_real(path)).is_dir() or kind == "folder"):
+                what = "is the same folder as"
+            harm = ("writing it would destroy what is read from it" if relation == "is" else
+                    "writing there could overwrite or change what is read from it")
+            raise ValueError(f"{said} {what} {input_flag} {source}: {harm}. Pass another {flag}"
+                             f"{' outside ' + str(source) if relation == 'is inside' else ''}.")
+
+
+CREATED_MARKER = ".mung_created"
+
+
+def mark_created(folder: str | os.PathLike, command: str) -> None:
+    """Create ``folder`` (if need be) and mark it as made by ``command``, so that a later run of it may replace it
+    (``clear_own_folder``)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_text(Path(folder) / CREATED_MARKER, command + "\n")
+
+
+def clear_own_folder(folder: str | os.PathLike, flag: str, command: str) -> None:
+    """Remove ``folder`` before ``command`` writes it again, only when an earlier run of ``command`` made it (its
+    ``CREATED_MARKER`` names the command) or it is empty; anything else is refused, the folder untouched: a command
+    never deletes what it did not create."""
+    folder = Path(folder)
+    if not os.path.lexists(folder):
+        return
+    marker = folder / CREATED_MARKER
+    made_here = marker.is_file() and marker.read_text(encoding="utf-8", errors="replace").strip() == command
+    if folder.is_dir() and not folder.is_symlink() and (made_here or not any(folder.iterdir())):
+        shutil.rmtree(folder)
+        return
+    raise ValueError(
+        f"{folder} exists and was not made by {command} (it has no {CREATED_MARKER} of it), so it is left as it is. "
+        f"Move it away, or pass another {flag}."
+    )
 
 
 def ensure_parent(path: str | os.PathLike) -> None:
@@ -132,18 +201,9 @@ def _fsync(path: str | os.PathLike) -> None:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
-    """``write(tmp)`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``write(tmp)`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``; the
+    file keeps the mode a plain write would give it (``noise_generator.io.write_atomically``, the one implementation)."""
+    write_atomically(path, write)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -14,6 +14,7 @@ and which backbone serves it (the ``model_type`` of its config, else of the base
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any, Optional
 import torch
 from transformers import BitsAndBytesConfig
 
+from noise_generator import CONFIG_NAME as NOISE_GENERATOR_CONFIG_FILE
 from noise_generator import NoiseGeneratorConfig, is_noise_generator_dir, load_noise_generator_state, restore_generator
 
 from . import backbones as registry
@@ -227,6 +229,29 @@ def _check_files(path: Path, base: Optional[str]) -> None:
             NoiseGeneratorConfig.from_dict(dict(entry), source=source)
 
 
+def check_generator_configs_agree(folder: Path) -> None:
+    """A folder holding both a ``noise_generator`` entry in its ``config.json`` and generator files must describe one
+    generator: every setting is compared (a base model type missing on one side excepted), and a disagreement is
+    refused naming both files and each setting, rather than loading with one of them silently."""
+    entry = (registry.read_config(folder) or {}).get("noise_generator")
+    if not isinstance(entry, dict) or not is_noise_generator_dir(folder):
+        return
+    in_config = NoiseGeneratorConfig.from_dict(dict(entry), source=f"{folder / 'config.json'} (noise_generator)")
+    file = folder / NOISE_GENERATOR_CONFIG_FILE
+    in_file = NoiseGeneratorConfig.from_json_file(file)
+    differences = [f"{spec.name}: {getattr(in_config, spec.name)!r} vs {getattr(in_file, spec.name)!r}"
+                   for spec in dataclasses.fields(in_config)
+                   if getattr(in_config, spec.name) != getattr(in_file, spec.name)
+                   and not (spec.name == "base_model_type" and None in (getattr(in_config, spec.name),
+                                                                        getattr(in_file, spec.name)))]
+    if differences:
+        raise ValueError(
+            f"{folder / 'config.json'} (noise_generator) and {file} describe different generators "
+            f"({'; '.join(differences)}, config.json first). Re-save the checkpoint, or remove the stale one of the "
+            "two."
+        )
+
+
 def load(
     model_path: str | os.PathLike,
     model_base: Optional[str] = None,
@@ -239,6 +264,7 @@ def load(
     options = options or LoadOptions()
     path = Path(os.path.expanduser(str(model_path)))
     kind = checkpoint_kind(path)
+    check_generator_configs_agree(path)
     generator_files = is_noise_generator_dir(path)
     generator = load_noise_generator_state(path)[0] if generator_files else None
     base = None if kind == "full" else _base_for(path, model_base, kind)

@@ -23,6 +23,7 @@ from noise_generator import NoiseOutput, capture_noise
 from .backbones import Prompt
 from .cli_args import add_backbone_args, add_model_args, load_from_args
 from .commands import run_command
+from .files import check_output_path
 from .help_text import description
 from .images import load_image
 from .loading import LoadedModel
@@ -148,6 +149,12 @@ def noise_figure(
     return figure
 
 
+def sigma_path_of(out_path: str | Path) -> Path:
+    """Where the mean-σ figure of ``out_path`` goes: ``<stem>_sigma.png`` beside it."""
+    out = Path(out_path)
+    return out.with_name(out.stem + "_sigma" + (out.suffix or ".png"))
+
+
 def save_noise_figures(
     image: Image.Image,
     maps: dict[str, torch.Tensor],
@@ -157,7 +164,7 @@ def save_noise_figures(
     """Write ``out_path`` (‖μ‖ overlay) and ``<stem>_sigma.png`` (mean σ overlay), both at the image's size."""
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sigma_path = out.with_name(out.stem + "_sigma" + (out.suffix or ".png"))
+    sigma_path = sigma_path_of(out)
     render_overlay(image, maps["mu_norm"], content_box=content_box).save(out, format="PNG")
     render_overlay(image, maps["sigma_mean"], content_box=content_box).save(sigma_path, format="PNG")
     return [str(out), str(sigma_path)]
@@ -186,6 +193,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list[str]:
     parser.add_argument("--out", default="noise.png",
                         help="the |mu| map (PNG); the mean-sigma map goes beside it as <stem>_sigma.png")
     args = parser.parse_args(argv)
+    check_output_path(args.out, "--out", {"--image-file": args.image_file, "--model-path": args.model_path,
+                                          "--model-base": args.model_base},
+                      also={"its σ map": str(sigma_path_of(args.out))})
     image = load_image(args.image_file)
     loaded = load_from_args(args)
     maps, box = noise_maps(loaded, image, args.question)

@@ -9,7 +9,8 @@ into the generator inside a (wrapped) model: loading a run for inference and res
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
@@ -25,14 +26,18 @@ from .model import find_noise_generator, module_name_of
 WEIGHTS_NAME = "noise_generator.safetensors"
 
 
-def _write_atomically(path: Path, write: Callable[[str], object]) -> None:
+def write_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """``write(tmp)`` to a hidden file beside ``path``, flushed to disk, then renamed over ``path``: a run killed while
-    saving leaves the previous complete file (or none), never half of one."""
+    saving leaves the previous complete file (or none), never half of one. The file gets the mode a plain ``open``
+    would give it (the umask's; ``tempfile.mkstemp`` would give 0600), or the mode of the file it replaces."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the kernel applies the umask
     try:
+        mode = stat.S_IMODE((path if path.exists() else Path(tmp)).stat().st_mode)
         write(tmp)
+        os.chmod(tmp, mode)  # some writers (safetensors) replace the file with one of their own, 0600
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -73,8 +78,8 @@ def save_noise_generator(
     tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     weights_path = directory / WEIGHTS_NAME
     metadata = {"format": "pt", "kind": generator.config.kind}
-    _write_atomically(weights_path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-    _write_atomically(directory / CONFIG_NAME, generator.config.to_json_file)
+    write_atomically(weights_path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    write_atomically(directory / CONFIG_NAME, generator.config.to_json_file)
     return weights_path
 
 

@@ -176,11 +176,18 @@ def word_count(record: dict) -> int:
     return sum(len(t["value"].split()) for t in turns if isinstance(t, dict) and isinstance(t.get("value"), str))
 
 
-def image_files(record: dict) -> list[str]:
+def image_files(record: dict, sample_id: Any = None) -> list[str]:
+    """The sample's image paths; an ``image`` that is neither a path nor a list of paths (a number, an object) is a
+    bad sample named with its field."""
     image = record.get("image")
     if image is None:
         return []
-    return [image] if isinstance(image, str) else list(image)
+    if isinstance(image, str):
+        return [image]
+    if isinstance(image, list) and all(isinstance(name, str) for name in image):
+        return list(image)
+    raise SampleError(f"Sample {sample_id}: 'image' must be a path or a list of paths, not a "
+                      f"{type(image).__name__} ({str(image)[:40]}); fix that record.")
 
 
 class LazySupervisedDataset(Dataset):
@@ -240,7 +247,7 @@ class LazySupervisedDataset(Dataset):
     @property
     def lengths(self) -> list[int]:
         """Rough length of each sample in words, images counted as 128 (as LLaVA estimates)."""
-        return [word_count(r) + (128 if image_files(r) else 0) for r in self.records]
+        return [word_count(r) + (128 if r.get("image") else 0) for r in self.records]
 
     @property
     def modality_lengths(self) -> list[int]:
@@ -248,7 +255,7 @@ class LazySupervisedDataset(Dataset):
         out = []
         for r in self.records:
             n = word_count(r)
-            out.append(n if image_files(r) else -n)
+            out.append(n if r.get("image") else -n)
         return out
 
     def _tokenized(self, i: int) -> TokenizedSample:
@@ -257,7 +264,7 @@ class LazySupervisedDataset(Dataset):
         record, sample_id = self.records[i], self._sample_id(i)
         if not isinstance(record.get("conversations"), list):
             raise SampleError(f"Sample {sample_id} has no 'conversations' list; give it [{{from, value}}, ...].")
-        n_images = len(image_files(record))
+        n_images = len(image_files(record, sample_id))
         turns = normalise_image_tokens(
             record["conversations"], n_images, sample_id, self.mm_use_im_start_end, self.template.mmtag
         )
@@ -335,7 +342,7 @@ class LazySupervisedDataset(Dataset):
     def _item(self, i: int) -> dict[str, Any]:
         sample = self._tokenized(i)
         sample_id = self._sample_id(i)
-        names = image_files(self.records[i])
+        names = image_files(self.records[i], sample_id)
         if names and self.image_processor is None:
             raise SampleError(f"Sample {sample_id} has images but the model has no vision tower (--vision_tower).")
         images = [self._load_image(name, sample_id) for name in names]

@@ -17,7 +17,7 @@ from mung.commands import run_command
 from mung.help_text import description
 from mung.paths import check_model_path
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
-from mung.training.entry import train_and_save, training_run
+from mung.training.entry import train_and_save, training_inputs, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
 from mung.training.parameters import describe_trainable
 
@@ -53,7 +53,7 @@ def train(
     )
     model_args, data_args, training_args, ng_args = parser.parse_args_into_dataclasses(args=argv)
     check_flags(model_args, training_args, ng_args)
-    with training_run(training_args) as started:
+    with training_run(training_args, training_inputs(model_args, data_args)) as started:
         if not started:
             return None
         return _train(model_args, data_args, training_args, ng_args, callbacks, attn_implementation)

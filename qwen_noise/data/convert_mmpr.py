@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .dataset import load_records
 from mung.commands import run_command
+from mung.files import check_output_path, write_jsonl
 
 IMAGE_PLACEHOLDER = "<image>"
 REPEAT_RULES = ("internvl", "authors")
@@ -93,10 +94,7 @@ def convert(meta_path: str, out_path: str, seed: int = 0, repeat_rule: str = "in
         counts[name] = len(items)
         all_items.extend(items)
     rng.shuffle(all_items)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as out:
-        for item in all_items:
-            out.write(json.dumps(item, ensure_ascii=False) + "\n")
+    write_jsonl(out_path, all_items)  # atomically: an earlier output stays whole until this one is
     return counts
 
 
@@ -113,6 +111,7 @@ def main(argv=None) -> None:
         "with repeat_time != 1 ten times more), so one epoch is the paper's data.",
     )
     args = parser.parse_args(argv)
+    check_output_path(args.out, "--out", {"--meta": args.meta})
     counts = convert(args.meta, args.out, args.seed, args.repeat_rule)
     for name, count in counts.items():
         print(f"{name}: {count}")

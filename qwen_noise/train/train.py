@@ -13,7 +13,7 @@ from mung.bad_samples import BadSampleCallback
 from mung.commands import run_command
 from mung.help_text import description
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
-from mung.training.entry import train_and_save, training_run
+from mung.training.entry import train_and_save, training_inputs, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
 from mung.training.parameters import describe_trainable
 
@@ -41,7 +41,7 @@ def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback]
     )
     model_args, data_args, ng_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     check_flags(model_args, training_args, ng_args)
-    with training_run(training_args) as started:
+    with training_run(training_args, training_inputs(model_args, data_args)) as started:
         if not started:
             return None
         return _train(model_args, data_args, ng_args, training_args, callbacks)

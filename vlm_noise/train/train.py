@@ -15,7 +15,7 @@ from mung.bad_samples import BadSampleCallback
 from mung.commands import run_command
 from mung.help_text import description
 from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
-from mung.training.entry import train_and_save, training_run
+from mung.training.entry import train_and_save, training_inputs, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags, compute_dtype
 from mung.training.parameters import describe_trainable
 
@@ -42,7 +42,7 @@ def train(argv: Optional[list[str]] = None, callbacks: Iterable[TrainerCallback]
     """Parse ``argv`` (default: the command line), train and save; ``callbacks`` join the Trainer's. Returns the
     Trainer, or None (nothing trained) when --output_dir already holds the finished run."""
     model_args, data_args, ng_args, training_args = parse(argv)
-    with training_run(training_args) as started:
+    with training_run(training_args, training_inputs(model_args, data_args)) as started:
         if not started:
             return None
         return _train(model_args, data_args, ng_args, training_args, callbacks)

@@ -67,12 +67,15 @@ def budget_of(args: argparse.Namespace) -> Budget:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .runner import UnitFailed  # after parsing: these import torch, which --help does without
+    from ..files import check_output_path  # after parsing: these import torch, which --help does without
+    from .runner import UnitFailed
     from .session import compare, list_checkpoints
 
     if args.list_checkpoints:
         return list_checkpoints(Path(args.out))
     try:
+        check_output_path(args.out, "--out", {f"--{name.replace('_', '-')}": getattr(args, name) for name in (
+            "start", "start_projector", "train_data", "image_folder", "eval_questions", "eval_answers")}, kind="folder")
         compare(args, budget_of(args))
     except UnitFailed as err:
         print(f"[compare] {err}\n[compare] rerun the same command to resume after fixing it.", file=sys.stderr)

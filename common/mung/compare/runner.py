@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..files import read_json
+from ..redaction import command_line
 from ..training.runs import loss_ends
 from . import commands
 from .plan import Method
@@ -41,20 +42,20 @@ def run_logged(cmd: list[str], log: Path, cwd: Path, env: Optional[dict[str, str
     log.parent.mkdir(parents=True, exist_ok=True)
     unset = sorted(key for key, value in (env or {}).items() if value is None)
     if unset:
-        raise ValueError(f"{' '.join(cmd)}: no value for {', '.join(unset)} (a bug of the comparison's setup).")
+        raise ValueError(f"{command_line(cmd)}: no value for {', '.join(unset)} (a bug of the comparison's setup).")
     full_env = {**os.environ, **(env or {})}
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")  # recipes' python
     start = time.perf_counter()
     with open(log, "a", encoding="utf-8") as handle:
-        shown = " ".join(f"{k}={v!r}" for k, v in sorted((env or {}).items()))
-        handle.write(f"# {shown} {' '.join(cmd)}\n")
+        shown = command_line([f"{k}={v}" for k, v in sorted((env or {}).items())])
+        handle.write(f"# {shown} {command_line(cmd)}\n")
         handle.flush()
         proc = subprocess.run(cmd, cwd=cwd, env=full_env, stdout=handle, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - start
     output = log.read_text(encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         tail = "\n".join(output.splitlines()[-25:])
-        raise UnitFailed(f"{' '.join(cmd)} exited with {proc.returncode} after {seconds:.0f} s; last lines of "
+        raise UnitFailed(f"{command_line(cmd)} exited with {proc.returncode} after {seconds:.0f} s; last lines of "
                          f"{log}:\n{tail}")
     return seconds, output
 
@@ -134,7 +135,7 @@ def run_module(module: str, argv: list[str], log: Path) -> float:
     import traceback
 
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = f"python -m {module} {' '.join(argv)}"
+    command = command_line(["python", "-m", module, *argv])
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as handle, contextlib.redirect_stdout(handle), \
             contextlib.redirect_stderr(handle):

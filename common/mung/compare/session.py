@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 from ..backbones import by_name
+from .. import redaction
 from ..files import read_records, write_json, write_text
 from . import chart, report, tables
 from .plan import Budget, methods_of, plans_of
@@ -130,7 +130,8 @@ def list_checkpoints(out: Path) -> int:
 
 
 def command_line() -> str:
-    return "python -m mung.compare " + " ".join(map(shlex.quote, sys.argv[1:]))
+    """This comparison's command as its records show it (secrets hidden: ``redaction.command_line``)."""
+    return redaction.command_line(["python", "-m", "mung.compare", *sys.argv[1:]])
 
 
 def machine() -> str:

@@ -12,7 +12,7 @@ import os
 from collections import defaultdict
 
 from ..commands import run_command
-from ..files import read_records, write_text
+from ..files import check_output_path, read_records, write_text
 from ..help_text import description
 from .eval_mme import read_tab_lines
 
@@ -63,6 +63,8 @@ def main(argv=None):
                         help="result files go to <output-dir>/<experiment>/<subtask>.txt")
     args = parser.parse_args(argv)
     answers_path = os.path.join(args.answers_dir, f"{args.experiment}.jsonl")
+    check_output_path(os.path.join(args.output_dir, args.experiment), "--output-dir",
+                      {"--answers-dir": answers_path, "--data-path": args.data_path}, kind="folder")
     answers = read_records(answers_path, expected="the answers file <--answers-dir>/<--experiment>.jsonl")
     lines = mme_result_lines(answers, read_ground_truth(args.data_path), answers_path)
     out_dir = os.path.join(args.output_dir, args.experiment)

@@ -12,7 +12,7 @@ import csv
 import os
 
 from ..commands import run_command
-from ..files import read_records
+from ..files import check_output_path, read_records
 from ..help_text import description
 from .mmbench_tsv import OPTION_LETTERS, is_missing, read_mmbench_tsv
 from .xlsx import write_xlsx
@@ -49,12 +49,13 @@ def main(argv=None):
     parser.add_argument("--experiment", required=True, help="name of the answers file, without .jsonl")
     parser.add_argument("--format", choices=["xlsx", "tsv"], default="xlsx", help="submission file format")
     args = parser.parse_args(argv)
+    answers = os.path.join(args.result_dir, f"{args.experiment}.jsonl")
+    dst = os.path.join(args.upload_dir, f"{args.experiment}.{args.format}")
+    check_output_path(dst, "--upload-dir", {"--annotation-file": args.annotation_file, "--result-dir": answers})
     header, rows = read_mmbench_tsv(args.annotation_file)
-    results = read_records(os.path.join(args.result_dir, f"{args.experiment}.jsonl"),
-                           expected="the answers file <--result-dir>/<--experiment>.jsonl")
+    results = read_records(answers, expected="the answers file <--result-dir>/<--experiment>.jsonl")
     columns, table = submission_table(header, rows, results)
     os.makedirs(args.upload_dir, exist_ok=True)
-    dst = os.path.join(args.upload_dir, f"{args.experiment}.{args.format}")
     if args.format == "xlsx":
         write_xlsx(dst, columns, table)
     else:

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Callable, Optional, Sequence
 
-from ..answer_files import check_answers_path
+from ..answer_files import answers_lock, check_answers_path
 from ..answering import Question, answer_questions
 from ..bad_samples import ON_BAD_SAMPLE
 from ..chunking import get_chunk
@@ -46,20 +46,22 @@ def answering_parser(description: str, batched: bool = True, question_help: str 
 def run_answering(
     args: argparse.Namespace, read_questions: Callable[[argparse.Namespace], Sequence[Question]]
 ) -> list[dict]:
-    """Check the answers path and read (and chunk) the questions before loading anything, load the model, answer,
-    write the answers file."""
+    """Check the answers path (``answer_files.check_answers_path``) and take its lock, read (and chunk) the questions
+    before loading anything, load the model, answer, write the answers file, and say how many, where, how long."""
     start = time.perf_counter()
-    check_answers_path(args.answers_file, args.question_file)
-    questions = get_chunk(read_questions(args), args.num_chunks, args.chunk_idx)
-    loaded = load_from_args(args)
-    settings = generation_settings(args)
-    prompt_budget(loaded, settings)  # a --max_new_tokens the context cannot hold fails before any answer
-    loading = time.perf_counter() - start
-    records = answer_questions(
-        questions, loaded, settings, args.answers_file,
-        batch_size=getattr(args, "batch_size", 1), num_workers=getattr(args, "num_workers", 0), seed=args.seed,
-        on_bad_sample=args.on_bad_sample, resume=args.resume,
-    )
+    check_answers_path(args.answers_file, {"--question-file": args.question_file, "--image-folder": args.image_folder,
+                                           "--model-path": args.model_path, "--model-base": args.model_base})
+    with answers_lock(args.answers_file):
+        questions = get_chunk(read_questions(args), args.num_chunks, args.chunk_idx)
+        loaded = load_from_args(args)
+        settings = generation_settings(args)
+        prompt_budget(loaded, settings)  # a --max_new_tokens the context cannot hold fails before any answer
+        loading = time.perf_counter() - start
+        records = answer_questions(
+            questions, loaded, settings, args.answers_file,
+            batch_size=getattr(args, "batch_size", 1), num_workers=getattr(args, "num_workers", 0), seed=args.seed,
+            on_bad_sample=args.on_bad_sample, resume=args.resume,
+        )
     print(finished_line(records, args.answers_file, time.perf_counter() - start, loading), flush=True)
     return records
 

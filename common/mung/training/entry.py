@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from typing import Iterator, Optional
 
 from transformers import Trainer, set_seed
 
+from ..commands import check_launch_environment
 from ..safe_pickles import check_resume_files
 from .distributed import prepare_cpu_deepspeed
 from .output_dir import disk_full_reported, locked_output_dir
@@ -22,17 +23,30 @@ logger = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+# The flags whose paths a training run reads (every backbone names them alike); --output_dir must stay clear of them.
+INPUT_FLAGS = ("model_name_or_path", "vision_tower", "pretrain_mm_mlp_adapter", "data_path", "image_folder",
+               "video_folder")
+
+
+def training_inputs(*flag_groups) -> dict[str, str]:
+    """``{"--flag": path}`` of the paths a run reads, from its parsed flag dataclasses."""
+    return {f"--{name}": getattr(group, name) for group in flag_groups for name in INPUT_FLAGS
+            if getattr(group, name, None)}
+
+
 @contextlib.contextmanager
-def training_run(training_args) -> Iterator[bool]:
+def training_run(training_args, inputs: Optional[dict[str, str]] = None) -> Iterator[bool]:
     """The life of a training run, around everything a backbone's entry point does: logging (INFO on the process
     that logs, warnings elsewhere), the process group (so the ranks can agree; on CPU under DeepSpeed it must exist
     before ZeRO-3 partitions while loading), then ``--output_dir`` found writable and locked against other runs
-    until the block ends (an exception and SIGTERM included; ``output_dir.locked_output_dir``) and seen by every
-    rank (one folder for all nodes: ``shared_folder.check_output_dir_shared``), then ``start_run``,
-    whose answer the block gets (False: nothing to do)."""
+    until the block ends (an exception and SIGTERM included; ``output_dir.locked_output_dir``; first, it must not be,
+    contain or sit inside one of the ``inputs``: ``training_inputs``) and seen by every rank (one folder for all
+    nodes: ``shared_folder.check_output_dir_shared``), then ``start_run``, whose answer the block gets (False: nothing
+    to do)."""
+    check_launch_environment()  # also when train() is called in a process of its own
     logging.basicConfig(format=LOG_FORMAT, level=logging.INFO if training_args.should_log else logging.WARNING)
     prepare_cpu_deepspeed(training_args.deepspeed)
-    with locked_output_dir(training_args):
+    with locked_output_dir(training_args, inputs or {}):
         check_output_dir_shared(training_args)
         yield start_run(training_args)
 
