@@ -66,8 +66,9 @@ if "peft" in sys.modules:
 
 def __getattr__(name: str):
     if name in ("MuNGConfig", "peft_method"):
-        from . import peft_method
+        import importlib
 
+        peft_method = importlib.import_module(".peft_method", __name__)
         return peft_method if name == "peft_method" else peft_method.MuNGConfig
     raise AttributeError(f"module 'noise_generator' has no attribute {name!r}")
 
