@@ -52,6 +52,7 @@ from .attach import (
 from .io import (
     WEIGHTS_NAME,
     check_generator_fits,
+    is_mung_adapter_dir,
     is_noise_generator_dir,
     load_generator_weights,
     load_noise_generator,
@@ -106,6 +107,7 @@ __all__ = [
     "changed_settings",
     "check_generator_fits",
     "find_noise_generator",
+    "is_mung_adapter_dir",
     "is_noise_generator_dir",
     "load_generator_weights",
     "load_noise_generator",
