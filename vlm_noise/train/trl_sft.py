@@ -85,17 +85,22 @@ def main(argv=None):
     from transformers import HfArgumentParser
     from trl import SFTConfig
 
+    from mung.training.distributed import prepare_cpu_deepspeed
+
     parser = HfArgumentParser((ScriptArguments, SFTConfig))
     script, sft_config = parser.parse_args_into_dataclasses(args=argv)
     sft_config.max_length = None  # image tokens are never cut (a cut image breaks the placeholder count)
     sft_config.remove_unused_columns = False
+    prepare_cpu_deepspeed(sft_config.deepspeed)  # without GPUs: gloo, open before ZeRO-3 partitions the loading
     trainer = build_trainer(script, sft_config)
     trainer.train()
-    trainer.save_model(sft_config.output_dir)
+    trainer.save_model(sft_config.output_dir)  # under ZeRO-3 the adapter is gathered first (every rank calls this)
     return trainer
 
 
 if __name__ == "__main__":
     from mung.commands import run_command
+    from mung.training.distributed import close_process_group
 
     run_command(main)
+    close_process_group()
