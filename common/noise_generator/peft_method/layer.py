@@ -15,7 +15,7 @@ from typing import Any, Optional
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-from ..attach import NoiseAttachment
+from ..attach import NoiseAttachment, _load_into
 from ..generator import NoiseGenerator
 
 LAYER_NAME = "mung"  # the attribute of the decoder that holds the layer
@@ -31,6 +31,27 @@ class MuNGLayer(nn.Module, BaseTunerLayer):
         super().__init__()
         self.mung_generator = nn.ModuleDict()
         self.merged_adapters = []
+        self._gathered_keys: list[str] = []
+        self.register_load_state_dict_pre_hook(self._load_partitioned)
+        self.register_load_state_dict_post_hook(self._forget_gathered_keys)
+
+    # peft loads adapters with a plain load_state_dict, which cannot copy into DeepSpeed ZeRO-3 partitioned
+    # parameters (they hold no elements); a partitioned generator takes its tensors gathered here instead.
+    def _load_partitioned(self, module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+        for name, generator in self.mung_generator.items():
+            if not any(hasattr(p, "ds_id") for p in generator.parameters()):
+                continue
+            own = f"{prefix}{GENERATOR_DICT}.{name}."
+            keys = [key for key in state_dict if key.startswith(own)]
+            if keys:
+                _load_into(generator, {key[len(own):]: state_dict.pop(key) for key in keys}, "the MuNG adapter")
+                self._gathered_keys += keys
+
+    def _forget_gathered_keys(self, module, incompatible_keys) -> None:
+        for key in self._gathered_keys:
+            if key in incompatible_keys.missing_keys:
+                incompatible_keys.missing_keys.remove(key)
+        self._gathered_keys = []
 
     def update_layer(self, adapter_name: str, generator: NoiseGenerator) -> None:
         self.mung_generator[adapter_name] = generator
