@@ -2,6 +2,7 @@
 command) loads them, and ``mung.convert_adapter`` turns a generator-only checkpoint into an adapter and back."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -82,3 +83,13 @@ def test_convert_needs_the_base_for_a_generator_checkpoint(gemma3, tmp_path):
     source = project_generator(gemma3, tmp_path / "generator")
     with pytest.raises(ValueError, match="--model-base"):
         convert_main(["--source", source, "--output-dir", str(tmp_path / "out")])
+
+
+def test_noise_maps_of_a_mung_adapter(gemma3, tiny_world, tmp_path):
+    from mung import visualize
+
+    mung_model(gemma3).save_pretrained(tmp_path / "adapter")
+    image = f"{tiny_world['image_folder']}/{json.loads(open(tiny_world['eval_questions']).readline())['image']}"
+    paths = visualize.main(["--model-path", str(tmp_path / "adapter"), "--image-file", image, "--question",
+                            "What shape is shown?", "--out", str(tmp_path / "noise.png")])
+    assert paths and all(os.path.isfile(path) for path in paths)
