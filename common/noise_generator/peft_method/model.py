@@ -158,21 +158,16 @@ class MuNGModel(BaseTuner):
     # --- unloading ----------------------------------------------------------------------------------------------
     def _unload_and_optionally_merge(self, merge: bool = True, progressbar: bool = False, safe_merge: bool = False,
                                      adapter_names: Optional[list[str]] = None):
+        """The generators and hooks out first, then peft's own unloading (LoRA layers merged or unwrapped, wrapped
+        modules back); merging then attaches the active generator the ``attach`` way."""
         keep = self.active_generator() if merge else None
-        keep_config = keep.config if keep is not None else None
         self._remove_generators()
-        for name, module in list(self.model.named_modules()):
-            if isinstance(module, LoraLayer):
-                if merge:
-                    module.merge(safe_merge=safe_merge, adapter_names=adapter_names)
-                parent_name, _, child = name.rpartition(".")
-                self._replace_module(self.model.get_submodule(parent_name), child, module.get_base_layer(), module)
-        if hasattr(self.model, "peft_config"):
-            del self.model.peft_config
+        model = super()._unload_and_optionally_merge(merge=merge, progressbar=progressbar, safe_merge=safe_merge,
+                                                     adapter_names=adapter_names)
         if keep is not None:
-            attached = attach(self.model, keep_config)
+            attached = attach(model, keep.config)
             _load_into(attached, keep.state_dict(), "the MuNG adapter")
-        return self.model
+        return model
 
     def _remove_generators(self) -> None:
         attachment = attachment_of(self.model)
