@@ -93,3 +93,14 @@ def test_noise_maps_of_a_mung_adapter(gemma3, tiny_world, tmp_path):
     paths = visualize.main(["--model-path", str(tmp_path / "adapter"), "--image-file", image, "--question",
                             "What shape is shown?", "--out", str(tmp_path / "noise.png")])
     assert paths and all(os.path.isfile(path) for path in paths)
+
+
+def test_convert_command_ends_a_bad_source_with_one_line_and_status_2(tmp_path, capsys):
+    from mung.commands import run_command
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(convert_main, ["--source", str(tmp_path / "empty"), "--output-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "neither a MuNG peft adapter" in err[0]
