@@ -238,3 +238,12 @@ def test_loading_without_the_registering_import_says_what_to_import(vlm_families
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "import noise_generator.peft_method" in result.stderr.splitlines()[-1]
+
+
+def test_import_noise_generator_registers_with_a_loaded_peft_and_stays_light_without():
+    script = ("import sys, noise_generator; light = 'peft' not in sys.modules; import peft, importlib; "
+              "importlib.reload(noise_generator); from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING as configs; "
+              "from peft import PeftType; print(light, configs[PeftType.MUNG].__name__)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "MuNGConfig"]
