@@ -247,3 +247,26 @@ def test_import_noise_generator_registers_with_a_loaded_peft_and_stays_light_wit
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["True", "MuNGConfig"]
+
+
+def test_what_trl_writes_into_the_config_trains_and_round_trips(vlm_families, tiny_world, tmp_path):
+    # TRL sets modules_to_save (lm_head) and trainable_token_indices (new chat-template tokens) when it clones a
+    # chat template; peft's own machinery handles them in a MuNG adapter as in a LoRA one. (The token rows of
+    # trainable_token_indices do not round-trip on Gemma 3's tied embeddings with LoRA either: a peft matter, so only
+    # their training is checked here.)
+    from peft import PeftModel
+
+    folder = family_folder(vlm_families, "gemma3")
+    assert any("token_adapter" in n for n in trainable_names(mung_model(folder, trainable_token_indices=[3, 4])))
+    model = mung_model(folder, modules_to_save=["lm_head"])
+    assert any("lm_head" in n for n in trainable_names(model))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lm_head" in name and param.requires_grad:
+                param.add_(0.5)
+    batch = question_batch(AutoProcessor.from_pretrained(folder), tiny_world)
+    expected = logits(model, batch)
+    assert not torch.equal(expected, logits(mung_model(folder), batch))
+    model.save_pretrained(tmp_path)
+    reloaded = PeftModel.from_pretrained(stock_model(folder), str(tmp_path)).eval()
+    assert torch.equal(logits(reloaded, batch), expected)
