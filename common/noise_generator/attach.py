@@ -22,6 +22,10 @@ inputs untouched: the stock model bit for bit. Under DeepSpeed ZeRO-3 (the model
 generator comes after ``from_pretrained``) the new generator is partitioned as well, rank 0's initialisation is what
 every rank keeps, and generator weights are loaded into it gathered.
 
+The same hooks serve the peft method (``noise_generator.peft_method``): ``hook`` / ``unhook`` put them on and take
+them off, and its ``AdapterAttachment`` takes the generator from the active adapter instead of
+``model.noise_generator``.
+
 m noise draws per sample (``num_samples``): the batch layout (pixel tensors, grids, rope positions) is each family's
 own, so the batch is not repeated inside the model; ``mean_loss_over_draws`` runs the top-level forward m times and
 averages the losses, which is the mean over the m draws of each sample's loss (the ``NoiseDraws`` rule) with
