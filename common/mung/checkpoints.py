@@ -1,7 +1,8 @@
 """What a checkpoint folder holds, decided from its files (never from its name), and the tensor files beside the
 Hugging Face weights that LoRA and projector-only runs write.
 
-Kinds: ``lora`` (``adapter_config.json``), ``projector`` (``mm_projector.bin`` without model weights),
+Kinds: ``mung`` (a MuNG peft adapter: ``adapter_config.json`` of peft type MUNG, the generator and optional LoRA;
+``noise_generator.peft_method``), ``lora`` (any other ``adapter_config.json``), ``projector`` (``mm_projector.bin`` without model weights),
 ``generator`` (``noise_generator.safetensors`` + its config without model weights) and ``full`` (model weights).
 """
 
@@ -14,7 +15,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from noise_generator import is_noise_generator_dir
+from noise_generator import is_mung_adapter_dir, is_noise_generator_dir
 
 from .paths import missing_reason
 from .safe_pickles import load_weights_only
@@ -24,7 +25,7 @@ PROJECTOR_FILE = "mm_projector.bin"
 NON_LORA_FILE = "non_lora_trainables.bin"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 PROCESSOR_FILES = ("tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
-KINDS = ("lora", "projector", "generator", "full")
+KINDS = ("mung", "lora", "projector", "generator", "full")
 
 
 def has_weights(folder: str | os.PathLike) -> bool:
@@ -36,13 +37,15 @@ def has_processor_files(folder: str | os.PathLike) -> bool:
 
 
 def checkpoint_kind(folder: str | os.PathLike) -> str:
-    """``lora`` | ``projector`` | ``generator`` | ``full`` from the files in ``folder``; a clear error otherwise."""
+    """``mung`` | ``lora`` | ``projector`` | ``generator`` | ``full`` from the files in ``folder``; a clear error otherwise."""
     path = Path(folder)
     reason = missing_reason(path, "folder")
     if reason:
         raise FileNotFoundError(
             f"--model-path {folder} {reason} (only local checkpoints are supported; download the model first)."
         )
+    if is_mung_adapter_dir(path):
+        return "mung"
     if (path / ADAPTER_CONFIG_FILE).is_file():
         return "lora"
     if has_weights(path):
@@ -52,8 +55,8 @@ def checkpoint_kind(folder: str | os.PathLike) -> str:
     if is_noise_generator_dir(path):
         return "generator"
     raise ValueError(
-        f"{folder} holds no checkpoint I know: expected model weights ({' / '.join(WEIGHT_FILES)}), a LoRA adapter "
-        f"({ADAPTER_CONFIG_FILE}), {PROJECTOR_FILE}, or a noise generator (noise_generator.safetensors + "
+        f"{folder} holds no checkpoint I know: expected model weights ({' / '.join(WEIGHT_FILES)}), a LoRA or MuNG "
+        f"peft adapter ({ADAPTER_CONFIG_FILE}), {PROJECTOR_FILE}, or a noise generator (noise_generator.safetensors + "
         "noise_generator_config.json)."
     )
 

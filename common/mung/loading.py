@@ -6,7 +6,8 @@ and which backbone serves it (the ``model_type`` of its config, else of the base
 1. the backbone loads the weights (the folder itself, or the base for LoRA / projector-only / generator-only runs)
    with the generator the checkpoint describes;
 2. the checkpoint's own files are restored strictly: ``mm_projector.bin``, ``non_lora_trainables.bin``, the
-   generator files, then the peft adapter (merged unless the model is quantised or ``merge_lora=False``);
+   generator files, then the peft adapter (merged unless the model is quantised or ``merge_lora=False``; a MuNG
+   adapter's merge attaches its generator the ``noise_generator.attach`` way, see ``noise_generator.peft_method``);
 3. every weight the first step reported missing must have been restored by the second, else loading fails
    naming them (transformers' MISSING report for restorable weights is held back until then);
 4. the backbone finishes the model (e.g. its vision tower) and loads its tokenizer/processor.
@@ -157,11 +158,11 @@ def model_name_from_path(model_path: str) -> str:
 def _base_for(model_path: Path, model_base: Optional[str], kind: str) -> str:
     """The base a LoRA / projector-only / generator-only checkpoint needs (an adapter may name its own)."""
     named_by_adapter = False
-    if model_base is None and kind == "lora":
+    if model_base is None and kind in ("lora", "mung"):
         config = json.loads((model_path / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
         model_base = config.get("base_model_name_or_path")
         named_by_adapter = model_base is not None
-    what = {"lora": "LoRA", "projector": "projector-only", "generator": "generator-only"}[kind]
+    what = {"lora": "LoRA", "mung": "MuNG adapter", "projector": "projector-only", "generator": "generator-only"}[kind]
     if not model_base:
         raise ValueError(
             f"{model_path} is a {what} checkpoint without the base weights; pass the model it was trained on as "
@@ -252,6 +253,18 @@ def check_generator_configs_agree(folder: Path) -> None:
         )
 
 
+def _load_adapter(model: torch.nn.Module, path: Path, kind: str, merge: bool) -> torch.nn.Module:
+    """The peft adapter in ``path`` on ``model``, merged when ``merge`` (a MuNG adapter: LoRA merged, the generator
+    attached as ``noise_generator.attach`` does)."""
+    from peft import PeftModel
+
+    if kind == "mung":
+        import noise_generator.peft_method  # noqa: F401  (registers the MuNG method with peft)
+    logger.info("Loading the %s of %s", "MuNG adapter" if kind == "mung" else "LoRA adapter", path)
+    model = PeftModel.from_pretrained(model, str(path))
+    return model.merge_and_unload() if merge else model
+
+
 def load(
     model_path: str | os.PathLike,
     model_base: Optional[str] = None,
@@ -276,13 +289,8 @@ def load(
         model, missing = backbone.load_weights(str(path) if kind == "full" else base, config_source, generator, options)
     restored = _restore(model, backbone, path, kind, generator_files)
     _check_all_restored(missing, restored, path, report)
-    if kind == "lora":
-        from peft import PeftModel
-
-        logger.info("Loading the LoRA adapter of %s", path)
-        model = PeftModel.from_pretrained(model, str(path))
-        if merge_lora and options.bits == 16:
-            model = model.merge_and_unload()
+    if kind in ("lora", "mung"):
+        model = _load_adapter(model, path, kind, merge_lora and options.bits == 16)
     backbone.finish(model, options)
     processor_source = str(path) if has_processor_files(path) else base
     tokenizer, processor = backbone.load_processor(processor_source, model)

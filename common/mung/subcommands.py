@@ -47,8 +47,8 @@ TRAIN = ByBackbone(
                       "llava_noise.train.train:main"),
         "qwen": Leaf("Qwen2.5-VL (--tune noise|noise_lora|lora|dora|full, --ng_*)", "qwen_noise.train.train:main"),
         "vlm": Leaf("any transformers VLM (--tune noise|noise_lora|lora|full, --ng_*)", "vlm_noise.train.train:main"),
-        # LEAD: the PEFT/TRL path of issue 20 goes here once its module lands, e.g.
-        # "trl": Leaf("MuNG as a PEFT method, trained with TRL's SFTTrainer", "<its module>:main"),
+        "trl": Leaf("any transformers VLM through TRL's SFTTrainer, MuNG as a peft method (--mung JSON settings)",
+                    "vlm_noise.train.trl_sft:main"),
     },
     aliases={"--model-name-or-path": "--model_name_or_path"},
 )
@@ -93,6 +93,7 @@ CONVERT = Group(
         "vizwiz": Leaf("answers -> VizWiz submission json", "mung.eval.convert_vizwiz_for_submission:main"),
         "vqav2": Leaf("answers -> VQAv2 EvalAI submission json", "mung.eval.convert_vqav2_for_submission:main"),
         "mmpr": Leaf("MMPR-v1.1 preference data -> supervised training items", "qwen_noise.data.convert_mmpr:main"),
+        "adapter": Leaf("a generator-only checkpoint -> a MuNG peft adapter, or back", "mung.convert_adapter:main"),
     },
 )
 

@@ -5,7 +5,13 @@ Layout (as a PEFT tuner): ``config`` (NoiseGeneratorConfig), ``generator`` (the 
 ``attach`` (putting it into any transformers VLM with hooks: the generic backbone) and ``io`` (generator-only
 checkpoints). It imports nothing of the app layer (``mung``) or the backbones; the training plumbing around it lives
 in ``mung.training``.
+
+``peft_method`` is MuNG as a peft method (``MuNGConfig``); importing it registers the method with peft. Importing
+this package registers it too when peft is already imported, and ``noise_generator.MuNGConfig`` imports it on first
+use; otherwise peft (and transformers) stay unimported here, which keeps ``import noise_generator`` light.
 """
+
+import sys
 
 from .config import (
     CONFIG_NAME,
@@ -46,6 +52,7 @@ from .attach import (
 from .io import (
     WEIGHTS_NAME,
     check_generator_fits,
+    is_mung_adapter_dir,
     is_noise_generator_dir,
     load_generator_weights,
     load_noise_generator,
@@ -54,7 +61,21 @@ from .io import (
     save_noise_generator,
 )
 
+if "peft" in sys.modules:
+    from . import peft_method  # noqa: F401  (registers MuNG with the peft already in use)
+
+
+def __getattr__(name: str):
+    if name in ("MuNGConfig", "peft_method"):
+        import importlib
+
+        peft_method = importlib.import_module(".peft_method", __name__)
+        return peft_method if name == "peft_method" else peft_method.MuNGConfig
+    raise AttributeError(f"module 'noise_generator' has no attribute {name!r}")
+
+
 __all__ = [
+    "MuNGConfig",
     "GENERATOR_PREFIX",
     "NoiseAttachment",
     "attach",
@@ -86,6 +107,7 @@ __all__ = [
     "changed_settings",
     "check_generator_fits",
     "find_noise_generator",
+    "is_mung_adapter_dir",
     "is_noise_generator_dir",
     "load_generator_weights",
     "load_noise_generator",

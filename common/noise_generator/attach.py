@@ -22,6 +22,10 @@ inputs untouched: the stock model bit for bit. Under DeepSpeed ZeRO-3 (the model
 generator comes after ``from_pretrained``) the new generator is partitioned as well, rank 0's initialisation is what
 every rank keeps, and generator weights are loaded into it gathered.
 
+The same hooks serve the peft method (``noise_generator.peft_method``): ``hook`` / ``unhook`` put them on and take
+them off, and its ``AdapterAttachment`` takes the generator from the active adapter instead of
+``model.noise_generator``.
+
 m noise draws per sample (``num_samples``): the batch layout (pixel tensors, grids, rope positions) is each family's
 own, so the batch is not repeated inside the model; ``mean_loss_over_draws`` runs the top-level forward m times and
 averages the losses, which is the mean over the m draws of each sample's loss (the ``NoiseDraws`` rule) with
@@ -258,6 +262,50 @@ def _language_decoder(model: nn.Module) -> nn.Module:
     return decoder
 
 
+def placeholder_ids(model: nn.Module) -> tuple[int, Optional[int]]:
+    """(image, video) placeholder token ids of ``model``'s config (video None when it has none); refuses a model
+    without an image placeholder token, where MuNG cannot find the image rows."""
+    model_config = model.config
+    image_token_id = _config_id(model_config, "image_token_id", "image_token_index")
+    if image_token_id is None:
+        raise ValueError(
+            f"{type(model).__name__}'s config has no image_token_id: MuNG finds the image rows by their placeholder "
+            "token, so this model cannot carry a noise generator."
+        )
+    return image_token_id, _config_id(model_config, "video_token_id", "video_token_index")
+
+
+def fitted_config(model: nn.Module, config: NoiseGeneratorConfig, source: str) -> NoiseGeneratorConfig:
+    """``config`` with an empty ``base_model_type`` set to ``model``'s ``model_type``, checked to fit ``model`` (width,
+    backbone type; the error names ``source``)."""
+    model_type = getattr(model.config, "model_type", None)
+    settings = config.to_dict()
+    settings["base_model_type"] = settings["base_model_type"] or model_type
+    config = NoiseGeneratorConfig.from_dict(settings)
+    check_generator_fits(config, source, model.config.get_text_config().hidden_size, model_type)
+    return config
+
+
+def hook(attachment: NoiseAttachment) -> NoiseAttachment:
+    """Put ``attachment``'s hooks on its model and decoder and record it on the model (``attachment_of``)."""
+    model, decoder = attachment.model, attachment.decoder
+    attachment.handles = [
+        model.register_forward_pre_hook(attachment.before_model, with_kwargs=True),
+        model.register_forward_hook(attachment.after_model, with_kwargs=True, always_call=True),
+        decoder.register_forward_pre_hook(attachment.before_decoder, with_kwargs=True),
+    ]
+    model.__dict__[ATTACHMENT_ATTR] = attachment
+    return attachment
+
+
+def unhook(attachment: NoiseAttachment) -> None:
+    """Take ``attachment``'s hooks and record off its model again."""
+    for handle in attachment.handles:
+        handle.remove()
+    attachment.handles = []
+    attachment.model.__dict__.pop(ATTACHMENT_ATTR, None)
+
+
 def attach(model: nn.Module, config: NoiseGeneratorConfig) -> NoiseGenerator:
     """Put a new generator (``config``) into ``model`` (an ``...ForConditionalGeneration`` of transformers); returns it.
 
@@ -269,45 +317,27 @@ def attach(model: nn.Module, config: NoiseGeneratorConfig) -> NoiseGenerator:
     if hasattr(model, "peft_config"):
         raise ValueError("Attach the noise generator before wrapping the model with peft (get_peft_model), so the "
                          "hooks sit on the model's own forward.")
-    model_config = model.config
-    image_token_id = _config_id(model_config, "image_token_id", "image_token_index")
-    if image_token_id is None:
-        raise ValueError(
-            f"{type(model).__name__}'s config has no image_token_id: MuNG finds the image rows by their placeholder "
-            "token, so this model cannot carry a noise generator."
-        )
+    image_token_id, video_token_id = placeholder_ids(model)
     decoder = _language_decoder(model)
-    model_type = getattr(model_config, "model_type", None)
-    settings = config.to_dict()
-    settings["base_model_type"] = settings["base_model_type"] or model_type
-    config = NoiseGeneratorConfig.from_dict(settings)
-    check_generator_fits(config, "the generator config", model_config.get_text_config().hidden_size, model_type)
+    config = fitted_config(model, config, "the generator config")
     generator = _new_generator(config, model.get_input_embeddings().weight)
     generator.train(model.training)  # a new module trains by default; it follows the model's mode instead
     setattr(model, GENERATOR_ATTR, generator)
-    model_config.noise_generator = config.to_dict()
-    video_token_id = _config_id(model_config, "video_token_id", "video_token_index")
-    attachment = NoiseAttachment(model, decoder, image_token_id, video_token_id)
-    attachment.handles = [
-        model.register_forward_pre_hook(attachment.before_model, with_kwargs=True),
-        model.register_forward_hook(attachment.after_model, with_kwargs=True, always_call=True),
-        decoder.register_forward_pre_hook(attachment.before_decoder, with_kwargs=True),
-    ]
-    model.__dict__[ATTACHMENT_ATTR] = attachment
+    model.config.noise_generator = config.to_dict()
+    hook(NoiseAttachment(model, decoder, image_token_id, video_token_id))
     return generator
 
 
 def detach(model: nn.Module) -> NoiseGenerator:
     """Take the generator out of ``model`` again (hooks, submodule and config entry); returns it."""
     attachment = attachment_of(model)
-    if attachment is None:
-        raise ValueError(f"This {type(model).__name__} has no attached noise generator.")
-    for handle in attachment.handles:
-        handle.remove()
+    if attachment is None or type(attachment) is not NoiseAttachment:
+        raise ValueError(f"This {type(model).__name__} has no attached noise generator"
+                         f"{' (its MuNG is a peft adapter: use unload())' if attachment is not None else ''}.")
     owner = attachment.model
     generator = attachment.generator
+    unhook(attachment)
     delattr(owner, GENERATOR_ATTR)
-    del owner.__dict__[ATTACHMENT_ATTR]
     if hasattr(owner.config, "noise_generator"):
         del owner.config.noise_generator
     return generator

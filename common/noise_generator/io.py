@@ -8,6 +8,7 @@ into the generator inside a (wrapped) model: loading a run for inference and res
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
@@ -24,6 +25,7 @@ from .generator import NoiseGenerator
 from .model import find_noise_generator, module_name_of
 
 WEIGHTS_NAME = "noise_generator.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"  # a MuNG peft adapter (noise_generator.peft_method), told apart here without peft
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> None:
@@ -50,6 +52,18 @@ def is_noise_generator_dir(directory: str | os.PathLike) -> bool:
     """True when ``directory`` holds a generator-only checkpoint."""
     directory = Path(directory)
     return (directory / WEIGHTS_NAME).is_file() and (directory / CONFIG_NAME).is_file()
+
+
+def is_mung_adapter_dir(folder: str | os.PathLike) -> bool:
+    """True when ``folder``'s ``adapter_config.json`` is a MuNG adapter's (read without peft)."""
+    path = Path(folder) / ADAPTER_CONFIG
+    if not path.is_file():
+        return False
+    try:
+        peft_type = json.loads(path.read_text(encoding="utf-8")).get("peft_type")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(peft_type, str) and peft_type.split(" ")[0] == "MUNG"
 
 
 def save_noise_generator(
