@@ -15,8 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from noise_generator.io import write_atomically
-
 from .paths import missing_reason
 
 
@@ -203,6 +201,9 @@ def _fsync(path: str | os.PathLike) -> None:
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
     """``write(tmp)`` to a hidden temporary file beside ``path``, flush it to disk, then rename it over ``path``; the
     file keeps the mode a plain write would give it (``noise_generator.io.write_atomically``, the one implementation)."""
+    from noise_generator.io import write_atomically  # here: importing noise_generator imports torch, which
+    # the light commands' --help does without
+
     write_atomically(path, write)
 
 
