@@ -185,3 +185,18 @@ def test_the_metric_defaults_to_exact_without_families(tiny_world, tmp_path):
     doc = {"answer": "red"}
     assert utils.process_results(doc, ["Red "])["accuracy"] == 1.0
     assert utils.process_results(doc, ["red."])["accuracy"] == 0.0  # first-word would call this right
+
+
+@pytest.mark.parametrize("split", ["eval", "shift_eval"])
+def test_the_examples_in_docs_are_the_export_of_the_default_tiny_world(split, tiny_world, tmp_path):
+    """docs/harnesses/tiny_world_<split> is what the command in docs/serving.md writes for the default world
+    (preset tiny, seed 0, as the session's); when the world changes, rerun that command."""
+    out = tmp_path / split
+    export.main(["--question-file", tiny_world[f"{split}_questions"], "--image-folder", tiny_world["image_folder"],
+                 "--truth-file", tiny_world[f"{split}_answers"], "--name", f"tiny_world_{split}", "--out", str(out)])
+    shipped = Path(__file__).resolve().parents[1] / "docs" / "harnesses" / f"tiny_world_{split}"
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    # The shipped marker lists what the export wrote (a harness run beside it may add its own files there).
+    assert files == sorted(json.loads((shipped / ".mung-export.json").read_text())["files"] + [".mung-export.json"])
+    for name in files:
+        assert (out / name).read_bytes() == (shipped / name).read_bytes(), name
