@@ -55,7 +55,8 @@ WITHOUT_TRUTH = ('Without a truth file: whether the question got a non-empty rep
 
 def task_yaml(name: str, source: str, count: int, max_new_tokens: int, has_truth: bool) -> str:
     metric = "accuracy" if has_truth else "answered"
-    target = "doc_to_target: answer\n" if has_truth else ""
+    # lmms-eval needs a target on every task; without a truth file the question's id stands in (never scored).
+    target = "answer" if has_truth else "question_id"
     return f"""# lmms-eval task made by `python -m mung.harnesses.export` (MuNG) from {source}: {count} questions.
 # Run: python -m lmms_eval --include_path THIS_FOLDER --tasks {name} --model ... (see MuNG's docs/serving.md)
 task: {name}
@@ -67,7 +68,8 @@ test_split: test
 output_type: generate_until
 doc_to_visual: !function utils.doc_to_visual
 doc_to_text: !function utils.doc_to_text
-{target}generation_kwargs:
+doc_to_target: {target}
+generation_kwargs:
   max_new_tokens: {max_new_tokens}
   temperature: 0
   do_sample: false
