@@ -11,12 +11,14 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.14.1}
 TORCHVISION_SPEC=${TORCHVISION_SPEC:-torchvision==0.29.1}
 # lmms-eval 0.7.3 fails at start with filelock 4 (it imports filelock._api).
 LMMS_EVAL_SPECS=("lmms-eval==0.7.3" "filelock<4")
-VLMEVAL_SPECS=("ms-vlmeval==0.0.20" "-e" ".")
+# MuNG itself, editable, for the in-process loop; its pyproject's hash in the stamp rebuilds on new pins.
+VLMEVAL_SPECS=("ms-vlmeval==0.0.20" "-e" "." "# pyproject $(sha256sum pyproject.toml | cut -c1-16)")
 
 build_env() {  # build_env NAME SPEC...: the environment .venv-NAME with torch and SPEC... installed
-    local venv=".venv-$1" stamp
+    local venv=".venv-$1" stamp spec specs=()
     shift
     stamp="$TORCH_SPEC $TORCHVISION_SPEC $*"
+    for spec in "$@"; do [[ $spec == "#"* ]] || specs+=("$spec"); done  # "# ..." items only mark the stamp
     if [ -f "$venv/mung-harness-stamp" ] && [ "$(cat "$venv/mung-harness-stamp")" = "$stamp" ]; then
         echo "$venv: ready ($stamp)"
         return
@@ -26,16 +28,23 @@ build_env() {  # build_env NAME SPEC...: the environment .venv-NAME with torch a
     [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet "$TORCH_SPEC" "$TORCHVISION_SPEC"
-    "$venv/bin/python" -m pip install --quiet "$TORCH_SPEC" "$TORCHVISION_SPEC" "$@"
+    "$venv/bin/python" -m pip install --quiet "$TORCH_SPEC" "$TORCHVISION_SPEC" "${specs[@]}"
     echo "$stamp" > "$venv/mung-harness-stamp"
-    echo "$venv: installed $* in $((SECONDS - start)) s"
+    echo "$venv: installed ${specs[*]} in $((SECONDS - start)) s"
 }
 
 [ $# -gt 0 ] || set -- lmms-eval vlmeval
+# The builds wait mostly on downloads, so they run side by side (on 2 cores: ~11 min together, ~19 one after the
+# other); each one's status is checked.
+pids=()
 for name in "$@"; do
     case $name in
-        lmms-eval) build_env lmms-eval "${LMMS_EVAL_SPECS[@]}" ;;
-        vlmeval) build_env vlmeval "${VLMEVAL_SPECS[@]}" ;;
+        lmms-eval) build_env lmms-eval "${LMMS_EVAL_SPECS[@]}" & ;;
+        vlmeval) build_env vlmeval "${VLMEVAL_SPECS[@]}" & ;;
         *) echo "error: unknown harness '$name': give lmms-eval or vlmeval" >&2; exit 2 ;;
     esac
+    pids+=($!)
 done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+exit $status
