@@ -200,3 +200,24 @@ def test_the_examples_in_docs_are_the_export_of_the_default_tiny_world(split, ti
     assert files == sorted(json.loads((shipped / ".mung-export.json").read_text())["files"] + [".mung-export.json"])
     for name in files:
         assert (out / name).read_bytes() == (shipped / name).read_bytes(), name
+
+
+def test_a_marker_naming_paths_outside_the_folder_is_refused(tiny_world, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (out / ".mung-export.json").write_text(json.dumps({"files": ["../victim.txt"]}))
+    with pytest.raises(ValueError, match="outside"):
+        run_export(tiny_world, out)
+    assert victim.read_text() == "keep me"
+
+
+def test_a_text_only_question_is_refused_for_vlmeval_and_no_folder_is_left(tiny_world, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question_id": 1, "text": "What colour is the sky?"}) + "\n")
+    truth = tmp_path / "t.jsonl"
+    truth.write_text(json.dumps({"question_id": 1, "answer": "blue"}) + "\n")
+    with pytest.raises(ValueError, match="question 1 has no image"):
+        export.main(["--question-file", str(questions), "--truth-file", str(truth), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -160,7 +160,10 @@ def in_process(backbone, model_args, exported, tmp_path) -> dict:
     python = harness_python("vlmeval")
     out = run_harness([python, str(REPO / "tests" / "vlmeval_in_process.py"), backbone, NAME,
                        model_args["model_path"], model_args.get("model_base") or "-", str(tmp_path / "work"),
-                       str(MAX_NEW_TOKENS)], tmp_path, LMUData=str(exported / "vlmeval"))
+                       str(MAX_NEW_TOKENS)], tmp_path, LMUData=str(exported / "vlmeval"),
+                      # xlsx, VLMEvalKit's default, writes control characters as _x0001_: a random model's
+                      # replies have them
+                      PRED_FORMAT="tsv")
     return json.loads(out.strip().splitlines()[-1])
 
 

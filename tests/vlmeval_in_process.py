@@ -12,7 +12,7 @@ import os
 import sys
 
 from vlmeval.inference import infer_data_job
-from vlmeval.smp import LMUDataRoot
+from vlmeval.smp import LMUDataRoot, get_pred_file_path
 
 from mung.harnesses.vlmeval_dataset import class_name
 
@@ -36,7 +36,7 @@ def main(backbone, name, model_path, model_base, work_dir, max_new_tokens):
     model = model_of(backbone, model_path, model_base, int(max_new_tokens))
     os.makedirs(work_dir, exist_ok=True)
     infer_data_job(model, work_dir=work_dir, model_name=f"{backbone}-mung", dataset=dataset)
-    predictions_file = os.path.join(work_dir, f"{backbone}-mung_{name}.xlsx")
+    predictions_file = get_pred_file_path(work_dir, f"{backbone}-mung", name)  # xlsx, or $PRED_FORMAT
     table = module.read_table(predictions_file)
     print(json.dumps({"scores": dataset.evaluate(predictions_file),
                       "predictions": dict(zip(table["question_id"], table["prediction"]))}))

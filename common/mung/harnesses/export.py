@@ -92,7 +92,16 @@ def check_out(out: Path, inputs: dict[str, str]) -> list[str]:
         written = json.loads(marker.read_text(encoding="utf-8"))["files"]
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"{marker} is not this command's list of files; pass a new or empty --out.") from None
-    return [str(f) for f in written]
+    if not isinstance(written, list) or not all(isinstance(f, str) and _inside(f) for f in written):
+        raise ValueError(f"{marker} lists a path outside {out}; it is not this command's list. Pass a new or "
+                         "empty --out.")
+    return written
+
+
+def _inside(relative: str) -> bool:
+    """A relative path that stays inside its folder."""
+    norm = os.path.normpath(relative)
+    return not os.path.isabs(norm) and norm != ".." and not norm.startswith(".." + os.sep)
 
 
 def publish(staging: Path, out: Path, earlier: list[str]) -> list[str]:
@@ -126,15 +135,21 @@ def main(argv=None) -> dict:
     metric = None if not args.truth_file else (
         args.metric if args.metric != "auto" else "first-word" if tiny_world_truth else "exact")
     source = Path(args.question_file).name
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as tmp:
-        staging = Path(tmp)
-        if "lmms-eval" in formats:
-            write_task(staging / "lmms_eval" / name, name, rows, args.image_folder, source, metric,
-                       args.max_new_tokens)
-        if "vlmeval" in formats:
-            write_dataset(staging / "vlmeval", name, rows, args.image_folder, source, metric)
-        files = publish(staging, out, earlier)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as tmp:
+            staging = Path(tmp)
+            if "lmms-eval" in formats:
+                write_task(staging / "lmms_eval" / name, name, rows, args.image_folder, source, metric,
+                           args.max_new_tokens)
+            if "vlmeval" in formats:
+                write_dataset(staging / "vlmeval", name, rows, args.image_folder, source, metric)
+            files = publish(staging, out, earlier)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # leave no empty folder behind
+        raise
     print(f"exported {len(rows)} questions of {args.question_file} as {name} ({', '.join(formats)}; "
           f"metric {metric or 'none: no --truth-file'}) to {out}")
     if "lmms-eval" in formats:
