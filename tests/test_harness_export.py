@@ -5,6 +5,7 @@ import base64
 import csv
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -221,3 +222,12 @@ def test_a_text_only_question_is_refused_for_vlmeval_and_no_folder_is_left(tiny_
     with pytest.raises(ValueError, match="question 1 has no image"):
         export.main(["--question-file", str(questions), "--truth-file", str(truth), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_help_names_every_metric_without_importing_torch():
+    from mung.harnesses.scorers import METRICS
+
+    assert set(export.METRIC_NAMES) == set(METRICS)
+    code = "import sys, mung.harnesses.export as e; assert 'torch' not in sys.modules, 'torch imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

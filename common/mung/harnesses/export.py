@@ -24,13 +24,10 @@ import tempfile
 from pathlib import Path
 
 from ..commands import run_command
-from .lmms_eval_task import write_task
-from .records import read_rows
-from .scorers import METRICS
-from .vlmeval_dataset import write_dataset
 
 MARKER = ".mung-export.json"  # the files an export wrote; only these may be replaced by the next one
 FORMATS = ("lmms-eval", "vlmeval")
+METRIC_NAMES = ("first-word", "exact")  # scorers.METRICS' names, here so that --help imports nothing heavy
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="folder to write (new, empty, or an earlier export)")
     parser.add_argument("--name", help="the task and dataset name (letters, digits, _; default: from the question "
                                        "file's name)")
-    parser.add_argument("--metric", choices=["auto", *METRICS], default="auto",
+    parser.add_argument("--metric", choices=["auto", *METRIC_NAMES], default="auto",
                         help="how a reply is matched with the truth; auto: first-word for a tiny world truth file "
                              "(it names each question's family), exact otherwise")
     parser.add_argument("--formats", default=",".join(FORMATS),
@@ -126,6 +123,10 @@ def publish(staging: Path, out: Path, earlier: list[str]) -> list[str]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from .lmms_eval_task import write_task  # torch comes with these: after parsing, so --help is quick
+    from .records import read_rows
+    from .vlmeval_dataset import write_dataset
+
     name, formats, out = task_name(args), chosen_formats(args.formats), Path(args.out)
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {args.max_new_tokens}: give a positive number.")
