@@ -30,9 +30,9 @@ FORMATS = ("lmms-eval", "vlmeval")
 METRIC_NAMES = ("first-word", "exact")  # scorers.METRICS' names, here so that --help imports nothing heavy
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, prog: str = "python -m mung.harnesses.export") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m mung.harnesses.export",
+        prog=prog,
         description="Export a question file as an lmms-eval task folder and a VLMEvalKit custom dataset (TSV + "
                     "a dataset class), both scoring answers like this project's scorer.")
     parser.add_argument("--question-file", required=True, help="questions, one {question_id, text, image?} per line")
@@ -121,8 +121,10 @@ def publish(staging: Path, out: Path, earlier: list[str]) -> list[str]:
     return files
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def main(argv=None, prog: str = "python -m mung.harnesses.export") -> dict:
+    """Exports as the flags say; returns {"name", "metric", "count", "files"}. ``prog`` names the command in the
+    usage line (``mung export`` when fronted by the ``mung`` command)."""
+    args = parse_args(argv, prog)
     from .lmms_eval_task import write_task  # torch comes with these: after parsing, so --help is quick
     from .records import read_rows
     from .vlmeval_dataset import write_dataset
