@@ -15,7 +15,8 @@ measured side by side in one run, alternating, median of ``--repeats``:
                and the peak resident memory the step adds (sampled from /proc), each in a fresh process.
                Real-depth ratio ~ 1 + (MuNG - LoRA) / (LoRA / layers x depth).
 
-    python -m benchmarks.real_width --out real_width.md [--repeats 3] [--layers 2] [--backbones llava,qwen,gemma3]
+    python -m benchmarks.real_width --out real_width.md [--repeats 3] [--train-repeats 2] [--layers 2]
+        [--backbones llava,qwen,gemma3] [--no-compile]
 
 It prints how long it expects to take before it starts, writes its Markdown table to ``--out`` (atomically, only
 once complete) and to the screen, and changes nothing else.
@@ -249,7 +250,7 @@ def expected_seconds(names: list[str], args: argparse.Namespace, rate: float) ->
         total += runs * (2 * decoder + 2 * generator) / rate
         if args.compile:
             total += 2 * runs * generator / rate + 90  # inductor's compile at this width: about a minute and a half
-        total += (2 + args.repeats) * 3 * (2 * decoder + generator) / rate + 2 * 15  # training; 2 fresh processes
+        total += (2 + args.train_repeats) * 3 * (2 * decoder + generator) / rate + 2 * 15  # training; 2 processes
     return total
 
 
@@ -299,7 +300,7 @@ def report(results: dict, args: argparse.Namespace, load: tuple, elapsed: float)
     command = "python -m benchmarks.real_width " + " ".join(sys.argv[1:])
     return "\n".join([
         f"`{command}` on {machine()}; load average {load[0]:.1f} before, {load[1]:.1f} after (2 cores shared); "
-        f"{args.repeats} repeats, medians; {args.text_tokens} text tokens; {elapsed / 60:.1f} min in all.", "",
+        f"{args.repeats} repeats ({args.train_repeats} per training step), medians; {args.text_tokens} text tokens; {elapsed / 60:.1f} min in all.", "",
         table(prefill_headers, prefill_rows), "",
         table(training_headers, training_rows), "",
     ])
@@ -312,6 +313,7 @@ def parse_args(argv):
     parser.add_argument("--backbones", default=",".join(REAL), help=f"comma-separated, of {', '.join(REAL)}")
     parser.add_argument("--layers", type=int, default=2, help="decoder layers built (the real depth is extrapolated)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    parser.add_argument("--train-repeats", type=int, default=2, help="timed training steps per method (median)")
     parser.add_argument("--text-tokens", type=int, default=64, help="text tokens of the prompt besides the image")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled generator")
     args = parser.parse_args(argv)
@@ -319,8 +321,8 @@ def parse_args(argv):
     unknown = [n for n in names if n not in REAL]
     if unknown or not names:
         parser.error(f"--backbones: unknown {unknown}; choose from {', '.join(REAL)}")
-    if args.layers < 1 or args.repeats < 1 or args.text_tokens < 1:
-        parser.error("--layers, --repeats and --text-tokens must be at least 1")
+    if min(args.layers, args.repeats, args.train_repeats, args.text_tokens) < 1:
+        parser.error("--layers, --repeats, --train-repeats and --text-tokens must be at least 1")
     out = Path(args.out)
     if out.is_dir() or not out.resolve().parent.is_dir():
         parser.error(f"--out {args.out}: give a file in an existing folder")
@@ -340,7 +342,7 @@ def main(argv=None) -> str:
         print(f"{name}: prefill ...", flush=True)
         prefill = measure_prefill(REAL[name], args.layers, args.text_tokens, args.repeats, args.compile)
         print(f"{name}: training steps ...", flush=True)
-        results[name] = (prefill, measure_training(REAL[name], args.layers, args.text_tokens, args.repeats))
+        results[name] = (prefill, measure_training(REAL[name], args.layers, args.text_tokens, args.train_repeats))
         print(json.dumps({name: results[name]}), flush=True)
     text = report(results, args, (load_before, os.getloadavg()[0]), time.perf_counter() - start)
     write_text(args.out, text)
