@@ -255,8 +255,12 @@ def expected_seconds(names: list[str], args: argparse.Namespace, rate: float) ->
 
 
 # --- the report --------------------------------------------------------------------------------------------------------
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g}"
+def secs(seconds: float) -> str:
+    return f"{seconds:.3g}"
+
+
+def layers_text(layers: int) -> str:
+    return f"{layers} layer{'s' if layers != 1 else ''}"
 
 
 def rows_for(name: str, prefill: dict, training: dict, layers: int) -> tuple[list, list]:
@@ -265,12 +269,12 @@ def rows_for(name: str, prefill: dict, training: dict, layers: int) -> tuple[lis
     ttft_ratio = 1 + prefill["generator"] / (per_layer * shape.depth)
     prefill_row = [
         f"{shape.checkpoint} ({name})", f"{shape.width} / {shape.heads} / {shape.image_tokens}",
-        ms(prefill["decoder"]), ms(prefill["with_generator"]),
-        f"{prefill['with_generator'] / prefill['decoder']:.3f}", ms(prefill["generator"]), ms(per_layer), shape.depth,
+        secs(prefill["decoder"]), secs(prefill["with_generator"]),
+        f"{prefill['with_generator'] / prefill['decoder']:.3f}", secs(prefill["generator"]), secs(per_layer), shape.depth,
         f"**{ttft_ratio:.3f}**",
     ]
     if "compiled_eager_vs" in prefill:
-        prefill_row += [f"{ms(prefill['eager_eager_vs'])} / {ms(prefill['compiled_eager_vs'])} "
+        prefill_row += [f"{secs(prefill['eager_eager_vs'])} / {secs(prefill['compiled_eager_vs'])} "
                         f"({prefill['compile_s']:.0f} s to compile)"]
     mung, lora = training["mung"], training["lora"]
     step_ratio = 1 + (mung["step_s"] - lora["step_s"]) / (lora["step_s"] / layers * shape.depth)
@@ -289,14 +293,14 @@ def report(results: dict, args: argparse.Namespace, load: tuple, elapsed: float)
         prefill_row, training_row = rows_for(name, prefill, training, args.layers)
         prefill_rows.append(prefill_row)
         training_rows.append(training_row)
-    prefill_headers = ["backbone", "width / heads / image tokens", f"prefill, {args.layers} layers (ms)",
-                       "+ generator (ms)", f"ratio at {args.layers} layers", "generator (ms)", "per layer (ms)",
-                       "real depth", "TTFT ratio at real depth"]
+    built = layers_text(args.layers)
+    prefill_headers = ["backbone", "width / heads / image tokens", f"prefill, {built} (s)", "+ generator (s)",
+                       f"ratio at {built}", "generator (s)", "per layer (s)", "real depth", "TTFT ratio at real depth"]
     if args.compile:
-        prefill_headers.append("generator eager / compiled (ms)")
-    training_headers = ["backbone", "MuNG step (s)", "LoRA r32 step (s)", f"MuNG / LoRA at {args.layers} layers",
+        prefill_headers.append("generator eager / compiled (s)")
+    training_headers = ["backbone", "MuNG step (s)", "LoRA r32 step (s)", f"MuNG / LoRA at {built}",
                         "at real depth (est.)", "MuNG peak added (MiB)", "LoRA peak added (MiB)",
-                        "MuNG trainable", f"LoRA trainable ({args.layers} layers)"]
+                        "MuNG trainable", f"LoRA trainable ({built})"]
     command = "python -m benchmarks.real_width " + " ".join(sys.argv[1:])
     return "\n".join([
         f"`{command}` on {machine()}; load average {load[0]:.1f} before, {load[1]:.1f} after (2 cores shared); "

@@ -19,10 +19,10 @@ def test_writes_the_table_to_out_only(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.startswith("Expect about ")
     prefill_row = next(line for line in text.splitlines() if line.startswith("| toy (toy)"))
     cells = [c.strip() for c in prefill_row.strip("|").split("|")]
-    generator_ms, per_layer_ms, depth = float(cells[5]), float(cells[6]), int(cells[7])
+    generator_s, per_layer_s, depth = float(cells[5]), float(cells[6]), int(cells[7])
     ttft = float(cells[8].strip("*"))
     assert depth == 10
-    assert ttft - 1 == pytest.approx(generator_ms / (per_layer_ms * depth), rel=0.02)  # cells of 3 significant digits
+    assert ttft - 1 == pytest.approx(generator_s / (per_layer_s * depth), rel=0.02)  # cells of 3 significant digits
 
 
 def test_refuses_an_unknown_backbone_before_measuring(tmp_path, capsys):
