@@ -32,6 +32,7 @@ SYNCING = {
     "item": lambda x, m: x.sum().item(),
     "bool": lambda x, m: bool(m.any()),
     "tolist": lambda x, m: m.sum(dim=1).tolist(),
+    "cpu": lambda x, m: m.cpu(),
     "nonzero": lambda x, m: m.nonzero(),
     "where one argument": lambda x, m: torch.where(m),
     "boolean index": lambda x, m: x[m],
