@@ -262,7 +262,7 @@ def drawn_noise(loaded, questions, monkeypatch, **kwargs):
     generator = loaded.model.get_model().noise_generator if hasattr(loaded.model, "get_model") \
         else loaded.model.model.noise_generator
     rows = []
-    handle = generator.register_forward_hook(lambda m, i, out: rows.extend(n.clone() for n in out.noise))
+    handle = generator.register_forward_hook(lambda m, i, out: rows.extend(n.clone() for n in out.per_sample().noise))
     try:
         answer_questions(questions, loaded, GREEDY, kwargs.pop("answers"), **kwargs)
     finally:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoProcessor, TrainerCallback
 
-from noise_generator import NoiseGenerator, NoiseGeneratorConfig, NoiseOutput, load_noise_generator_state
+from noise_generator import NoiseGenerator, NoiseGeneratorConfig, NoiseOutput, PaddedNoiseOutput, load_noise_generator_state
 from mung.training.nonfinite import NonFiniteError, upcast_trainable_half_params
 from qwen_noise.data import QwenDataCollator, QwenSupervisedDataset
 from qwen_noise.model.builder import load_model
@@ -127,6 +127,9 @@ class PoisonAt:
             return None
         if isinstance(output, NoiseOutput):
             output.image_embeds = [x * float("nan") for x in output.image_embeds]
+            return output
+        if isinstance(output, PaddedNoiseOutput):
+            output.image_embeds = output.image_embeds * float("nan")
             return output
         return output * float("inf")
 

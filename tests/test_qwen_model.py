@@ -2,14 +2,14 @@
 
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from mung.training.parameters import count_parameters, describe_trainable
-from noise_generator import NoiseGeneratorConfig, NoiseOutput, text_key_mask
+from noise_generator import NoiseGeneratorConfig, PaddedNoiseOutput, text_key_mask
 from qwen_noise.model import Qwen2_5_VLNoiseConfig, Qwen2_5_VLNoiseForConditionalGeneration
+from qwen_builders import mixed_batch
 from qwen_noise.model.builder import load_model, noise_config
 
 
@@ -34,18 +34,7 @@ def stock(qwen_path):
 
 @pytest.fixture(scope="module")
 def batch(processor, tiny_world):
-    """Left-padded batch from the stock processor: a two-image sample, a text-only one, a one-image one."""
-    folder = tiny_world["image_folder"]
-    images = [Image.open(f"{folder}/train/{i:05d}.png") for i in (0, 1, 2)]
-    chats = [
-        [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Which is red?"}]}],
-        [{"role": "user", "content": [{"type": "text", "text": "What shape is it? Answer with one word."}]}],
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}],
-    ]
-    texts = [processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
-    inputs = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
-    assert "mm_token_type_ids" in inputs
-    return dict(inputs)
+    return mixed_batch(processor, tiny_world)
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +200,7 @@ def test_trainable_share_of_generator_on_3b_shaped_model():
 def record_generator_calls(generator):
     """Forward hook: every call's key mask (the generator's third argument) and its noise."""
     calls = []
-    hook = lambda module, args, out: calls.append((args[2].clone(), [n.clone() for n in out.noise]))  # noqa: E731
+    hook = lambda module, args, out: calls.append((args[2].clone(), out.per_sample().noise))  # noqa: E731
     return calls, generator.register_forward_hook(hook)
 
 
@@ -276,8 +265,9 @@ def test_num_items_in_batch_gives_the_mean_over_noise_draws(qwen_path, batch, m)
         generator.config.num_samples = 1
         per_draw = []
         for j in range(m):
-            chosen = [features[i * m + j] for i in range(3)]
-            handle = generator.register_forward_hook(lambda module, args, out: NoiseOutput(image_embeds=chosen))
+            chosen = torch.stack([features[i * m + j] for i in range(3)])  # padded rows: the m = 1 batch's layout
+            handle = generator.register_forward_hook(
+                lambda module, args, out: PaddedNoiseOutput(image_embeds=chosen, image_mask=out.image_mask))
             per_draw.append(token_loss_float64(model(**batch).logits, labels))
             handle.remove()
     expected = torch.stack(per_draw).mean()

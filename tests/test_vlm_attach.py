@@ -241,7 +241,7 @@ def test_qwen3_vl_deepstack_copies_get_the_noise_only_with_the_flag(vlm_families
     with torch.no_grad():
         stock(**batch)
         model(**batch)
-    noise = torch.cat(calls.outputs[0].noise)  # the image rows in order, as the deepstack copies hold them
+    noise = torch.cat(calls.outputs[0].per_sample().noise)  # the image rows in order, as the deepstack copies hold them
     assert len(clean.seen[0]) == 2
     for reference, copy in zip(clean.seen[0], seen.seen[0]):
         if noise_deepstack:

@@ -25,7 +25,7 @@ from .config import (
     NoiseGeneratorConfig,
     changed_settings,
 )
-from .generator import NoiseGenerator, NoiseOutput
+from .generator import NoiseGenerator, NoiseOutput, PaddedNoiseOutput
 from .model import (
     IGNORE_INDEX,
     CapturedNoise,
@@ -34,7 +34,9 @@ from .model import (
     build_noise_generator,
     capture_noise,
     find_noise_generator,
+    mask_positions,
     module_name_of,
+    rows_at_mask,
     text_key_mask,
 )
 from .attach import (
@@ -101,6 +103,7 @@ __all__ = [
     "NoiseGenerator",
     "NoiseGeneratorConfig",
     "NoiseOutput",
+    "PaddedNoiseOutput",
     "WEIGHTS_NAME",
     "build_noise_generator",
     "capture_noise",
@@ -113,6 +116,8 @@ __all__ = [
     "load_noise_generator",
     "load_noise_generator_state",
     "module_name_of",
+    "mask_positions",
+    "rows_at_mask",
     "restore_generator",
     "save_noise_generator",
     "text_key_mask",

@@ -12,7 +12,8 @@ placeholder token (``config.image_token_id``) and hands ``inputs_embeds`` to the
 - a forward pre-hook on the decoder noises the image rows of ``inputs_embeds`` (queries) with the generator,
   attending to the same sample's text rows (keys: ``text_key_mask``, never padding nor image/video placeholders,
   the answer only in training with ``condition_on_answer``), through the one entry point
-  ``NoiseGenerator.forward``. Noise enters at prefill only: a call that continues a filled cache (a decoding
+  ``NoiseGenerator.forward`` in its padded form: ``inputs_embeds`` is the padded batch and the placeholder rows its
+  image mask, so the hook has fixed shapes and reads nothing back to the host (no sync before prefill). Noise enters at prefill only: a call that continues a filled cache (a decoding
   step) runs the stock model.
 
 The generator is registered as ``model.noise_generator`` (optimisers, ``save_pretrained``, peft ``modules_to_save``
@@ -45,7 +46,7 @@ from torch import nn
 from .config import MODES, NoiseGeneratorConfig
 from .generator import NoiseGenerator
 from .io import check_generator_fits, load_generator_weights, load_noise_generator_state
-from .model import NoiseDraws, find_noise_generator, text_key_mask
+from .model import NoiseDraws, find_noise_generator, mask_positions, text_key_mask
 
 ATTACHMENT_ATTR = "_noise_attachment"
 GENERATOR_ATTR = "noise_generator"
@@ -125,9 +126,9 @@ class NoiseAttachment:
                 "The noise generator finds image rows from the model's input_ids and noises the decoder's "
                 "inputs_embeds; call the model with input_ids (not inputs_embeds) or use noise mode 'off'."
             )
+        # Text-only prompts run the generator too (every row outside the image mask passes through bit for bit): skipping
+        # them would read the mask on the host, a sync the stream would wait for.
         queries = self.query_mask(call.input_ids, embeds)
-        if not generator.training and not bool(queries.any()):
-            return None  # text-only inference and decoding steps: the stock model
         noised, output = self.noised_embeds(embeds, queries, call, mode)
         kwargs = dict(kwargs, inputs_embeds=noised)
         if generator.config.noise_deepstack and kwargs.get("deepstack_visual_embeds") is not None:
@@ -167,22 +168,19 @@ class NoiseAttachment:
 
     def noised_embeds(self, embeds: torch.Tensor, queries: torch.Tensor, call: _CallInputs, mode: str):
         """(``embeds`` with each sample's query rows noised, attending to that sample's key rows; the generator's
-        output)."""
+        ``PaddedNoiseOutput``). ``embeds`` itself is the padded batch: fixed shapes, masks, no host read."""
         keys = self.key_mask(call, embeds)
-        per_sample = [embeds[row][queries[row]] for row in range(embeds.shape[0])]
-        output = self.generator_module(per_sample, embeds, keys, mode=mode)
-        noised = torch.cat(output.image_embeds, dim=0).to(embeds.dtype)
-        return embeds.masked_scatter(queries[..., None].expand_as(embeds), noised), output
+        output = self.generator_module(embeds, embeds, keys, mode=mode, image_mask=queries)
+        return output.image_embeds.to(embeds.dtype), output
 
     def noised_deepstack(self, kwargs: dict, embeds: torch.Tensor, queries: torch.Tensor, output) -> list:
-        """The deepstack copies (rows at ``visual_pos_masks``) changed as the image rows were: the same noise added
-        (or the same factor for ``mul`` injection)."""
+        """The deepstack copies (rows at ``visual_pos_masks``, in order) changed as the image rows were: the same noise
+        added (or the same factor for ``mul`` injection); the noise is neutral outside the query rows."""
         multiply = self.generator.config.injection == "mul"
-        noise = torch.cat(output.noise, dim=0).to(embeds.dtype)
-        rows = queries[..., None].expand_as(embeds)
-        full = torch.full_like(embeds, 1.0 if multiply else 0.0).masked_scatter(rows, noise)
-        change = full[kwargs["visual_pos_masks"].to(embeds.device)]
+        noise = output.noise.to(embeds.dtype).reshape(-1, embeds.shape[-1])
+        visual = kwargs["visual_pos_masks"].to(embeds.device)
         copies = kwargs["deepstack_visual_embeds"]
+        change = noise.index_select(0, mask_positions(visual, copies[0].shape[0])) if copies else noise[:0]
         return [copy * change.to(copy.dtype) if multiply else copy + change.to(copy.dtype) for copy in copies]
 
 

@@ -6,6 +6,8 @@
 - ``text_key_mask``: which text positions are keys (never padding or image placeholders; the answer only in
   training with ``condition_on_answer``).
 - ``NoiseDraws``: m noise draws per training sample — how the batch and its supervised-token count grow with them.
+- ``rows_at_mask`` / ``mask_positions``: a flat ``[N, d]`` list of rows (placeholder order) put at the True rows of a
+  ``[B, T]`` mask and taken back, on the device (cumsum / searchsorted): no host read, no data-dependent shape.
 - ``find_noise_generator`` / ``capture_noise``: finding the generator in a (wrapped) model and recording its output.
 """
 
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from .config import NoiseGeneratorConfig
-from .generator import NoiseGenerator, NoiseOutput
+from .generator import NoiseGenerator, NoiseOutput, PaddedNoiseOutput
 
 IGNORE_INDEX = -100
 
@@ -84,6 +86,40 @@ class NoiseGeneratorMixin:
         if generator is None:
             return list(image_features)
         return generator(image_features, text_embeds, key_mask, mode=noise_mode).image_embeds
+
+    def add_noise_to_image_rows(
+        self,
+        image_rows: torch.Tensor,
+        image_mask: torch.Tensor,
+        text_embeds: torch.Tensor,
+        key_mask: torch.Tensor,
+        noise_mode: Optional[str] = None,
+    ) -> torch.Tensor:
+        """``add_noise_to_image_features`` on a padded batch: ``image_rows`` ``[B, N, d]`` whose image tokens are the
+        rows where ``image_mask`` (``[B, N]``) is True; returns it with those rows noised, the others unchanged.
+        Fixed shapes, no host read (the generator's padded call)."""
+        generator = getattr(self, "noise_generator", None)
+        if generator is None:
+            return image_rows
+        return generator(image_rows, text_embeds, key_mask, mode=noise_mode, image_mask=image_mask).image_embeds
+
+
+def mask_positions(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices into ``mask.reshape(-1)`` of its first ``count`` True entries, in order. ``count`` is a host int (a
+    shape, e.g. of the features meant for those positions); were there fewer True entries, the rest would point at
+    the last position (the caller's own count check reports that)."""
+    cumulative = mask.reshape(-1).long().cumsum(0)
+    wanted = torch.arange(1, count + 1, device=mask.device)
+    return torch.searchsorted(cumulative, wanted).clamp(max=max(cumulative.numel() - 1, 0))
+
+
+def rows_at_mask(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[*mask.shape, d]``: row k of ``rows`` (``[N, d]``) at the k-th True entry of ``mask`` (row-major), as a
+    masked scatter would put it; entries where ``mask`` is False hold some row of ``rows`` (zeros when N = 0)."""
+    if rows.shape[0] == 0:
+        return rows.new_zeros(*mask.shape, rows.shape[-1])
+    index = (mask.reshape(-1).long().cumsum(0) - 1).clamp(min=0, max=rows.shape[0] - 1)
+    return rows.index_select(0, index).view(*mask.shape, rows.shape[-1])
 
 
 def text_key_mask(
@@ -167,14 +203,17 @@ def module_name_of(model: nn.Module, target: nn.Module) -> str:
 
 @dataclass
 class CapturedNoise:
-    """The generator outputs seen while the context was open (one per generator call)."""
+    """The generator outputs seen while the context was open (one per generator call; padded calls as
+    ``PaddedNoiseOutput``)."""
 
-    outputs: list[NoiseOutput]
+    outputs: list[NoiseOutput | PaddedNoiseOutput]
 
     def last(self) -> NoiseOutput:
+        """The last call's output in the list form (one tensor per sample)."""
         if not self.outputs:
             raise RuntimeError("The model ran without calling its noise generator; nothing to visualise.")
-        return self.outputs[-1]
+        last = self.outputs[-1]
+        return last.per_sample() if isinstance(last, PaddedNoiseOutput) else last
 
 
 @contextlib.contextmanager

@@ -3,8 +3,10 @@
 The stock model embeds the prompt, encodes each image with the vision tower + merger, scatters the merger output
 into the ``<|image_pad|>`` positions and runs the language model. Here the merger output of every sample is first
 passed through the noise generator (queries: that sample's image tokens; keys/values: that sample's text token
-embeddings), through [`NoiseGeneratorMixin.add_noise_to_image_features`] called from `Qwen2_5_VLNoiseModel.forward`. The noised features are handed to the stock
-forward as precomputed encoder outputs, so everything else (placeholder scatter, 3-D rope, caching) is the stock code.
+embeddings), through [`NoiseGeneratorMixin.add_noise_to_image_rows`] (the generator's padded, sync-free call)
+from `Qwen2_5_VLNoiseModel.noised_inputs`. The noised features are handed to the stock forward as precomputed
+encoder outputs, so everything else (placeholder scatter, 3-D rope, caching) is the stock code; that code reads the
+placeholder count and the image grids on the host, our part reads nothing.
 
 Noise enters in the training forward and at generation prefill (the only step that sees images); decoding steps
 and text-only inference run the stock model unchanged.
@@ -27,7 +29,15 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils import can_return_tuple
 
-from noise_generator import NoiseDraws, NoiseGenerator, NoiseGeneratorMixin, build_noise_generator, text_key_mask
+from noise_generator import (
+    NoiseDraws,
+    NoiseGenerator,
+    NoiseGeneratorMixin,
+    build_noise_generator,
+    mask_positions,
+    rows_at_mask,
+    text_key_mask,
+)
 
 from .configuration import Qwen2_5_VLNoiseConfig
 
@@ -53,18 +63,6 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
     def noise_draws(self, noise_mode: Optional[str] = None) -> NoiseDraws:
         """Copies of each sample in this forward, one per noise draw (``num_samples`` in training, else 1)."""
         return NoiseDraws.for_call(self.noise_generator, self.training, noise_mode)
-
-    @staticmethod
-    def features_per_sample(image_features: torch.Tensor, image_mask: torch.Tensor) -> list[torch.Tensor]:
-        """Split the ``[N, d]`` merger outputs of a batch (placeholder order) into one ``[n_i, d]`` per row of
-        ``image_mask`` (``[B, T]``, True at ``<|image_pad|>``): one host sync, as the stock code's per-image split."""
-        tokens_per_row = image_mask.sum(dim=-1).tolist()
-        if sum(tokens_per_row) != image_features.shape[0]:
-            raise ValueError(
-                f"The batch has {sum(tokens_per_row)} image placeholder tokens but the vision merger produced "
-                f"{image_features.shape[0]} image features; check that every image has its <|image_pad|> tokens."
-            )
-        return list(image_features.split(tokens_per_row))
 
     def blank_image_features(self, inputs_embeds: torch.Tensor) -> BaseModelOutputWithPooling:
         """Zero rows of the merger output for a blank minimal image (one merged token), kept in the autograd graph.
@@ -180,11 +178,23 @@ class Qwen2_5_VLNoiseModel(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLModel):
             training=self.training,
             condition_on_answer=self.noise_generator.config.condition_on_answer,
         )
-        per_sample = draws.repeat_list(self.features_per_sample(image_features, image_mask))
-        noised = self.add_noise_to_image_features(per_sample, stock["inputs_embeds"], key_mask, noise_mode)
-        image_output = BaseModelOutputWithPooling(pooler_output=(torch.cat(noised, dim=0),))
+        noised = self.noised_image_features(image_features, image_mask, stock["inputs_embeds"], key_mask, draws,
+                                            noise_mode)
+        image_output = BaseModelOutputWithPooling(pooler_output=(noised,))
         return {**stock, "pixel_values": None,
                 "mm_encoder_outputs": {**(stock["mm_encoder_outputs"] or {}), "image": image_output}}
+
+    def noised_image_features(self, image_features: torch.Tensor, image_mask: torch.Tensor, embeds: torch.Tensor,
+                              key_mask: torch.Tensor, draws: NoiseDraws, noise_mode: Optional[str]) -> torch.Tensor:
+        """The merger's ``[N, d]`` rows (placeholder order of ``image_mask`` ``[B, T]``), noised, for the batch repeated
+        once per draw (``[N * m, d]``, sample-major). The rows go to their placeholder rows of a padded ``[B, T, d]``
+        batch and come back in the same order by index arithmetic on the device: no host read of the mask, no shape
+        that depends on it. (The stock forward checks the placeholder count against the features afterwards.)"""
+        image_rows = draws.repeat(image_mask)
+        padded = draws.repeat(rows_at_mask(image_features, image_mask))
+        noised = self.add_noise_to_image_rows(padded, image_rows, embeds, key_mask, noise_mode)
+        positions = mask_positions(image_rows, image_features.shape[0] * draws.m)
+        return noised.reshape(-1, noised.shape[-1]).index_select(0, positions)
 
 
 class Qwen2_5_VLNoiseForConditionalGeneration(Qwen2_5_VLNoisePreTrainedModel, Qwen2_5_VLForConditionalGeneration):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from noise_generator import NoiseGenerator, find_noise_generator
+from noise_generator import NoiseGenerator, PaddedNoiseOutput, find_noise_generator
 
 from .flags import check_on_nonfinite
 
@@ -43,11 +43,15 @@ class GeneratorOutputMonitor:
         self._handle = generator.register_forward_hook(self._record)
 
     def _record(self, module: nn.Module, args: tuple, output: Any) -> None:
-        tensors = [t for group in (output.image_embeds, output.noise, output.mu, output.log_sigma) if group for t in group]
-        tensors = [t for t in tensors if t.numel()]
+        groups = (output.image_embeds, output.noise, output.mu, output.log_sigma)
+        if isinstance(output, PaddedNoiseOutput):  # [B, N, d] tensors: only the image rows are the generator's
+            rows = output.image_mask[..., None]
+            tensors = [~torch.isfinite(t.detach()) & rows for t in groups if t is not None and t.numel()]
+        else:
+            tensors = [~torch.isfinite(t.detach()) for group in groups if group for t in group if t.numel()]
         if not tensors:
             return
-        bad = torch.stack([~torch.isfinite(t.detach()).all() for t in tensors]).any()
+        bad = torch.stack([t.any() for t in tensors]).any()
         self._flag = bad if self._flag is None else self._flag | bad.to(self._flag.device)
 
     def pop(self) -> Optional[torch.Tensor]:
