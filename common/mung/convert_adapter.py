@@ -2,8 +2,8 @@
 (adapter_config.json + adapter_model.safetensors) of a base VLM, or a MuNG adapter back into a generator-only
 checkpoint. The direction follows from the files in --source.
 
-    python -m mung.convert_adapter --source out/gemma3-mung --model-base $B --output-dir out/gemma3-mung-peft
-    python -m mung.convert_adapter --source out/gemma3-mung-peft --output-dir out/gemma3-mung-again
+    mung convert adapter --source outputs/gemma3-mung --model-base $B --output-dir outputs/gemma3-mung-peft
+    mung convert adapter --source outputs/gemma3-mung-peft --output-dir outputs/gemma3-mung-again
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from .commands import run_command
+from .help_text import description
 
 
 def check_output_dir(output_dir: str, inputs: dict) -> None:
@@ -25,7 +26,7 @@ def check_output_dir(output_dir: str, inputs: dict) -> None:
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--source", required=True, help="a generator-only checkpoint or a MuNG peft adapter folder")
     parser.add_argument("--output-dir", required=True, help="where the other format is written (a new folder)")
     parser.add_argument("--model-base", help="the VLM the generator was trained on (needed to write an adapter; "

@@ -2,8 +2,8 @@
 ``noise_generator.peft_method.MuNGConfig``: no trainer code of ours, the adapter is saved in peft's format and loads
 with ``PeftModel.from_pretrained`` or any command of the project (``--model-path`` the output folder).
 
-    python -m vlm_noise.train.trl_sft --model_name_or_path $B --data_path $TW/data/qwen_shift_train.json \\
-      --image_folder $TW/images --output_dir out/gemma3-trl --mung '{"num_heads": 4, "lora_r": 8}' \\
+    mung train --backbone trl --model_name_or_path $B --data_path $TW/data/qwen_shift_train.json \\
+      --image_folder $TW/images --output_dir outputs/gemma3-trl --mung '{"num_heads": 4, "lora_r": 8}' \\
       --max_steps 30 --learning_rate 1e-2 --per_device_train_batch_size 8 --report_to none
 
 ``--mung`` is a JSON object of ``MuNGConfig`` settings (every ``NoiseGeneratorConfig`` setting, ``noise_mode`` for
@@ -85,9 +85,10 @@ def main(argv=None):
     from transformers import HfArgumentParser
     from trl import SFTConfig
 
+    from mung.help_text import description
     from mung.training.distributed import prepare_cpu_deepspeed
 
-    parser = HfArgumentParser((ScriptArguments, SFTConfig))
+    parser = HfArgumentParser((ScriptArguments, SFTConfig), description=description(__doc__))
     script, sft_config = parser.parse_args_into_dataclasses(args=argv)
     sft_config.max_length = None  # image tokens are never cut (a cut image breaks the placeholder count)
     sft_config.remove_unused_columns = False

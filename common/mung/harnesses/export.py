@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 from ..commands import run_command
 
@@ -30,7 +31,7 @@ FORMATS = ("lmms-eval", "vlmeval")
 METRIC_NAMES = ("first-word", "exact")  # scorers.METRICS' names, here so that --help imports nothing heavy
 
 
-def parse_args(argv=None, prog: str = "python -m mung.harnesses.export") -> argparse.Namespace:
+def parse_args(argv=None, prog: Optional[str] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Export a question file as an lmms-eval task folder and a VLMEvalKit custom dataset (TSV + "
@@ -121,9 +122,10 @@ def publish(staging: Path, out: Path, earlier: list[str]) -> list[str]:
     return files
 
 
-def main(argv=None, prog: str = "python -m mung.harnesses.export") -> dict:
+def main(argv=None, prog: Optional[str] = None) -> dict:
     """Exports as the flags say; returns {"name", "metric", "count", "files"}. ``prog`` names the command in the
-    usage line (``mung export`` when fronted by the ``mung`` command)."""
+    usage line (by default the command that ran it: ``mung export`` or ``python -m mung.harnesses.export``, set by
+    ``run_command``)."""
     args = parse_args(argv, prog)
     from .lmms_eval_task import write_task  # torch comes with these: after parsing, so --help is quick
     from .records import read_rows
