@@ -5,4 +5,4 @@ from llava_noise.train.train import train
 
 if __name__ == "__main__":
     run_command(train, attn_implementation="flash_attention_2")
-    close_process_group()
+    close_process_group(end_process=True)

@@ -75,13 +75,14 @@ def _train(model_args, data_args, ng_args, training_args, callbacks) -> NoiseTra
     train_and_save(trainer)
     return trainer
 
-def main(argv: Optional[list[str]] = None):
-    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+def main(argv: Optional[list[str]] = None, end_process: bool = False):
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train.
+    ``end_process``: the command's own process, which ends with the run (``close_process_group``)."""
     try:
         return train(argv)
     finally:
-        close_process_group()
+        close_process_group(end_process=end_process)
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, end_process=True)

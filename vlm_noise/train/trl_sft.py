@@ -104,4 +104,4 @@ if __name__ == "__main__":
     from mung.training.distributed import close_process_group
 
     run_command(main)
-    close_process_group()
+    close_process_group(end_process=True)
