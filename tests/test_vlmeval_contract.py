@@ -200,7 +200,9 @@ def reference(backbone, tiny_world, tmp_path_factory):
     row = eval_rows(tiny_world, 1)[0]
     rows = [{"question_id": "with_image", "image": row["image"], "text": row["text"]},
             {"question_id": "text", "text": TEXT_ONLY}]
-    answers = backbone.eval_answers(rows, "/", tmp_path_factory.mktemp(f"ref_{backbone.name}"))
+    # (absolute image paths: the image folder only has to hold no output)
+    answers = backbone.eval_answers(rows, tiny_world["image_folder"],
+                                    tmp_path_factory.mktemp(f"ref_{backbone.name}"))
     assert any(answers.values()), "the tiny model answers nothing: the equalities below would prove little"
     return SimpleNamespace(image=row["image"], question=row["text"], **answers)
 
@@ -224,9 +226,9 @@ def test_runner_call_order_gives_the_eval_loaders_inputs_and_answers(backbone, t
     assert backbone.vlm.dump_image(rows[0], DATASET) == [os.path.join(dataset.img_root, "0.jpg")]
 
 
-def test_text_only_message_shapes_give_the_eval_loaders_answer(backbone, reference, tmp_path, monkeypatch):
+def test_text_only_message_shapes_give_the_eval_loaders_answer(backbone, reference, tiny_world, tmp_path, monkeypatch):
     calls = record_model_inputs(monkeypatch, backbone.model_class)
-    backbone.eval_answers([{"question_id": "text", "text": TEXT_ONLY}], "/", tmp_path)
+    backbone.eval_answers([{"question_id": "text", "text": TEXT_ONLY}], tiny_world["image_folder"], tmp_path)
     expected_inputs = calls[:]
     calls.clear()
     vlm = backbone.vlm

@@ -116,8 +116,9 @@ def mask_positions(mask: torch.Tensor, count: int) -> torch.Tensor:
 def rows_at_mask(rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``[*mask.shape, d]``: row k of ``rows`` (``[N, d]``) at the k-th True entry of ``mask`` (row-major), as a
     masked scatter would put it; entries where ``mask`` is False hold some row of ``rows`` (zeros when N = 0)."""
-    if rows.shape[0] == 0:
-        return rows.new_zeros(*mask.shape, rows.shape[-1])
+    if rows.shape[0] == 0:  # one zero row, through ``rows``: a text-only training batch keeps its blank image's
+        # merger in the autograd graph (a zero gradient), as every data-parallel rank must run the same modules
+        rows = torch.cat([rows, rows.new_zeros(1, rows.shape[-1])])
     index = (mask.reshape(-1).long().cumsum(0) - 1).clamp(min=0, max=rows.shape[0] - 1)
     return rows.index_select(0, index).view(*mask.shape, rows.shape[-1])
 
