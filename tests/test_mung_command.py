@@ -53,9 +53,9 @@ def test_the_helps_of_commands_that_load_no_model_import_no_torch():
 # Commands that load a model read their flags first: torch, transformers and gradio load after parsing, so their
 # --help imports none of them (the backbones' own flags come from the light mung.inference_flags entry points).
 MODEL_LEAVES = [["eval", name] for name in COMMANDS["eval"].children] + [
-    ["chat"], ["serve", "web"], ["visualize"], ["world"]]
+    ["chat"], ["serve", "web"], ["serve", "api"], ["visualize"], ["world"]]
 MODEL_MODULES = ["mung.eval.model_vqa_loader", "mung.eval.model_vqa", "mung.eval.model_vqa_science",
-                 "mung.eval.model_vqa_mmbench", "mung.eval.run_query", "mung.serve.cli", "mung.serve.web",
+                 "mung.eval.model_vqa_mmbench", "mung.eval.run_query", "mung.serve.cli", "mung.serve.web", "mung.serve.api",
                  "mung.visualize", "tiny_world"]
 HEAVY_OR_GRADIO = HEAVY + ("gradio",)
 
