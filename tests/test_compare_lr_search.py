@@ -53,8 +53,9 @@ def fake_training(monkeypatch):
         test = VAL[(unit.method, unit.lr)] + 0.01 * unit.seed + 0.05
         result = {"tuning": method.tuning, "learning_rate": unit.lr, "search": True, "eval": scores(test),
                   "train": {"trainable_params": 1, "trainable_percent": 1.0, "seconds_per_step": 0.1, "steps": 2}}
-        if ctx.val_questions:
-            result["val"] = {**scores(VAL[(unit.method, unit.lr)]), "overall": VAL[(unit.method, unit.lr)]}
+        if ctx.val_questions:  # later seeds score lower: the search table must show the seed-0 runs it chose on
+            val = VAL[(unit.method, unit.lr)] - 0.3 * unit.seed
+            result["val"] = {**scores(val), "overall": val}
         return result
 
     monkeypatch.setattr(runner, "run_method", fake_run_method)
@@ -77,6 +78,8 @@ def test_search_trains_the_grid_at_seed_0_then_the_other_seeds_at_the_chosen_rat
     assert rows["LoRA r32"]["colour"]["mean"] == pytest.approx(0.755) and rows["LoRA r32"]["runs"] == 2
     assert rows["MuNG"]["colour"]["mean"] == pytest.approx(0.555)
     assert {r["method"]: r["chosen"] for r in built["lr_search"]} == {"LoRA r32": 1e-3, "MuNG": 1e-2}
+    assert {r["method"]: [c["val_overall"] for c in r["rates"]] for r in built["lr_search"]} == {
+        "LoRA r32": [0.7, 0.4], "MuNG": [0.2, 0.5]}
     markdown = (tmp_path / "tables.md").read_text()
     assert "Learning rates chosen on the validation split" in markdown and "**70.0**" in markdown
 

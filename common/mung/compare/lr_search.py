@@ -62,10 +62,12 @@ def validation_overall(result: dict[str, Any], families: list[str]) -> float:
 
 
 def search_table(results: list[dict[str, Any]], methods: list[str], chosen: Mapping[str, float]) -> list[dict]:
-    """Per method: the validation overall of each searched rate (seed 0) and the chosen rate."""
+    """Per method: the validation overall of each searched rate (seed 0: the runs the choice saw) and the chosen
+    rate."""
     rows = []
     for method in methods:
-        runs = sorted((r for r in results if r.get("method") == method and r.get("search")),
+        runs = sorted((r for r in results if r.get("method") == method and r.get("search")
+                       and r.get("seed") == SEARCH_SEED),
                       key=lambda r: r["learning_rate"])
         if runs:
             rows.append({"method": method, "chosen": chosen.get(method),
