@@ -69,3 +69,9 @@ def test_a_family_is_learnt_only_when_its_interval_clears_the_bar():
     assert built["learned"]["colour"]["by"] == ["LoRA r32", "MuNG+LoRA r32"]
     # shape: LoRA 0.4 ± 0.248 and MuNG+LoRA 0.5 ± 0.248: neither interval clears the most common answer's 0.4
     assert built["learned"]["shape"]["learned"] is False
+
+
+def test_three_equal_seeds_at_the_bar_are_not_above_it():
+    cell = stats.interval([0.4, 0.4, 0.4])  # a zero-width interval whose float mean is 0.4000000000000001
+    assert cell["half"] == 0 and not stats.above(cell, 0.4)
+    assert stats.above(stats.interval([0.45, 0.45, 0.45]), 0.4)

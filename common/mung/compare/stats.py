@@ -77,6 +77,9 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> dict[st
     return result
 
 
+EPSILON = 1e-9  # accuracies are ratios of small counts: a mean of three 0.4s is 0.4000000000000001, not above 0.4
+
+
 def above(cell: Mapping[str, Any], floor: float) -> bool:
     """Whether the cell's interval lies above ``floor`` (no interval: not shown to be)."""
-    return cell.get("low") is not None and cell["low"] > floor
+    return cell.get("low") is not None and cell["low"] > floor + EPSILON
