@@ -31,12 +31,8 @@ COMPARISON = ComparisonRecipes(
         base_lr=2e-3,
         connector_lr=1e-2,
         connector_lr_flag="--mm_projector_lr",
-        # Chosen on the shift validation split (seed 0, 80 steps, 20 questions per family; docs/results.md) by
-        #   python -m mung.compare --backbone llava --plan main --lr-search --fast --seeds 3 --eval-per-family 20 \
-        #       --start outputs/compare/llava-lr-fast/base/checkpoint --out outputs/compare/llava-lr
-        # (was 1e-3 for LoRA, DoRA, MuNG and MuNG+LoRA). The generator's 3e-2 is the top of its grid.
-        learning_rates={"full": 5e-4, "lora": 2e-3, "dora": 2e-3, "noise": 3e-2, "noise_lora": 2e-3},
-        generator_lr=2e-3,
+        learning_rates={"full": 5e-4, "lora": 1e-3, "dora": 1e-3, "noise": 1e-3, "noise_lora": 1e-3},
+        generator_lr=1e-3,
         eval_batch=32,
     ),
 )

@@ -48,7 +48,7 @@ def test_plans_hold_the_papers_rows():
     ("llava", "DoRA r32", "scripts/v1_5/finetune_lora.sh", {"LORA_R": "32", "LORA_ALPHA": "64"},
      ["--lora_use_dora", "True"]),
     ("qwen", "DoRA r32", "scripts/qwen/finetune_dora.sh", {"LORA_R": "32", "LORA_ALPHA": "32"}, []),
-    ("llava", "LoRA r128", "scripts/v1_5/finetune_lora.sh", {"LORA_R": "128", "LORA_ALPHA": "256", "LR": "0.002"}, []),
+    ("llava", "LoRA r128", "scripts/v1_5/finetune_lora.sh", {"LORA_R": "128", "LORA_ALPHA": "256", "LR": "0.001"}, []),
     ("qwen", "MuNG+LoRA r32", "scripts/qwen/finetune_lora.sh", {"TUNE": "noise_lora", "NG_LR": "0.01"}, []),
     ("qwen", "MuNG", "scripts/qwen/finetune_noise.sh", {"LR": "0.01"}, []),
     ("llava", "multiplicative", "scripts/v1_5/finetune_noise_lora.sh", {"LORA_R": "32"}, ["--ng_injection", "mul"]),
