@@ -75,3 +75,8 @@ def test_three_equal_seeds_at_the_bar_are_not_above_it():
     cell = stats.interval([0.4, 0.4, 0.4])  # a zero-width interval whose float mean is 0.4000000000000001
     assert cell["half"] == 0 and not stats.above(cell, 0.4)
     assert stats.above(stats.interval([0.45, 0.45, 0.45]), 0.4)
+
+
+def test_pairs_are_only_of_methods_the_call_asked_for():
+    built = report.build_report(RESULTS, ("main",), ["MuNG+LoRA r32"], [0, 1, 2], BASE, None, chosen={})
+    assert built["paired"] == []  # LoRA r32's runs are in the folder, but this call did not ask for it

@@ -196,7 +196,8 @@ def build_report(results: list[dict], plans: tuple[str, ...], methods: list[str]
                                   for m in names]
     if chosen is not None:
         report["lr_search"] = search_table(results, methods, chosen)
-    report["paired"] = paired_rows(results, families, seeds, chosen) if accuracy_tables else []
+    shown_methods = [r for r in results if r.get("method") in methods]  # a pair needs both of its methods asked
+    report["paired"] = paired_rows(shown_methods, families, seeds, chosen) if accuracy_tables else []
     report["base_white"] = base_white_row(base_unit, base)
     shown = [row for plan in accuracy_tables for row in report["tables"][plan]]
     report["learned"] = learned_families(shown, base) if shown else {}
