@@ -25,6 +25,7 @@ COMPARISON = ComparisonRecipes(
         start_model="llava_llm",
         base_data="llava_train_json",
         train_data="llava_shift_train_json",
+        distractor_train_data="llava_distractor_train_json",
         env={"VISION_TOWER": "llava_vision_tower"},
         base_steps=1200,
         base_lr=2e-3,

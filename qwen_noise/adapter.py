@@ -18,6 +18,7 @@ from mung.backbones import Backbone, EncodedPrompt, Prompt
 from mung.loading import check_loading_info
 from noise_generator import NoiseGeneratorConfig
 
+from .inference_flags import add_inference_args as add_qwen_inference_args
 from .comparison import COMPARISON
 from .data.prompting import encode_images, tokenize_conversation
 from .model.builder import QUANTIZATION_SKIP, noise_config
@@ -50,8 +51,7 @@ class QwenBackbone(Backbone):
         return processor.tokenizer, processor
 
     def add_inference_args(self, parser) -> None:
-        parser.add_argument("--min-pixels", type=int, default=None, help="Qwen2.5-VL: lower bound of image pixels")
-        parser.add_argument("--max-pixels", type=int, default=None, help="Qwen2.5-VL: upper bound of image pixels")
+        add_qwen_inference_args(parser)
 
     def configure(self, loaded, args) -> None:
         loaded.extra["pixels"] = {"min": getattr(args, "min_pixels", None), "max": getattr(args, "max_pixels", None)}

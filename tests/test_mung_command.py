@@ -36,7 +36,7 @@ def test_the_helps_of_mung_and_its_groups_import_neither_torch_nor_transformers(
 
 # Commands that load no model read and write files only: their own --help (the module's parser) needs no torch either.
 LIGHT_LEAVES = [["score", name] for name in COMMANDS["score"].children] + [
-    ["convert", name] for name in COMMANDS["convert"].children if name != "mmpr"] + [["compare"]]
+    ["convert", name] for name in COMMANDS["convert"].children] + [["compare"]]
 
 
 def test_the_helps_of_commands_that_load_no_model_import_no_torch():
@@ -47,6 +47,42 @@ def test_the_helps_of_commands_that_load_no_model_import_no_torch():
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("usage: mung ") == len(LIGHT_LEAVES)
+    assert done.stdout.rstrip().splitlines()[-1] == "HEAVY []"
+
+
+# Commands that load a model read their flags first: torch, transformers and gradio load after parsing, so their
+# --help imports none of them (the backbones' own flags come from the light mung.inference_flags entry points).
+MODEL_LEAVES = [["eval", name] for name in COMMANDS["eval"].children] + [
+    ["chat"], ["serve", "web"], ["serve", "api"], ["visualize"], ["world"]]
+MODEL_MODULES = ["mung.eval.model_vqa_loader", "mung.eval.model_vqa", "mung.eval.model_vqa_science",
+                 "mung.eval.model_vqa_mmbench", "mung.eval.run_query", "mung.serve.cli", "mung.serve.web", "mung.serve.api",
+                 "mung.visualize", "tiny_world", "qwen_noise.data.convert_mmpr"]
+HEAVY_OR_GRADIO = HEAVY + ("gradio",)
+
+
+def test_the_helps_of_commands_that_load_a_model_import_no_torch_transformers_or_gradio():
+    script = ("import sys\nfrom mung.front import main\n"
+              f"for argv in {MODEL_LEAVES!r}:\n"
+              "    try:\n        main(argv + ['--help'])\n    except SystemExit as stop:\n        assert stop.code == 0\n"
+              f"print('HEAVY', sorted(m for m in {HEAVY_OR_GRADIO!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("usage: mung ") == len(MODEL_LEAVES)
+    assert done.stdout.count("Qwen2.5-VL: lower bound of image pixels") == len(MODEL_LEAVES) - 1  # world loads none
+    assert done.stdout.rstrip().splitlines()[-1] == "HEAVY []"
+
+
+def test_python_dash_m_help_of_the_model_commands_works_and_imports_no_torch():
+    """As ``python -m MODULE --help`` runs them (runpy, ``__main__``), all in one process."""
+    script = ("import runpy, sys\n"
+              f"for module in {MODEL_MODULES!r}:\n"
+              "    sys.argv = [module, '--help']\n"
+              "    try:\n        runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+              "    except SystemExit as stop:\n        assert stop.code in (0, None), (module, stop.code)\n"
+              f"print('HEAVY', sorted(m for m in {HEAVY_OR_GRADIO!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("usage: ") == len(MODEL_MODULES)
     assert done.stdout.rstrip().splitlines()[-1] == "HEAVY []"
 
 

@@ -30,10 +30,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-import torch
 from PIL import Image
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch in annotations only: the flags' modules import this one without loading torch
+    import torch
     from noise_generator import NoiseGeneratorConfig
 
     from .compare.recipes import ComparisonRecipes

@@ -24,9 +24,10 @@ from typing import Any, Callable, Optional
 import torch
 from transformers import TrainerCallback
 
+from .flag_choices import ON_BAD_SAMPLE
+
 logger = logging.getLogger(__name__)
 
-ON_BAD_SAMPLE = ("skip", "raise")
 DEFAULT_MAX_BAD_SAMPLE_SHARE = 0.01
 MIN_SAMPLES_BEFORE_JUDGING = 50
 MIN_BAD_BEFORE_JUDGING = 5

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from transformers import set_seed
+from .backbone_flags import add_backbone_args  # noqa: F401  (the entry points import it from here)
+from .flag_choices import NOISE_MODES
 
-from noise_generator import MODES
+if TYPE_CHECKING:
+    from .generation import GenerationSettings
+    from .loading import LoadedModel
 
-from .generation import GenerationSettings
-from .loading import LoadedModel, LoadOptions, load
+# Building a parser imports no torch (``--help`` stays instant): the device is resolved when the model loads.
+AUTO_DEVICE = "auto"
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolved_device(device: str) -> str:
+    """``--device auto`` (the default): cuda when torch sees a GPU, else cpu."""
+    return default_device() if device == AUTO_DEVICE else device
 
 
 def add_model_args(parser: argparse.ArgumentParser, conv_mode_default: Any = None) -> None:
@@ -24,8 +33,9 @@ def add_model_args(parser: argparse.ArgumentParser, conv_mode_default: Any = Non
                         help="base model folder for LoRA / projector-only / generator-only checkpoints")
     parser.add_argument("--conv-mode", type=str, default=conv_mode_default,
                         help="conversation template (LLaVA); default: the one the checkpoint was trained with")
-    parser.add_argument("--device", type=str, default=default_device(), help="cuda, cuda:N or cpu (float32)")
-    parser.add_argument("--noise-mode", choices=MODES, default=None,
+    parser.add_argument("--device", type=str, default=AUTO_DEVICE,
+                        help="cuda, cuda:N or cpu (float32); auto: cuda when available, else cpu")
+    parser.add_argument("--noise-mode", choices=NOISE_MODES, default=None,
                         help="noise at inference (default: the checkpoint's inference_mode; off without a generator)")
     parser.add_argument("--seed", type=int, default=0, help="seeds noise sampling and temperature sampling")
     parser.add_argument("--load-8bit", action="store_true", help="load the LLM in 8 bits (bitsandbytes)")
@@ -49,8 +59,13 @@ def add_chunk_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-idx", type=int, default=0, help="which chunk this process answers (0-based)")
 
 
-def load_from_args(args: argparse.Namespace) -> LoadedModel:
+def load_from_args(args: argparse.Namespace) -> "LoadedModel":
     """Seed, then load ``--model-path`` (over ``--model-base``) as the flags say."""
+    from transformers import set_seed
+
+    from .loading import LoadOptions, load
+
+    args.device = resolved_device(args.device)
     set_seed(args.seed)
     bits = 4 if getattr(args, "load_4bit", False) else 8 if getattr(args, "load_8bit", False) else 16
     options = LoadOptions(device=args.device, bits=bits)
@@ -60,13 +75,7 @@ def load_from_args(args: argparse.Namespace) -> LoadedModel:
     return loaded
 
 
-def add_backbone_args(parser: argparse.ArgumentParser) -> None:
-    """Each installed backbone's own inference flags."""
-    from .backbones import known_backbones
+def generation_settings(args: argparse.Namespace, default_max_new_tokens: int = 128) -> "GenerationSettings":
+    from .generation import GenerationSettings
 
-    for backbone in known_backbones():
-        backbone.add_inference_args(parser)
-
-
-def generation_settings(args: argparse.Namespace, default_max_new_tokens: int = 128) -> GenerationSettings:
     return GenerationSettings.from_args(args, default_max_new_tokens)

@@ -13,11 +13,13 @@ context together; nothing runs past it silently.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .backbones import EncodedPrompt, Prompt
-from .generation import GenerationSettings
-from .loading import LoadedModel
+
+if TYPE_CHECKING:  # annotations only: the API server's module imports this one before any model code
+    from .generation import GenerationSettings
+    from .loading import LoadedModel
 
 CUT_MARK = " [...] "
 MAX_SHORTENINGS = 4

@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from noise_generator import NoiseOutput, capture_noise
-
-from .backbones import Prompt
 from .cli_args import add_backbone_args, add_model_args, load_from_args
 from .commands import run_command
 from .files import check_output_path
 from .help_text import description
 from .images import load_image
-from .loading import LoadedModel
+
+if TYPE_CHECKING:  # torch and the model code load when a map is drawn, not when the flags are read (--help)
+    import torch
+
+    from noise_generator import NoiseOutput
+
+    from .loading import LoadedModel
 
 
 def token_maps(output: NoiseOutput, grid: tuple[int, int], sample: int = 0, first_token: int = 0) -> dict[str, torch.Tensor]:
@@ -43,6 +45,8 @@ def token_maps(output: NoiseOutput, grid: tuple[int, int], sample: int = 0, firs
 
 def _colormap(values: torch.Tensor) -> torch.Tensor:
     """[H, W] in [0, 1] → [H, W, 3] uint8, dark blue → cyan → yellow → red (a perceptually ordered ramp)."""
+    import torch
+
     stops = torch.tensor([[20, 30, 120], [30, 170, 200], [250, 220, 40], [220, 40, 30]], dtype=torch.float32)
     pos = values.clamp(0, 1) * (len(stops) - 1)
     low = pos.floor().long().clamp(max=len(stops) - 2)
@@ -61,6 +65,8 @@ def render_overlay(
     ``content_box`` = (left, top, right, bottom) as fractions of the grid's area that the original image occupies
     (LLaVA pads images to a square before the vision tower; the padding is cropped away here).
     """
+    import torch
+
     image = image.convert("RGB")
     values = values.detach().float().cpu()
     span = values.max() - values.min()
@@ -109,6 +115,8 @@ def range_labels(low: float, high: float) -> tuple[str, str]:
 def colour_bar(low: float, high: float, title: str, legend: str, width: int, font_size: int = 13) -> Image.Image:
     """A key for an overlay: ``title``, the colour ramp from ``low`` (left) to ``high`` (right) with both values,
     and ``legend`` (what a high value means) wrapped to ``width``."""
+    import torch
+
     font = ImageFont.load_default(size=font_size)
     pad, bar_height, line = 8, 14, font_size + 4
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -170,18 +178,24 @@ def save_noise_figures(
     return [str(out), str(sigma_path)]
 
 
-@torch.inference_mode()
 def noise_maps(loaded: LoadedModel, image: Image.Image, question: str
                ) -> tuple[dict[str, torch.Tensor], Optional[tuple[float, float, float, float]]]:
     """Per-patch ‖μ‖ and mean σ for ``image`` under ``question``, and where the image sits in the patch grid."""
-    prompt = Prompt.question(question, [image])
-    prompt.check()
-    encoded = loaded.backbone.encode(loaded, prompt)
-    batch = loaded.backbone.collate(loaded, [encoded])
-    with capture_noise(loaded.model, mode="mean") as captured:
-        loaded.model(**batch)
-    rows, cols, box = loaded.backbone.image_grid(loaded, encoded, image)
-    return token_maps(captured.last(), (rows, cols)), box
+    import torch
+
+    from noise_generator import capture_noise
+
+    from .backbones import Prompt
+
+    with torch.inference_mode():
+        prompt = Prompt.question(question, [image])
+        prompt.check()
+        encoded = loaded.backbone.encode(loaded, prompt)
+        batch = loaded.backbone.collate(loaded, [encoded])
+        with capture_noise(loaded.model, mode="mean") as captured:
+            loaded.model(**batch)
+        rows, cols, box = loaded.backbone.image_grid(loaded, encoded, image)
+        return token_maps(captured.last(), (rows, cols)), box
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[str]:

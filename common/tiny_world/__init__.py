@@ -31,8 +31,18 @@ Paths
     eval_answers            ground truth jsonl {"question_id", "answer", "family"}
     shift_eval_questions    the same on dark noisy backgrounds (the domain-shift setting)
     shift_eval_answers
+  Builder version 4 adds (``tiny_world.distractor`` describes the distractor setting):
+    shift_val_questions     a validation split of the shift setting (dark noisy, 60 per family): no image, and
+    shift_val_answers       no layout of shapes even on other noise, shared with any train or eval split
+    llava_distractor_train_json  training JSON of the distractor setting (white backgrounds, 2-3 shapes per
+    qwen_distractor_train_json   image, single-turn questions naming one shape; the same records in both files)
+    distractor_val_questions     its validation split (disjoint as shift_val) and its eval split (families
+    distractor_val_answers       colour, shape, yesno, position: 75 questions each)
+    distractor_eval_questions
+    distractor_eval_answers
 Values
-    preset, seed, version   what was built, and the builder version
+    preset, seed, version   what was built, and the builder version (``build(..., version=3)`` or
+                            ``--version 3`` still builds version 3's world, file for file)
     answer_words            every single-word answer (each one token in both tokenizers)
     families                the evaluated question families: colour, shape, count, yesno, position
     chance                  {family: chance accuracy}: colour 1/6, shape 1/3, count 1/4, yesno 1/2, position 1/2

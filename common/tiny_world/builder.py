@@ -16,10 +16,10 @@ from typing import Callable
 from . import formats
 from .corpus import corpus_lines
 from .images import save_pngs
-from .manifest import BUILDER_VERSION, MANIFEST_NAME, load_manifest, missing_paths, save_manifest
+from .manifest import BUILDER_VERSION, MANIFEST_NAME, VERSIONS, load_manifest, missing_paths, save_manifest
 from .presets import Preset, get_preset
 from .scenes import Scene
-from .splits import MULTI_IMAGE_SHARE, make_multi_image_samples, make_split
+from .splits import MULTI_IMAGE_SHARE, Split, make_multi_image_samples, make_split
 from .vocabulary import ANSWER_WORDS, CHANCE, FAMILIES
 
 # Top-level entries a world owns; a rebuild replaces exactly these and leaves anything else in the folder alone.
@@ -28,18 +28,21 @@ IMAGE_WORKERS = 2  # threads
 IMAGE_CHUNK = 400  # images per worker task
 
 
-def build(out_dir: str, preset: str = "tiny", seed: int = 0, force: bool = False, verbose: bool = True) -> dict:
-    """Builds the world into out_dir (or reuses the one there if preset, seed and version match, unless force)
-    and returns its manifest with absolute paths."""
+def build(out_dir: str, preset: str = "tiny", seed: int = 0, force: bool = False, verbose: bool = True,
+          version: int = BUILDER_VERSION) -> dict:
+    """Builds the world of builder ``version`` into out_dir (or reuses the one there if preset, seed and version
+    match, unless force) and returns its manifest with absolute paths."""
     spec = get_preset(preset)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if version not in VERSIONS:
+        raise ValueError(f"builder version must be one of {VERSIONS}, got {version!r}")
     log = _logger(verbose)
     root = os.path.abspath(out_dir)
 
     existing = _existing_world(root)
-    if existing and not force and _matches(existing, preset, seed):
-        log(f"reusing the {preset} world (seed {seed}) at {root}")
+    if existing and not force and _matches(existing, preset, seed, version):
+        log(f"reusing the {preset} world (seed {seed}, version {version}) at {root}")
         return existing
     _check_target(root, force)
 
@@ -47,9 +50,9 @@ def build(out_dir: str, preset: str = "tiny", seed: int = 0, force: bool = False
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
     start = time.perf_counter()
-    log(f"building the {preset} world (seed {seed}) into {root}")
+    log(f"building the {preset} world (seed {seed}, version {version}) into {root}")
     try:
-        _build_into(staging, spec, seed, log)
+        _build_into(staging, spec, seed, version, log)
         _install(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -74,8 +77,8 @@ def _existing_world(root: str) -> dict | None:
         return None
 
 
-def _matches(manifest: dict, preset: str, seed: int) -> bool:
-    return (manifest.get("preset"), manifest.get("seed"), manifest.get("version")) == (preset, seed, BUILDER_VERSION)
+def _matches(manifest: dict, preset: str, seed: int, version: int) -> bool:
+    return (manifest.get("preset"), manifest.get("seed"), manifest.get("version")) == (preset, seed, version)
 
 
 def _check_target(root: str, force: bool) -> None:
@@ -106,8 +109,8 @@ def _install(staging: str, root: str) -> None:
     os.rename(os.path.join(staging, MANIFEST_NAME), os.path.join(root, MANIFEST_NAME))
 
 
-def _build_into(root: str, preset: Preset, seed: int, log: Callable[[str], None]) -> None:
-    paths = _layout(root, preset)
+def _build_into(root: str, preset: Preset, seed: int, version: int, log: Callable[[str], None]) -> None:
+    paths = _layout(root, preset, version)
     counts: dict[str, int] = {}
     splits = {
         "train": make_split("train", preset.n_train, seed, training=True),
@@ -116,6 +119,8 @@ def _build_into(root: str, preset: Preset, seed: int, log: Callable[[str], None]
     seen = frozenset(scene.appearance() for split in splits.values() for scene in split.scenes.values())
     splits["eval"] = make_split("eval", preset.n_eval, seed, training=False, avoid=seen)
     splits["shift_eval"] = make_split("shift_eval", preset.n_shift_eval, seed, training=False, avoid=seen)
+    if version >= 4:
+        splits.update(_v4_splits(preset, seed, splits))
     scenes = {path: scene for split in splits.values() for path, scene in split.scenes.items()}
     formats.write_json(paths["scenes"], {path: scene.to_dict() for path, scene in scenes.items()}, indent=None)
     counts["images"] = len(scenes)
@@ -132,7 +137,12 @@ def _build_into(root: str, preset: Preset, seed: int, log: Callable[[str], None]
             if name == "train":
                 mmpr_dir = os.path.dirname(paths["mmpr_meta"])
                 _, counts["mmpr"] = formats.write_mmpr(mmpr_dir, paths["image_folder"], split.samples + multi)
-        for name in ("eval", "shift_eval"):
+        if version >= 4:
+            llava = formats.llava_records(splits["distractor_train"].samples)
+            for backbone in ("llava", "qwen"):  # single-image samples only: the same records for both
+                formats.write_json(paths[f"{backbone}_distractor_train_json"], llava)
+            counts["distractor_train"] = len(llava)
+        for name in [n for n in EVAL_SPLITS if n in splits]:
             formats.write_eval(paths[f"{name}_questions"], paths[f"{name}_answers"], splits[name].samples)
             counts[name] = len(splits[name].samples)
         log("wrote the data files: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -142,13 +152,34 @@ def _build_into(root: str, preset: Preset, seed: int, log: Callable[[str], None]
     manifest.update(
         preset=preset.name,
         seed=seed,
-        version=BUILDER_VERSION,
+        version=version,
         answer_words=list(ANSWER_WORDS),
         families=list(FAMILIES),
         chance=dict(CHANCE),
         counts=counts,
     )
     save_manifest(root, manifest)
+
+
+EVAL_SPLITS = ("eval", "shift_eval", "shift_val", "distractor_val", "distractor_eval")
+
+
+def _v4_splits(preset: Preset, seed: int, v3: dict[str, Split]) -> dict[str, Split]:
+    """Builder version 4's splits, drawn after (and so without changing) version 3's: a validation split of the
+    shift setting and the distractor setting's train / validation / eval splits. A validation split shares no
+    drawn layout (the same shapes in the same places, whatever the noise) with its setting's train or eval split;
+    the distractor eval split shares no image with its train split (as version 3's eval splits)."""
+    shift_layouts = frozenset(scene.layout() for split in v3.values() for scene in split.scenes.values())
+    out = {"shift_val": make_split("shift_val", preset.n_shift_val, seed, training=False,
+                                   avoid_layouts=shift_layouts)}
+    train = make_split("distractor_train", preset.n_distractor_train, seed, training=True)
+    out["distractor_train"] = train
+    seen = frozenset(scene.appearance() for scene in train.scenes.values())
+    out["distractor_eval"] = make_split("distractor_eval", preset.n_distractor_eval, seed, training=False, avoid=seen)
+    layouts = frozenset(s.layout() for split in (train, out["distractor_eval"]) for s in split.scenes.values())
+    out["distractor_val"] = make_split("distractor_val", preset.n_distractor_val, seed, training=False,
+                                       avoid_layouts=layouts)
+    return out
 
 
 @contextlib.contextmanager
@@ -175,10 +206,10 @@ def _rendering(image_folder: str, scenes: dict[str, Scene], log: Callable[[str],
     log(f"rendered {len(items)} images")
 
 
-def _layout(root: str, preset: Preset) -> dict[str, str]:
+def _layout(root: str, preset: Preset, version: int) -> dict[str, str]:
     """Where each manifest path key lives inside a world."""
     join = os.path.join
-    return {
+    paths = {
         "llava_llm": join(root, "llava", f"vicuna-{preset.name}"),
         "llava_vision_tower": join(root, "llava", f"clip-vit-{preset.name}-patch14-{preset.clip['image_size']}"),
         "qwen_model": join(root, "qwen", f"qwen2_5_vl-{preset.name}"),
@@ -194,6 +225,13 @@ def _layout(root: str, preset: Preset) -> dict[str, str]:
         "shift_eval_questions": join(root, "eval", "shift_eval_questions.jsonl"),
         "shift_eval_answers": join(root, "eval", "shift_eval_answers.jsonl"),
     }
+    if version >= 4:
+        for split in ("shift_val", "distractor_val", "distractor_eval"):
+            paths[f"{split}_questions"] = join(root, "eval", f"{split}_questions.jsonl")
+            paths[f"{split}_answers"] = join(root, "eval", f"{split}_answers.jsonl")
+        for backbone in ("llava", "qwen"):
+            paths[f"{backbone}_distractor_train_json"] = join(root, "data", f"{backbone}_distractor_train.json")
+    return paths
 
 
 def _build_models(paths: dict[str, str], preset: Preset, seed: int, log: Callable[[str], None]) -> None:

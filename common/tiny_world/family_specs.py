@@ -13,9 +13,9 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import transformers as tf
-
 from . import family_templates as templates
+
+# Each builder imports transformers itself: `python -m tiny_world --help` lists the family names and imports none.
 
 IMAGE_SIDE = 56
 PATCH = 14
@@ -89,12 +89,14 @@ def square(side: int = IMAGE_SIDE) -> dict[str, int]:
 
 
 def llava_processor(tokenizer, size):
+    import transformers as tf
     image = tf.CLIPImageProcessor(size={"shortest_edge": IMAGE_SIDE}, crop_size=square())
     return tf.LlavaProcessor(image_processor=image, tokenizer=tokenizer, patch_size=PATCH, chat_template=templates.vicuna(),
                              vision_feature_select_strategy="default", num_additional_image_tokens=1)
 
 
 def llava_config(tokenizer, size):
+    import transformers as tf
     return tf.LlavaConfig(
         vision_config=tf.CLIPVisionConfig(**vision_config(size, projection_dim=size.vision["hidden_size"])),
         text_config=tf.LlamaConfig(**text_config(tokenizer, size)),
@@ -107,6 +109,7 @@ PINPOINTS = [[56, 56], [56, 112], [112, 56]]
 
 
 def llava_next_processor(tokenizer, size):
+    import transformers as tf
     image = tf.LlavaNextImageProcessor(size={"shortest_edge": IMAGE_SIDE}, crop_size=square(),
                                        image_grid_pinpoints=PINPOINTS)
     return tf.LlavaNextProcessor(image_processor=image, tokenizer=tokenizer, patch_size=PATCH,
@@ -115,6 +118,7 @@ def llava_next_processor(tokenizer, size):
 
 
 def llava_next_config(tokenizer, size):
+    import transformers as tf
     return tf.LlavaNextConfig(
         vision_config=tf.CLIPVisionConfig(**vision_config(size, projection_dim=size.vision["hidden_size"])),
         text_config=tf.MistralConfig(**text_config(tokenizer, size, sliding_window=None)),
@@ -124,6 +128,7 @@ def llava_next_config(tokenizer, size):
 
 
 def onevision_processor(tokenizer, size):
+    import transformers as tf
     image = tf.LlavaOnevisionImageProcessor(size=square(), image_grid_pinpoints=PINPOINTS)
     video = tf.LlavaOnevisionVideoProcessor(size=square())
     return tf.LlavaOnevisionProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video,
@@ -132,6 +137,7 @@ def onevision_processor(tokenizer, size):
 
 
 def onevision_config(tokenizer, size):
+    import transformers as tf
     ids = tokenizer.convert_tokens_to_ids
     return tf.LlavaOnevisionConfig(
         vision_config=tf.SiglipVisionConfig(**vision_config(size)),
@@ -145,6 +151,7 @@ def onevision_config(tokenizer, size):
 
 
 def qwen2_vl_processor(tokenizer, size):
+    import transformers as tf
     patching = dict(patch_size=PATCH, merge_size=2, temporal_patch_size=2)
     return tf.Qwen2VLProcessor(image_processor=tf.Qwen2VLImageProcessor(size=QWEN_PIXELS, **patching),
                                video_processor=tf.Qwen2VLVideoProcessor(size=QWEN_PIXELS, **patching),
@@ -165,6 +172,7 @@ def mrope_section(size: FamilySize) -> list[int]:
 
 
 def qwen2_vl_config(tokenizer, size):
+    import transformers as tf
     rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size)}
     text = text_config(tokenizer, size, rope_parameters=rope)
     text.pop("head_dim")  # Qwen2-VL derives it (hidden / heads)
@@ -175,6 +183,7 @@ def qwen2_vl_config(tokenizer, size):
 
 
 def qwen3_vl_processor(tokenizer, size):
+    import transformers as tf
     patching = dict(patch_size=16, merge_size=2, temporal_patch_size=2)
     return tf.Qwen3VLProcessor(image_processor=tf.Qwen2VLImageProcessor(size=QWEN_PIXELS, **patching),
                                video_processor=tf.Qwen3VLVideoProcessor(size=QWEN_PIXELS, **patching),
@@ -182,6 +191,7 @@ def qwen3_vl_processor(tokenizer, size):
 
 
 def qwen3_vl_config(tokenizer, size):
+    import transformers as tf
     rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section(size), "mrope_interleaved": True}
     text = text_config(tokenizer, size, rope_parameters=rope)
     vision = dict(depth=size.vision["num_hidden_layers"], hidden_size=size.vision["hidden_size"],
@@ -195,12 +205,14 @@ def qwen3_vl_config(tokenizer, size):
 
 
 def gemma3_processor(tokenizer, size):
+    import transformers as tf
     image = tf.Gemma3ImageProcessor(size=square())
     return tf.Gemma3Processor(image_processor=image, tokenizer=tokenizer, image_seq_length=4,
                               chat_template=templates.gemma("<start_of_image>"))
 
 
 def gemma3_config(tokenizer, size):
+    import transformers as tf
     ids = tokenizer.convert_tokens_to_ids
     text = text_config(tokenizer, size, sliding_window=16, query_pre_attn_scalar=size.text["head_dim"])
     return tf.Gemma3Config(
@@ -211,12 +223,14 @@ def gemma3_config(tokenizer, size):
 
 
 def paligemma_processor(tokenizer, size):
+    import transformers as tf
     image = tf.SiglipImageProcessor(size=square())
     image.image_seq_length = (IMAGE_SIDE // PATCH) ** 2
     return tf.PaliGemmaProcessor(image_processor=image, tokenizer=tokenizer, chat_template=templates.paligemma())
 
 
 def paligemma_config(tokenizer, size):
+    import transformers as tf
     hidden = size.text["hidden_size"]
     return tf.PaliGemmaConfig(
         text_config=tf.GemmaConfig(**text_config(tokenizer, size)),
@@ -230,6 +244,7 @@ def paligemma_config(tokenizer, size):
 
 
 def idefics3_processor(tokenizer, size):
+    import transformers as tf
     image = tf.Idefics3ImageProcessor(do_image_splitting=False, size={"longest_edge": IMAGE_SIDE},
                                       max_image_size={"longest_edge": IMAGE_SIDE})
     return tf.Idefics3Processor(image_processor=image, tokenizer=tokenizer, image_seq_len=4,
@@ -237,6 +252,7 @@ def idefics3_processor(tokenizer, size):
 
 
 def idefics3_config(tokenizer, size):
+    import transformers as tf
     return tf.Idefics3Config(
         vision_config=tf.Idefics3VisionConfig(**vision_config(size)),
         text_config=tf.LlamaConfig(**text_config(tokenizer, size)),
@@ -245,6 +261,7 @@ def idefics3_config(tokenizer, size):
 
 
 def smolvlm_processor(tokenizer, size):
+    import transformers as tf
     image = tf.SmolVLMImageProcessor(do_image_splitting=False, size={"longest_edge": IMAGE_SIDE},
                                      max_image_size={"longest_edge": IMAGE_SIDE})
     video = tf.SmolVLMVideoProcessor(size={"longest_edge": IMAGE_SIDE}, max_image_size={"longest_edge": IMAGE_SIDE})
@@ -253,6 +270,7 @@ def smolvlm_processor(tokenizer, size):
 
 
 def smolvlm_config(tokenizer, size):
+    import transformers as tf
     return tf.SmolVLMConfig(
         vision_config=tf.SmolVLMVisionConfig(**vision_config(size)),
         text_config=tf.LlamaConfig(**text_config(tokenizer, size)),
@@ -264,6 +282,7 @@ def smolvlm_config(tokenizer, size):
 
 
 def internvl_processor(tokenizer, size):
+    import transformers as tf
     image = tf.GotOcr2ImageProcessor(size=square(), crop_to_patches=False)
     video = tf.InternVLVideoProcessor(size=square())
     return tf.InternVLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video, image_seq_length=4,
@@ -271,6 +290,7 @@ def internvl_processor(tokenizer, size):
 
 
 def internvl_config(tokenizer, size):
+    import transformers as tf
     vision = dict(size.vision, image_size=[IMAGE_SIDE, IMAGE_SIDE], patch_size=[PATCH, PATCH])
     return tf.InternVLConfig(
         vision_config=tf.InternVLVisionConfig(**vision), text_config=tf.Qwen2Config(**text_config(tokenizer, size)),
@@ -280,6 +300,7 @@ def internvl_config(tokenizer, size):
 
 
 def mistral3_processor(tokenizer, size):
+    import transformers as tf
     image = tf.PixtralImageProcessor(size={"longest_edge": IMAGE_SIDE}, patch_size={"height": PATCH, "width": PATCH})
     return tf.PixtralProcessor(image_processor=image, tokenizer=tokenizer, patch_size=PATCH, spatial_merge_size=2,
                                image_token="[IMG]", image_break_token="[IMG_BREAK]", image_end_token="[IMG_END]",
@@ -287,6 +308,7 @@ def mistral3_processor(tokenizer, size):
 
 
 def mistral3_config(tokenizer, size):
+    import transformers as tf
     vision = vision_config(size, head_dim=size.vision["hidden_size"] // size.vision["num_attention_heads"])
     return tf.Mistral3Config(
         vision_config=tf.PixtralVisionConfig(**vision),

@@ -7,8 +7,6 @@ family's image marker, which the processor then expands into that image's placeh
 
 from __future__ import annotations
 
-from .tokenization import qwen_chat_template
-
 
 def _items(image_marker: str, trim: bool = False) -> str:
     """Jinja for one message's content: text as is (trimmed for Gemma), each image item as ``image_marker``."""
@@ -89,4 +87,6 @@ def mistral() -> str:
 
 def qwen() -> str:
     """Qwen2-VL / Qwen3-VL: the tiny world's Qwen template (a system turn, ``<|vision_start|><|image_pad|>...``)."""
+    from .tokenization import qwen_chat_template  # transformers: here, so `tiny_world --help` imports none
+
     return qwen_chat_template()

@@ -7,8 +7,10 @@ import json
 import os
 
 MANIFEST_NAME = "manifest.json"
-# Bump whenever the builder's output changes, so stale worlds are rebuilt instead of reused.
-BUILDER_VERSION = 3
+# Bump whenever the builder's output changes, so stale worlds are rebuilt instead of reused. Older versions still
+# build (``build(..., version=3)``, ``--version 3``): a version only ever adds to the one before.
+BUILDER_VERSION = 4
+VERSIONS = (3, 4)
 
 PATH_KEYS = (
     "llava_llm",
@@ -26,16 +28,33 @@ PATH_KEYS = (
     "shift_eval_questions",
     "shift_eval_answers",
 )
+# Added by builder version 4: the shift setting's validation split and the distractor setting's three splits.
+V4_PATH_KEYS = (
+    "shift_val_questions",
+    "shift_val_answers",
+    "llava_distractor_train_json",
+    "qwen_distractor_train_json",
+    "distractor_val_questions",
+    "distractor_val_answers",
+    "distractor_eval_questions",
+    "distractor_eval_answers",
+)
 VALUE_KEYS = ("preset", "seed", "version", "answer_words", "families", "chance", "counts")
+
+
+def path_keys(version: int) -> tuple[str, ...]:
+    """The path keys a world of builder ``version`` holds."""
+    return PATH_KEYS + (V4_PATH_KEYS if version >= 4 else ())
 
 
 def save_manifest(root: str, manifest: dict) -> str:
     """Writes manifest.json with paths relative to root (atomically: a half-written manifest never exists)."""
-    missing = [k for k in PATH_KEYS + VALUE_KEYS if k not in manifest]
+    keys = path_keys(manifest.get("version", BUILDER_VERSION))
+    missing = [k for k in keys + VALUE_KEYS if k not in manifest]
     if missing:
         raise ValueError(f"manifest lacks keys {missing}")
     stored = dict(manifest)
-    for key in PATH_KEYS:
+    for key in keys:
         stored[key] = os.path.relpath(manifest[key], root).replace(os.sep, "/")
     path = os.path.join(root, MANIFEST_NAME)
     tmp = path + ".tmp"
@@ -55,10 +74,10 @@ def load_manifest(out_dir: str) -> dict:
                                 f"`python -m tiny_world --out {out_dir}`")
     with open(path, encoding="utf-8") as f:
         manifest = json.load(f)
-    for key in PATH_KEYS:
+    for key in path_keys(manifest.get("version", 3)):
         manifest[key] = os.path.normpath(os.path.join(root, manifest[key]))
     return manifest
 
 
 def missing_paths(manifest: dict) -> list[str]:
-    return [key for key in PATH_KEYS if not os.path.exists(manifest[key])]
+    return [key for key in path_keys(manifest.get("version", 3)) if not os.path.exists(manifest[key])]

@@ -16,6 +16,11 @@ class Preset:
     n_eval: int
     n_shift_eval: int
     llama: dict[str, Any] = field(default_factory=dict)
+    # builder version 4's splits (the same for both presets)
+    n_shift_val: int = 300
+    n_distractor_train: int = 1000
+    n_distractor_val: int = 300
+    n_distractor_eval: int = 300
     clip: dict[str, Any] = field(default_factory=dict)
     qwen_text: dict[str, Any] = field(default_factory=dict)
     qwen_vision: dict[str, Any] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from .distractor import DISTRACTOR_FAMILIES, make_distractor_scene
 from .questions import QA, all_questions, make_multi_image, make_scene, make_text_only, with_rejected
 from .scenes import Scene
 from .vocabulary import FAMILIES, MULTI_TURN_FAMILY, TEXT_FAMILY
@@ -21,7 +22,11 @@ MULTI_IMAGE_SHARE = 0.03  # extra two-image samples, Qwen/MMPR files only
 FAMILY_WEIGHTS = {"colour": 2, "shape": 3, "count": 3, "yesno": 2, "position": 3}
 assert tuple(FAMILY_WEIGHTS) == FAMILIES
 
-SPLIT_BACKGROUNDS = {"train": "white", "eval": "white", "shift_train": "dark", "shift_eval": "dark"}
+SPLIT_BACKGROUNDS = {"train": "white", "eval": "white", "shift_train": "dark", "shift_eval": "dark",
+                     # builder version 4: a validation split of the shift setting, and the distractor setting's three
+                     "shift_val": "dark", "distractor_train": "white", "distractor_val": "white",
+                     "distractor_eval": "white"}
+DISTRACTOR_SPLITS = ("distractor_train", "distractor_val", "distractor_eval")
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,20 @@ def split_rng(seed: int, name: str) -> random.Random:
     return random.Random(f"tiny_world/{seed}/{name}")
 
 
-def make_split(name: str, n: int, seed: int, training: bool, avoid: frozenset = frozenset()) -> Split:
+def make_split(name: str, n: int, seed: int, training: bool, avoid: frozenset = frozenset(),
+               avoid_layouts: frozenset = frozenset()) -> Split:
     """``avoid``: scene appearances (Scene.appearance) not to draw, e.g. the training images when building an
-    evaluation split (one large shape on white has few enough variants that a repeat would otherwise happen)."""
+    evaluation split (one large shape on white has few enough variants that a repeat would otherwise happen).
+    ``avoid_layouts``: (background, shapes) not to draw whatever the noise (the validation split: not even the
+    same shapes on other noise as a training or evaluation image). Distractor splits (DISTRACTOR_SPLITS) draw
+    several shapes per image and ask single-turn questions of DISTRACTOR_FAMILIES only."""
     if name not in SPLIT_BACKGROUNDS:
         raise ValueError(f"unknown split {name!r}; choose one of {sorted(SPLIT_BACKGROUNDS)}")
     rng = split_rng(seed, name)
     background = SPLIT_BACKGROUNDS[name]
-    kinds = _plan(n, training, rng)
+    distractor = name in DISTRACTOR_SPLITS
+    draw = make_distractor_scene if distractor else make_scene
+    kinds = _plan(n, training and not distractor, rng, DISTRACTOR_FAMILIES if distractor else None)
     split = Split(name, [])
     for index, kind in enumerate(kinds):
         sample_id = f"{name}-{index:05d}"
@@ -60,9 +71,9 @@ def make_split(name: str, n: int, seed: int, training: bool, avoid: frozenset = 
             split.samples.append(Sample(sample_id, TEXT_FAMILY, (make_text_only(rng),)))
             continue
         family = kind[1] if isinstance(kind, tuple) else kind
-        scene, qa = make_scene(family, background, rng)
-        while scene.appearance() in avoid:
-            scene, qa = make_scene(family, background, rng)
+        scene, qa = draw(family, background, rng)
+        while scene.appearance() in avoid or scene.layout() in avoid_layouts:
+            scene, qa = draw(family, background, rng)
         turns = (qa, _second_turn(scene, qa, rng)) if isinstance(kind, tuple) else (qa,)
         path = f"{name}/{index:05d}.png"
         split.scenes[path] = scene
@@ -72,13 +83,14 @@ def make_split(name: str, n: int, seed: int, training: bool, avoid: frozenset = 
     return split
 
 
-def _plan(n: int, training: bool, rng: random.Random) -> list:
-    """Sample kinds in random order: a family name, TEXT_FAMILY, or (MULTI_TURN_FAMILY, first family)."""
+def _plan(n: int, training: bool, rng: random.Random, families: tuple[str, ...] | None = None) -> list:
+    """Sample kinds in random order: a family name, TEXT_FAMILY, or (MULTI_TURN_FAMILY, first family).
+    ``families``: only these, weighed alike, single-turn (the distractor splits)."""
     n_text = round(n * TEXT_ONLY_SHARE) if training else 0
     n_multi = round(n * MULTI_TURN_SHARE) if training else 0
     n_single = n - n_text - n_multi
     # A weighted round-robin fixes each family's share exactly; evaluation splits weigh every family alike.
-    weights = FAMILY_WEIGHTS if training else dict.fromkeys(FAMILIES, 1)
+    weights = FAMILY_WEIGHTS if training else dict.fromkeys(families or FAMILIES, 1)
     cycle = [family for family, weight in weights.items() for _ in range(weight)]
     kinds: list = [cycle[i % len(cycle)] for i in range(n_single)]
     kinds += [(MULTI_TURN_FAMILY, FAMILIES[i % len(FAMILIES)]) for i in range(n_multi)]

@@ -25,7 +25,6 @@ import os
 import random
 from pathlib import Path
 
-from .dataset import load_records
 from mung.commands import run_command
 from mung.files import check_output_path, write_jsonl
 
@@ -79,6 +78,8 @@ def convert(meta_path: str, out_path: str, seed: int = 0, repeat_rule: str = "in
     base = Path(meta_path).resolve().parent
     with open(meta_path, encoding="utf-8") as handle:
         meta = json.load(handle)
+    from .dataset import load_records  # torch: here, so `--help` imports none
+
     rng = random.Random(seed)
     all_items, counts = [], {}
     for name, source in meta.items():

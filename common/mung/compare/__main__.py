@@ -39,7 +39,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--base-steps", type=int, default=None, help="tiny world: steps of the stage-1 base")
     parser.add_argument("--eval-per-family", type=int, default=None,
                         help="evaluate on the first N questions of each family only (default: all)")
+    parser.add_argument("--lr-search", action="store_true",
+                        help="train each method at every rate of its kind of tuning's grid (seed 0), choose the rate "
+                        "with the best validation overall, then train the other seeds at that rate "
+                        "(mung.compare.lr_search)")
+    parser.add_argument("--lr-grid", action="append", default=None, metavar="TUNING=R1,R2,...",
+                        help="replace one kind of tuning's grid (full, lora, dora, noise, noise_lora); repeatable")
     tiny = parser.add_argument_group("tiny world")
+    tiny.add_argument("--split", default="shift", choices=("shift", "distractor"),
+                      help="shift: dark noisy backgrounds; distractor: several shapes, a question about one "
+                      "(default %(default)s)")
     tiny.add_argument("--world", default=None, help="an already built tiny world (default: build OUT/world)")
     real = parser.add_argument_group("your models and data")
     real.add_argument("--start", default=None,
@@ -49,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     real.add_argument("--image-folder", default=None, help="folder the training and eval image paths are relative to")
     real.add_argument("--eval-questions", default=None, help="question jsonl {question_id, image, text}")
     real.add_argument("--eval-answers", default=None, help="truth jsonl {question_id, answer, family}")
+    real.add_argument("--val-questions", default=None, help="--lr-search: validation question jsonl")
+    real.add_argument("--val-answers", default=None, help="--lr-search: validation truth jsonl")
     parser.add_argument("--repo", default=None, help="the MuNG repository (its scripts/ hold the recipes)")
     parser.add_argument("--list-checkpoints", action="store_true",
                         help="print method, seed, checkpoint and model base of every finished run in OUT and exit")

@@ -1,5 +1,5 @@
 """A PNG per accuracy table: one panel per question family and one for overall, a bar per method (mean over seeds,
-error bar = sample std), the family's chance and most-common-answer levels as dashed lines.
+error bar = the half-width of the 95% t-interval over seeds, none for one run), the family's chance and most-common-answer levels as dashed lines.
 
 matplotlib is an optional dependency (``pip install -e .[compare]``); without it the charts are skipped with a
 message and the tables are still written.
@@ -34,7 +34,8 @@ def draw(rows: list[dict], families: list[str], base: dict, title: str, path: Pa
     names = [row["method"] for row in rows]
     for ax, panel in zip(axes.flat, panels):
         means = [100 * (row[panel]["mean"] or 0.0) for row in rows]
-        errors = [100 * (row[panel]["std"] or 0.0) for row in rows]
+        errors = [100 * (row[panel].get("half") or 0.0) if row[panel].get("std") is not None else 0.0
+                  for row in rows]
         ax.bar(range(len(rows)), means, yerr=errors, capsize=3, color="#4c72b0")
         if panel in base:
             ax.axhline(100 * base[panel]["chance"], color="#c44e52", linestyle="--", linewidth=1, label="chance")

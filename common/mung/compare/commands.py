@@ -17,7 +17,8 @@ NO_INTERMEDIATE_SAVES = 10**6  # tiny runs keep only their final folder
 
 
 def _flags(recipe: Recipe, method: Method, setup: Setup, spec: ComparisonRecipes, seed: int) -> list[str]:
-    flags = ["--seed", str(seed), "--data_seed", str(seed), *recipe.flags, *method.generator_flags]
+    flags = ["--seed", str(seed), "--data_seed", str(seed), *recipe.flags, *method.generator_flags,
+             *method.train_flags]
     if setup.start_projector:
         flags += [spec.start_projector_flag, setup.start_projector]
     if setup.profile == "real" and _has_gpu():
@@ -32,8 +33,10 @@ def _has_gpu() -> bool:
 
 
 def training_env(spec: ComparisonRecipes, setup: Setup, method: Method, seed: int, start: str, output_dir: Path,
-                 manifest: Optional[dict]) -> dict[str, str]:
-    """The recipe's environment for training ``method`` with ``seed`` from ``start`` into ``output_dir``."""
+                 manifest: Optional[dict], lr: Optional[float] = None) -> dict[str, str]:
+    """The recipe's environment for training ``method`` with ``seed`` from ``start`` into ``output_dir``; ``lr``
+    (a learning-rate search) replaces the tuning's rate, and MuNG+LoRA's generator rate follows it at the ratio
+    the comparison's own rates have."""
     recipe = spec.recipes[method.tuning]
     env = {**spec.env, **recipe.env, "MODEL_PATH": str(start), "DATA_PATH": setup.train_data,
            "OUTPUT_DIR": str(output_dir)}
@@ -42,13 +45,23 @@ def training_env(spec: ComparisonRecipes, setup: Setup, method: Method, seed: in
     if method.lora_rank is not None:
         env["LORA_R"] = str(method.lora_rank)
         env["LORA_ALPHA"] = str(round(method.lora_rank * spec.lora_alpha_per_rank))
-    if setup.learning_rates is not None:
-        env["LR"] = str(setup.learning_rates[method.tuning])
+    rate = learning_rate(setup, method, lr)
+    if rate is not None:
+        env["LR"] = str(rate)
     if method.tuning == "noise_lora" and setup.generator_lr is not None:
-        env["NG_LR"] = str(setup.generator_lr)
+        ratio = setup.generator_lr / setup.learning_rates["noise_lora"] if setup.learning_rates else 1.0
+        env["NG_LR"] = str(setup.generator_lr if lr is None else float(f"{lr * ratio:.6g}"))
     env.update(_budget_env(setup, setup.budget.steps, manifest, spec))
     env["EXTRA_ARGS"] = " ".join(_flags(recipe, method, setup, spec, seed))
     return env
+
+
+def learning_rate(setup: Setup, method: Method, lr: Optional[float] = None) -> Optional[float]:
+    """The rate ``method`` trains at: ``lr`` (a search), else the comparison's rate for its tuning, else None (the
+    recipe's own default)."""
+    if lr is not None:
+        return lr
+    return setup.learning_rates[method.tuning] if setup.learning_rates is not None else None
 
 
 def _budget_env(setup: Setup, steps: Optional[int], manifest: Optional[dict], spec: ComparisonRecipes) -> dict:

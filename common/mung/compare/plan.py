@@ -12,6 +12,7 @@ from typing import Optional
 
 from .recipes import TUNINGS
 
+NEFTUNE_ALPHA = 5  # the NEFTune paper's most used alpha (it tries 5, 10, 15)
 REFERENCE = "LoRA r32"  # training time and memory are reported relative to it (the paper's tables)
 BASE = "base"  # inference latency is reported relative to it
 
@@ -23,6 +24,7 @@ class Method:
     lora_rank: Optional[int] = None
     generator_flags: tuple[str, ...] = ()  # --ng_* flags (shared by every backbone's training)
     note: str = ""
+    train_flags: tuple[str, ...] = ()  # other training flags every backbone's TrainingArguments take
 
     def __post_init__(self) -> None:
         if self.tuning is not None and self.tuning not in TUNINGS:
@@ -46,6 +48,14 @@ MAIN = (
     Method("MuNG", "noise", note="the noise generator alone; the MLLM frozen (the paper's Qwen2.5-VL setting)"),
     Method("MuNG+LoRA r32", "noise_lora", 32, note="generator and LoRA trained jointly (the paper's LLaVA-1.5 setting)"),
     Method("LoRA r128", "lora", 128),
+    # NEFTune (transformers' Trainer, --neftune_noise_alpha): uniform noise on the token embeddings in training only,
+    # nothing learnt. It has no trainable part of its own, so each row is a noise-free row of this table plus the
+    # noise: full FT (the NEFTune paper's setting) and LoRA r32 (its usual use with adapters); the paired
+    # differences compare each with its twin.
+    Method("NEFTune (full FT)", "full", train_flags=("--neftune_noise_alpha", str(NEFTUNE_ALPHA)),
+           note="full FT + NEFTune's random embedding noise"),
+    Method("NEFTune+LoRA r32", "lora", 32, train_flags=("--neftune_noise_alpha", str(NEFTUNE_ALPHA)),
+           note="LoRA r32 + NEFTune's random embedding noise"),
 )
 # Each ablation changes one setting of the generator of MuNG+LoRA r32 (a setting in which every variant, plain
 # Gaussian noise too, has something to train); LoRA r32 beside them is the same run without any noise.

@@ -40,6 +40,9 @@ class TinyWorldSettings:
     learning_rates: Mapping[str, float]  # tuning -> the recipe's LR (the generator's for "noise")
     generator_lr: float  # NG_LR when the generator trains beside LoRA
     eval_batch: int
+    distractor_train_data: Optional[str] = None  # manifest key of the distractor setting's training file (v4)
+    # --lr-search: tuning -> rates (None: mung.compare.lr_search.DEFAULT_TINY_GRIDS)
+    lr_grids: Optional[Mapping[str, tuple[float, ...]]] = None
 
 
 @dataclass(frozen=True)

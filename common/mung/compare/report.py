@@ -13,7 +13,9 @@ import statistics
 from collections import Counter
 from typing import Any, Optional
 
+from .lr_search import search_table
 from .plan import ABLATION_OF, BASE, METHODS, PLANS, REFERENCE
+from .stats import above, interval, paired_difference
 
 
 def mean_std(values: list[float]) -> dict[str, Any]:
@@ -24,24 +26,78 @@ def mean_std(values: list[float]) -> dict[str, Any]:
             "n": len(values)}
 
 
-def runs_of(results: list[dict], method: str, seeds: list[int]) -> list[dict]:
-    """The evaluated runs of ``method`` for ``seeds`` (a method that trains nothing has one run for all seeds)."""
+def runs_of(results: list[dict], method: str, seeds: list[int], lr: Optional[float] = None) -> list[dict]:
+    """The evaluated runs of ``method`` for ``seeds`` (a method that trains nothing has one run for all seeds);
+    ``lr`` (a learning-rate search): only the runs at that rate."""
     trains = METHODS[method].trains
-    return [r for r in results if r.get("method") == method and "eval" in r and (not trains or r["seed"] in seeds)]
+    return [r for r in results if r.get("method") == method and "eval" in r and (not trains or r["seed"] in seeds)
+            and (lr is None or not trains or r.get("learning_rate") == lr)]
 
 
 def accuracy_row(method: str, runs: list[dict], families: list[str]) -> dict[str, Any]:
-    """Per family and overall (the mean of the families, so every family weighs the same) over ``runs``."""
+    """Per family and overall (the mean of the families, so every family weighs the same) over ``runs``: mean,
+    std and the 95% interval of ``stats.interval`` (over seeds; one run: binomial on its questions)."""
     row: dict[str, Any] = {"method": method, "runs": len(runs), "seeds": sorted(r["seed"] for r in runs)}
     for family in families:
-        row[family] = mean_std([r["eval"]["scores"]["per_family"][family] for r in runs])
-    row["overall"] = mean_std([statistics.fmean(r["eval"]["scores"]["per_family"][f] for f in families) for r in runs])
+        questions = runs[0]["eval"]["scores"].get("n_per_family", {}).get(family) if runs else None
+        row[family] = interval([r["eval"]["scores"]["per_family"][family] for r in runs], questions)
+    row["overall"] = interval([overall_of(r, families) for r in runs], runs[0]["eval"]["scores"].get("n") if runs else None)
     row["question_weighted"] = mean_std([r["eval"]["scores"]["overall"] for r in runs])
+    rates = sorted({r["learning_rate"] for r in runs if r.get("learning_rate") is not None})
+    row["learning_rate"] = rates[0] if len(rates) == 1 else None
     trained = [r["train"] for r in runs if "train" in r]
     if trained:
         row["trainable_params"] = trained[0]["trainable_params"]
         row["trainable_percent"] = trained[0]["trainable_percent"]
     return row
+
+
+def overall_of(run: dict, families: list[str]) -> float:
+    """A run's overall test accuracy: the mean of its families."""
+    return statistics.fmean(run["eval"]["scores"]["per_family"][f] for f in families)
+
+
+# Paired differences the report gives (A − B on the seeds both ran): what the generator adds to LoRA, the
+# generator alone against LoRA, and NEFTune's random noise against the same tuning without it.
+PAIRS = (("MuNG+LoRA r32", "LoRA r32"), ("MuNG", "LoRA r32"), ("NEFTune+LoRA r32", "LoRA r32"),
+         ("NEFTune (full FT)", "full FT"))
+
+
+def paired_rows(results: list[dict], families: list[str], seeds: list[int],
+                chosen: Optional[dict[str, float]]) -> list[dict]:
+    """Per pair of PAIRS whose both methods ran: the paired difference per family and overall."""
+    rows = []
+    for a, b in PAIRS:
+        runs = {m: {r["seed"]: r for r in runs_of(results, m, seeds, (chosen or {}).get(m))} for m in (a, b)}
+        if not runs[a] or not runs[b]:
+            continue
+        row: dict[str, Any] = {"a": a, "b": b}
+        for family in families:
+            row[family] = paired_difference({s: r["eval"]["scores"]["per_family"][family] for s, r in runs[a].items()},
+                                            {s: r["eval"]["scores"]["per_family"][family] for s, r in runs[b].items()})
+        row["overall"] = paired_difference({s: overall_of(r, families) for s, r in runs[a].items()},
+                                           {s: overall_of(r, families) for s, r in runs[b].items()})
+        rows.append(row)
+    return rows
+
+
+def base_white_row(base_unit: Optional[dict], base: dict[str, dict[str, float]]) -> Optional[dict]:
+    """The stage-1 base on the white-background eval split: per family its accuracy, binomial 95% interval and
+    whether it lies above the family's chance and most common answer (the latter from the test split)."""
+    scores = (base_unit or {}).get("white_eval", {}).get("scores")
+    if not scores:
+        return None
+    row: dict[str, Any] = {}
+    for family, accuracy in scores["per_family"].items():
+        cell = interval([accuracy], scores["n_per_family"][family])
+        floor = floor_of(base[family]) if family in base else None
+        row[family] = {**cell, "learnt": floor is not None and above(cell, floor)}
+    return row
+
+
+def floor_of(b: dict[str, float]) -> float:
+    """The bar a family's interval must clear: the better of chance and always giving its most common answer."""
+    return max(x for x in (b["chance"], b["majority"]) if not math.isnan(x))
 
 
 def baselines(truth_rows: list[dict], chance: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -60,16 +116,15 @@ def baselines(truth_rows: list[dict], chance: dict[str, float]) -> dict[str, dic
 
 
 def learned_families(rows: list[dict], base: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
-    """Whether any method's mean beats the family's baseline (the better of chance and its most common answer) by
-    more than two binomial standard errors of that baseline on the family's question count."""
+    """Per family: the methods whose 95% interval lies above the family's bar (``floor_of``); learnt when any."""
     verdicts = {}
     for family, b in base.items():
-        floor = max(x for x in (b["chance"], b["majority"]) if not math.isnan(x))
-        margin = 2 * math.sqrt(floor * (1 - floor) / b["n"])
-        means = [(r[family]["mean"], r["method"]) for r in rows if r.get(family, {}).get("mean") is not None]
-        best, best_method = max(means) if means else (None, None)
-        verdicts[family] = {"learned": best is not None and best > floor + margin, "best": best,
-                            "best_method": best_method, "threshold": floor + margin}
+        floor = floor_of(b)
+        cells = [(r[family], r["method"]) for r in rows if r.get(family, {}).get("mean") is not None]
+        best, best_method = max(((c["mean"], m) for c, m in cells), default=(None, None))
+        learners = [m for c, m in cells if above(c, floor)]
+        verdicts[family] = {"learned": bool(learners), "by": learners, "best": best, "best_method": best_method,
+                            "threshold": floor}
     return verdicts
 
 
@@ -127,14 +182,23 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 
 def build_report(results: list[dict], plans: tuple[str, ...], methods: list[str], seeds: list[int],
-                 base: dict[str, dict[str, float]], benchmark: Optional[dict]) -> dict[str, Any]:
-    """Every table of ``plans`` as rows of numbers (None where a unit did not run)."""
+                 base: dict[str, dict[str, float]], benchmark: Optional[dict],
+                 chosen: Optional[dict[str, float]] = None, base_unit: Optional[dict] = None) -> dict[str, Any]:
+    """Every table of ``plans`` as rows of numbers (None where a unit did not run). ``chosen`` (a learning-rate
+    search: method -> rate) keeps each method's runs at its chosen rate; ``base_unit``: the stage-1 base's result
+    (its accuracy on the white-background eval split)."""
     families = list(base)
     report: dict[str, Any] = {"families": families, "baselines": base, "seeds": seeds, "tables": {}}
     accuracy_tables = [plan for plan in plans if PLANS[plan]]
     for plan in accuracy_tables:
         names = [m for m in PLANS[plan] if m in methods]
-        report["tables"][plan] = [accuracy_row(m, runs_of(results, m, seeds), families) for m in names]
+        report["tables"][plan] = [accuracy_row(m, runs_of(results, m, seeds, (chosen or {}).get(m)), families)
+                                  for m in names]
+    if chosen is not None:
+        report["lr_search"] = search_table(results, methods, chosen)
+    shown_methods = [r for r in results if r.get("method") in methods]  # a pair needs both of its methods asked
+    report["paired"] = paired_rows(shown_methods, families, seeds, chosen) if accuracy_tables else []
+    report["base_white"] = base_white_row(base_unit, base)
     shown = [row for plan in accuracy_tables for row in report["tables"][plan]]
     report["learned"] = learned_families(shown, base) if shown else {}
     if "efficiency" in plans or "main" in plans:

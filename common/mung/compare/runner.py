@@ -23,6 +23,7 @@ from ..files import read_json
 from ..redaction import command_line
 from ..training.runs import loss_ends
 from . import commands
+from .lr_search import validation_overall
 from .plan import Method
 from .recipes import ComparisonRecipes
 from .setup import Setup
@@ -100,30 +101,45 @@ class Context:
     manifest: Optional[dict]
     questions: Optional[str] = None  # the eval questions actually asked (a per-family subset or the whole file)
     truth: Optional[str] = None
+    val_questions: Optional[str] = None  # the validation questions a learning-rate search asks (cut alike)
+    val_truth: Optional[str] = None
+    families: list[str] = field(default_factory=list)  # the evaluated families (validation overall = their mean)
 
 
 def run_base(unit: Unit, ctx: Context) -> dict[str, Any]:
     checkpoint = unit.folder / "checkpoint"
     env = commands.base_env(ctx.spec, ctx.setup, ctx.manifest, checkpoint)
     seconds, output = run_logged(commands.recipe_command(ctx.spec, "base"), unit.logs / "train.log", ctx.repo, env)
+    # What the base learnt where it was trained (white backgrounds): a family it does not know there cannot be
+    # "recovered" on the shifted split by any method.
+    questions, truth = balanced_subset(ctx.manifest["eval_questions"], ctx.manifest["eval_answers"],
+                                       ctx.setup.budget.eval_per_family, unit.folder / "white_eval")
+    white = evaluate(unit, ctx, str(checkpoint), None, questions, truth, "white_answers")
     return {"checkpoint": str(checkpoint), "seconds": seconds,
-            "train": training_summary(checkpoint, output, unit.logs / "train.log")}
+            "train": training_summary(checkpoint, output, unit.logs / "train.log"), "white_eval": white}
 
 
 def run_method(unit: Unit, method: Method, ctx: Context, start: str) -> dict[str, Any]:
-    """Train ``method`` (unless it is the start checkpoint as it is), then answer and score the eval questions."""
+    """Train ``method`` (unless it is the start checkpoint as it is), then answer and score the eval questions (and
+    the validation questions when the comparison searches learning rates)."""
     result: dict[str, Any] = {"tuning": method.tuning, "lora_rank": method.lora_rank,
-                              "generator_flags": list(method.generator_flags)}
+                              "generator_flags": list(method.generator_flags), "train_flags": list(method.train_flags),
+                              "learning_rate": commands.learning_rate(ctx.setup, method, unit.lr) if method.trains
+                              else None, "search": unit.lr is not None}
     checkpoint, model_base = start, None
     if method.trains:
         checkpoint, model_base = str(unit.folder / "checkpoint"), start
-        env = commands.training_env(ctx.spec, ctx.setup, method, unit.seed, start, Path(checkpoint), ctx.manifest)
+        env = commands.training_env(ctx.spec, ctx.setup, method, unit.seed, start, Path(checkpoint), ctx.manifest,
+                                    unit.lr)
         log = unit.logs / "train.log"
         seconds, output = run_logged(commands.recipe_command(ctx.spec, method.tuning), log, ctx.repo, env)
         result["train"] = {"seconds": seconds, **training_summary(Path(checkpoint), output, log)}
     result.update(checkpoint=checkpoint, model_base=model_base)
     if ctx.questions:
         result["eval"] = evaluate(unit, ctx, checkpoint, model_base)
+    if ctx.val_questions:
+        result["val"] = evaluate(unit, ctx, checkpoint, model_base, ctx.val_questions, ctx.val_truth, "val_answers")
+        result["val"]["overall"] = validation_overall(result["val"], ctx.families)
     return result
 
 
@@ -154,13 +170,17 @@ def run_module(module: str, argv: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
-def evaluate(unit: Unit, ctx: Context, checkpoint: str, model_base: Optional[str]) -> dict[str, Any]:
+def evaluate(unit: Unit, ctx: Context, checkpoint: str, model_base: Optional[str], questions: Optional[str] = None,
+             truth: Optional[str] = None, name: str = "answers") -> dict[str, Any]:
+    """Answer ``questions`` (default: the comparison's eval questions) into ``unit/<name>.jsonl`` and score them
+    against ``truth``."""
     from tiny_world import score_answers
 
-    answers = unit.folder / "answers.jsonl"
-    argv = commands.eval_argv(ctx.spec, ctx.setup, checkpoint, model_base, ctx.questions, answers, unit.seed or 0)
-    seconds = run_module(ctx.spec.eval_module, argv, unit.logs / "eval.log")
-    return {"seconds": seconds, "answers": str(answers), "scores": score_answers(str(answers), ctx.truth)}
+    questions, truth = questions or ctx.questions, truth or ctx.truth
+    answers = unit.folder / f"{name}.jsonl"
+    argv = commands.eval_argv(ctx.spec, ctx.setup, checkpoint, model_base, questions, answers, unit.seed or 0)
+    seconds = run_module(ctx.spec.eval_module, argv, unit.logs / f"{name.replace('answers', 'eval')}.log")
+    return {"seconds": seconds, "answers": str(answers), "scores": score_answers(str(answers), truth)}
 
 
 def run_efficiency(unit: Unit, ctx: Context) -> dict[str, Any]:

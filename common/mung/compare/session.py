@@ -19,6 +19,7 @@ from .plan import Budget, methods_of, plans_of
 from .recipes import ComparisonRecipes
 from .runner import Context, balanced_subset, run_units
 from .setup import Setup, check_or_store, tiny_setup
+from .lr_search import DEFAULT_TINY_GRIDS, SEARCH_SEED, choose, parse_grids
 from .units import base_unit, efficiency_unit, finished_results, method_unit
 
 
@@ -47,26 +48,69 @@ def make_setup(args: argparse.Namespace, spec: ComparisonRecipes, budget: Budget
             raise ValueError("--train-data needs --start: the checkpoint every method starts from.")
         if bool(args.eval_questions) != bool(args.eval_answers):
             raise ValueError("give --eval-questions and --eval-answers together (or neither: train only).")
+        grids = None
+        if args.lr_search:
+            if not (args.val_questions and args.val_answers and args.lr_grid):
+                raise ValueError("--lr-search on your data needs --val-questions, --val-answers and an --lr-grid "
+                                 "TUNING=R1,R2,... for each kind of tuning the plan trains.")
+            grids = grids_of(args, spec)
         setup = Setup(backbone=args.backbone, profile="real", budget=budget, start=args.start,
                       start_projector=args.start_projector, world=None, train_data=args.train_data,
                       image_folder=args.image_folder, eval_questions=args.eval_questions,
-                      eval_answers=args.eval_answers, learning_rates=None, generator_lr=None)
+                      eval_answers=args.eval_answers, learning_rates=None, generator_lr=None,
+                      val_questions=args.val_questions if grids else None,
+                      val_answers=args.val_answers if grids else None, lr_grids=grids)
         return setup, None
     import tiny_world
 
     world = Path(args.world).resolve() if args.world else out / "world"
     manifest = tiny_world.load_manifest(str(world)) if args.world else tiny_world.build(str(world), verbose=True)
-    return tiny_setup(args.backbone, spec, manifest, str(world), budget, args.start), manifest
+    grids = grids_of(args, spec) if args.lr_search else None
+    return tiny_setup(args.backbone, spec, manifest, str(world), budget, args.start, args.split, grids), manifest
 
 
-def plan_units(out: Path, setup: Setup, plans: tuple[str, ...], methods: list, seeds: list[int]) -> list:
+def grids_of(args: argparse.Namespace, spec: ComparisonRecipes) -> dict[str, tuple[float, ...]]:
+    """The grids a search would use: the tiny world's defaults (or the backbone's) under --lr-grid; on your own
+    data --lr-grid only."""
+    if not args.lr_search:
+        return {}
+    return parse_grids(args.lr_grid, None if args.train_data else (spec.tiny.lr_grids or DEFAULT_TINY_GRIDS))
+
+
+def plan_units(out: Path, setup: Setup, plans: tuple[str, ...], methods: list, seeds: list[int],
+               chosen: Optional[dict[str, float]] = None) -> list:
+    """Every unit of the comparison. A learning-rate search (``setup.lr_grids``) plans it in two phases: without
+    ``chosen``, the search units (every rate of each method's grid, seed 0); with ``chosen`` (method -> rate),
+    the other seeds at the chosen rates, and the efficiency measurement."""
     units = [] if setup.start else [base_unit(out)]
+    search = setup.lr_grids is not None
     for method in methods:
-        for seed in seeds if method.trains else seeds[:1]:
-            units.append(method_unit(out, method.name, seed, method.trains))
-    if "efficiency" in plans and setup.profile == "tiny":
+        if not method.trains:
+            units.append(method_unit(out, method.name, seeds[0], trains=False))
+        elif not search:
+            units += [method_unit(out, method.name, seed) for seed in seeds]
+        elif chosen is None:
+            units += [method_unit(out, method.name, SEARCH_SEED, lr=lr) for lr in setup.lr_grids[method.tuning]]
+        else:
+            units += [method_unit(out, method.name, seed, lr=chosen[method.name]) for seed in seeds
+                      if seed != SEARCH_SEED]
+    if "efficiency" in plans and setup.profile == "tiny" and (not search or chosen is not None):
         units.append(efficiency_unit(out))
     return units
+
+
+def chosen_rates(out: Path, methods: list) -> dict[str, float]:
+    """method -> the rate of its best search run on the validation split (see lr_search.choose)."""
+    results = finished_results(out)
+    chosen = {}
+    for method in methods:
+        if method.trains:
+            best = choose([r for r in results if r.get("method") == method.name and r.get("search")
+                           and r.get("seed") == SEARCH_SEED])
+            if best is None:
+                raise ValueError(f"no finished search run of {method.name} under {out / 'units'}.")
+            chosen[method.name] = best["learning_rate"]
+    return chosen
 
 
 def compare(args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
@@ -74,6 +118,9 @@ def compare(args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
     spec, repo, out = comparison_of(args.backbone), find_repo(args.repo), Path(args.out).resolve()
     plans = plans_of(args.plan)
     methods = methods_of(plans, args.methods.split(",") if args.methods else None)
+    missing = sorted({m.tuning for m in methods if m.trains} - set(grids_of(args, spec)))
+    if args.lr_search and missing:
+        raise ValueError(f"--lr-search: no learning-rate grid for {', '.join(missing)}; add --lr-grid TUNING=R1,R2,...")
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}.")
     seeds = list(range(args.seeds))
@@ -84,22 +131,36 @@ def compare(args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
     if setup.eval_questions:
         ctx.questions, ctx.truth = balanced_subset(setup.eval_questions, setup.eval_answers,
                                                    budget.eval_per_family, out / "eval")
+    if setup.val_questions:
+        ctx.val_questions, ctx.val_truth = balanced_subset(setup.val_questions, setup.val_answers,
+                                                           budget.eval_per_family, out / "val")
+    ctx.families = sorted({row["family"] for row in read_records(ctx.truth)}) if ctx.truth else []
     units = plan_units(out, setup, plans, methods, seeds)
-    print(f"[compare] {args.backbone}, plan {args.plan}: {len(units)} units into {out}", flush=True)
+    print(f"[compare] {args.backbone}, plan {args.plan}: {len(units)} units into {out}"
+          + (" (the learning-rate search; the other seeds follow at the chosen rates)" if setup.lr_grids else ""),
+          flush=True)
     run_units(units, ctx, {m.name: m for m in methods})
+    chosen = None
+    if setup.lr_grids is not None:
+        chosen = chosen_rates(out, methods)
+        print("[compare] rates chosen on the validation split: "
+              + ", ".join(f"{name} {lr:g}" for name, lr in chosen.items()), flush=True)
+        run_units(plan_units(out, setup, plans, methods, seeds, chosen), ctx, {m.name: m for m in methods})
     context = {"command": command_line(), "machine": machine(), "load_average": [load_before, os.getloadavg()[0]],
                "wall_seconds_this_call": time.perf_counter() - began, "setup": setup.to_dict()}
-    return write_outputs(out, ctx, plans, [m.name for m in methods], seeds, manifest, context)
+    return write_outputs(out, ctx, plans, [m.name for m in methods], seeds, manifest, context, chosen)
 
 
 def write_outputs(out: Path, ctx: Context, plans: tuple[str, ...], methods: list[str], seeds: list[int],
-                  manifest: Optional[dict], context: dict) -> dict[str, Any]:
+                  manifest: Optional[dict], context: dict, chosen: Optional[dict[str, float]] = None
+                  ) -> dict[str, Any]:
     chance = (manifest or {}).get("chance", {})
     truth = read_records(ctx.truth) if ctx.truth else []
     efficiency = efficiency_unit(out)
     benchmark = efficiency.result() if efficiency.is_done() else None
+    base = base_unit(out)
     built = report.build_report(finished_results(out), plans, methods, seeds, report.baselines(truth, chance),
-                                benchmark)
+                                benchmark, chosen, base.result() if base.is_done() else None)
     built.update(context)
     markdown = tables.render(built)
     write_json(out / "results.json", built, indent=2)

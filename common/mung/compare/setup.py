@@ -31,20 +31,51 @@ class Setup:
     eval_answers: Optional[str]
     learning_rates: Optional[dict[str, float]]  # tuning -> LR; None: each recipe's default
     generator_lr: Optional[float]
+    split: str = "shift"  # tiny world: which setting (SPLITS)
+    val_questions: Optional[str] = None  # the validation split a learning-rate search chooses on
+    val_answers: Optional[str] = None
+    lr_grids: Optional[dict[str, tuple[float, ...]]] = None  # --lr-search: tuning -> rates; None: no search
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Fields at their defaults are left out, so folders started before they existed still compare equal."""
+        data = asdict(self)
+        for key, default in OPTIONAL_DEFAULTS.items():
+            if data[key] == default:
+                del data[key]
+        if data.get("lr_grids"):
+            data["lr_grids"] = {k: list(v) for k, v in data["lr_grids"].items()}
+        return data
+
+
+OPTIONAL_DEFAULTS = {"split": "shift", "val_questions": None, "val_answers": None, "lr_grids": None}
+# Tiny-world settings: (manifest key prefix of the eval and validation files, TinyWorldSettings field naming the
+# training file's manifest key). Version 4 worlds hold both; the distractor setting needs one.
+SPLITS = {"shift": ("shift", "train_data"), "distractor": ("distractor", "distractor_train_data")}
 
 
 def tiny_setup(backbone: str, spec: ComparisonRecipes, manifest: dict, world: str, budget: Budget,
-               start: Optional[str]) -> Setup:
-    """The comparison on the tiny world: train on its dark noisy split, evaluate on its dark noisy eval split."""
+               start: Optional[str], split: str = "shift", lr_grids: Optional[dict] = None) -> Setup:
+    """The comparison on the tiny world: "shift" trains on its dark noisy split and evaluates on its dark noisy
+    eval split; "distractor" on the several-shapes splits (world version 4). A search (``lr_grids``) chooses on
+    the setting's validation split."""
     tiny = spec.tiny
+    if split not in SPLITS:
+        raise ValueError(f"--split {split!r} is not one of {', '.join(SPLITS)}.")
+    prefix, train_field = SPLITS[split]
+    train_key = getattr(tiny, train_field)
+    needed = [train_key, f"{prefix}_eval_questions", *([f"{prefix}_val_questions"] if lr_grids is not None else [])]
+    if any(key is None or key not in manifest for key in needed):
+        raise ValueError(f"the tiny world at {world} (builder version {manifest.get('version')}) has no {split} "
+                         f"{'validation / ' if lr_grids is not None else ''}eval splits for {backbone}; build a "
+                         f"version 4 world (python -m tiny_world --out DIR).")
     return Setup(
         backbone=backbone, profile="tiny", budget=budget, start=start, start_projector=None, world=world,
-        train_data=manifest[tiny.train_data], image_folder=manifest["image_folder"],
-        eval_questions=manifest["shift_eval_questions"], eval_answers=manifest["shift_eval_answers"],
-        learning_rates=dict(tiny.learning_rates), generator_lr=tiny.generator_lr,
+        train_data=manifest[train_key], image_folder=manifest["image_folder"],
+        eval_questions=manifest[f"{prefix}_eval_questions"], eval_answers=manifest[f"{prefix}_eval_answers"],
+        learning_rates=dict(tiny.learning_rates), generator_lr=tiny.generator_lr, split=split,
+        val_questions=manifest[f"{prefix}_val_questions"] if lr_grids is not None else None,
+        val_answers=manifest[f"{prefix}_val_answers"] if lr_grids is not None else None,
+        lr_grids=lr_grids,
     )
 
 

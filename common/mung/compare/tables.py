@@ -20,12 +20,14 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def pct(cell: dict[str, Any]) -> str:
-    """'71.7 ± 2.4' (percent; no ± for a single run; '–' for none)."""
+def pct(cell: dict[str, Any], signed: bool = False) -> str:
+    """'71.7 ± 4.1' (percent; ± the half-width of the 95% t-interval over seeds; no ± for a single run; '–' for
+    none)."""
     if cell["mean"] is None:
         return "–"
-    text = f"{100 * cell['mean']:.1f}"
-    return text + (f" ± {100 * cell['std']:.1f}" if cell["std"] is not None else "")
+    text = f"{100 * cell['mean']:{'+' if signed else ''}.1f}"
+    return text + (f" ± {100 * cell['half']:.1f}" if cell.get("std") is not None and cell.get("half") is not None
+                   else "")
 
 
 def number(value: Optional[float], fmt: str) -> str:
@@ -33,21 +35,24 @@ def number(value: Optional[float], fmt: str) -> str:
 
 
 def accuracy_table(rows: list[dict], families: list[str], base: dict, ablation: bool) -> str:
-    headers = ["method", *[f"{f} (n={base[f]['n']})" for f in families], "overall", "runs", "trainable"]
+    with_lr = any(row.get("learning_rate") is not None for row in rows)
+    headers = ["method", *[f"{f} (n={base[f]['n']})" for f in families], "overall", "runs", "trainable",
+               *(["lr"] if with_lr else [])]
     if ablation:
         headers.insert(1, "what changes")
         headers.append(f"Δ overall vs {ABLATION_OF}")
     body = []
     for row in rows:
         cells = [row["method"], *[pct(row[f]) for f in families], pct(row["overall"]), str(row["runs"]),
-                 number(row.get("trainable_percent"), ".2f") + ("%" if "trainable_percent" in row else "")]
+                 number(row.get("trainable_percent"), ".2f") + ("%" if "trainable_percent" in row else ""),
+                 *([number(row.get("learning_rate"), "g")] if with_lr else [])]
         if ablation:
             cells.insert(1, METHODS[row["method"]].note or "–")
             diff = row.get("overall_vs_reference")
             cells.append("–" if diff is None else f"{100 * diff:+.1f}")
         body.append(cells)
     lead = [""] if ablation else []
-    tail = ["", "", ""] + ([""] if ablation else [])
+    tail = ["", "", ""] + ([""] if ablation else []) + ([""] if with_lr else [])
     body.append(["chance", *lead, *[f"{100 * base[f]['chance']:.1f}" for f in families], *tail])
     body.append(["most common answer", *lead, *[f"{100 * base[f]['majority']:.1f}" for f in families], *tail])
     return table(headers, body)
@@ -72,6 +77,20 @@ def training_cost_table(rows: list[dict]) -> str:
     return table(headers, body)
 
 
+def search_table(rows: list[dict]) -> str:
+    """Validation overall (seed 0) of each searched rate per method; the chosen one in bold."""
+    rates = sorted({cell["lr"] for row in rows for cell in row["rates"]})
+    body = []
+    for row in rows:
+        by_rate = {cell["lr"]: cell["val_overall"] for cell in row["rates"]}
+        cells = []
+        for lr in rates:
+            text = "" if lr not in by_rate else f"{100 * by_rate[lr]:.1f}"
+            cells.append(f"**{text}**" if lr == row["chosen"] and text else text)
+        body.append([row["method"], *cells, number(row["chosen"], "g")])
+    return table(["method", *[f"lr {lr:g}" for lr in rates], "chosen"], body)
+
+
 def latency_table(rows: list[dict]) -> str:
     headers = ["contender", "TTFT ms", "TTFT / base", "TPOT ms", "TPOT / base"]
     body = [[r["contender"], f"{1e3 * r['ttft_seconds']:.2f}", f"{r['ttft_vs_base']:.3f}",
@@ -80,14 +99,39 @@ def latency_table(rows: list[dict]) -> str:
 
 
 def unlearned_note(report: dict) -> str:
-    missed = {f: v for f, v in report["learned"].items() if not v["learned"]}
-    if not missed:
-        return "Every family is learnt by at least one method (best mean above chance and the most common answer " \
-               "by more than two binomial standard errors)."
-    parts = [f"{f} (best {100 * v['best']:.1f}% by {v['best_method']}, needs > {100 * v['threshold']:.1f}%)"
-             for f, v in missed.items() if v["best"] is not None]
-    return ("Not learnt by any method at this scale, so their columns compare nothing: " + "; ".join(parts) +
-            ". The overall column still counts them.")
+    verdicts = report["learned"]
+    learnt = [f"{f} ({', '.join(v['by'])})" for f, v in verdicts.items() if v["learned"]]
+    missed = [f"{f} (best {100 * v['best']:.1f}% by {v['best_method']}, bar {100 * v['threshold']:.1f}%)"
+              for f, v in verdicts.items() if not v["learned"] and v["best"] is not None]
+    text = ("Learnt (95% interval above the better of chance and the most common answer): "
+            + ("; ".join(learnt) if learnt else "no family by any method") + ".")
+    if missed:
+        text += (" Not learnt by any method, so their columns compare nothing: " + "; ".join(missed)
+                 + ". The overall column still counts them.")
+    return text
+
+
+def paired_table(rows: list[dict], families: list[str]) -> str:
+    body = [[f"{r['a']} − {r['b']}", *[pct(r[f], signed=True) for f in [*families, "overall"]],
+             str(len(r["overall"]["seeds"])), _verdict(r["overall"])] for r in rows]
+    return table(["difference", *families, "overall", "seeds", "overall verdict"], body)
+
+
+def _verdict(cell: dict) -> str:
+    if cell.get("low") is None:
+        return "no interval (one seed)"
+    if cell["low"] > 0:
+        return "A better"
+    if cell["high"] < 0:
+        return "B better"
+    return "no difference shown"
+
+
+def base_white_table(row: dict) -> str:
+    families = list(row)
+    cells = [f"{100 * row[f]['mean']:.1f} [{100 * row[f]['low']:.1f}, {100 * row[f]['high']:.1f}]"
+             + (" ✓" if row[f]["learnt"] else "") for f in families]
+    return table(["", *families], [["stage-1 base, white backgrounds", *cells]])
 
 
 def render(report: dict[str, Any]) -> str:
@@ -100,8 +144,23 @@ def render(report: dict[str, Any]) -> str:
         sections.append(unlearned_note(report))
     if families:
         sections.append("Accuracy in % on " + ", ".join(f"{base[f]['n']} {f}" for f in families) + " questions; "
-                        "overall = the mean of the families (each weighs the same); mean ± sample std over the seeds "
-                        "(no ± for one run; the base trains nothing and is evaluated once).")
+                        "overall = the mean of the families (each weighs the same); mean ± the half-width of the "
+                        "95% t-interval over the seeds (t(0.975, n−1)·s/√n; no ± for one run, whose 'learnt' "
+                        "verdict uses the binomial interval of its questions instead; the base trains nothing and is "
+                        "evaluated once).")
+    if report.get("paired"):
+        sections.append("## Paired differences (same seeds, A − B, points)\n\n" + paired_table(report["paired"], families)
+                        + "\n\nEach cell: mean of the per-seed differences ± the half-width of its 95% t-interval; "
+                        "'A better' / 'B better' only when the overall interval excludes 0.")
+    if report.get("base_white"):
+        sections.append("## The stage-1 base where it was trained (white backgrounds)\n\n"
+                        + base_white_table(report["base_white"]) + "\n\nAccuracy % [binomial 95% interval]; ✓: the "
+                        "interval lies above chance and the most common answer's share.")
+    if report.get("lr_search"):
+        sections.append("## Learning rates chosen on the validation split\n\n" + search_table(report["lr_search"])
+                        + "\n\nValidation accuracy (overall, %) of each method's seed-0 run at each rate of its "
+                        "kind of tuning's grid; the chosen rate (best validation, ties to the lower rate) in bold. "
+                        "The accuracy tables show test accuracy at the chosen rate.")
     if tables.get("training_cost"):
         sections.append(f"## {TITLES['training_cost']}\n\n" + training_cost_table(tables["training_cost"]))
     if tables.get("latency"):

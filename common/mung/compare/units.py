@@ -30,6 +30,7 @@ class Unit:
     method: Optional[str] = None
     seed: Optional[int] = None
     trains: bool = True  # a method unit that only evaluates (the base) costs much less: kept apart in estimates
+    lr: Optional[float] = None  # --lr-search: the rate this unit trains at (None: the comparison's one rate)
 
     @property
     def cost_kind(self) -> str:
@@ -38,7 +39,7 @@ class Unit:
     @property
     def label(self) -> str:
         if self.kind == "method":
-            return f"{self.method}, seed {self.seed}"
+            return f"{self.method}, seed {self.seed}" + (f", lr {self.lr:g}" if self.lr is not None else "")
         return {"base": "stage-1 base", "efficiency": "efficiency measurement"}[self.kind]
 
     @property
@@ -62,8 +63,12 @@ class Unit:
         write_json(self.marker, {"unit": self.kind, "method": self.method, "seed": self.seed, **result}, indent=2)
 
 
-def method_unit(out: Path, method: str, seed: int, trains: bool = True) -> Unit:
-    return Unit("method", out / "units" / slug(method) / f"seed{seed}", method, seed, trains)
+def method_unit(out: Path, method: str, seed: int, trains: bool = True, lr: Optional[float] = None) -> Unit:
+    """``units/<method>/seed<N>``, or ``units/<method>/lr<rate>/seed<N>`` for a unit of a learning-rate search."""
+    folder = out / "units" / slug(method)
+    if lr is not None:
+        folder = folder / f"lr{lr:g}"
+    return Unit("method", folder / f"seed{seed}", method, seed, trains, lr)
 
 
 def base_unit(out: Path) -> Unit:
@@ -77,7 +82,8 @@ def efficiency_unit(out: Path) -> Unit:
 def finished_results(out: Path) -> list[dict[str, Any]]:
     """The results of every finished method unit under ``out`` (any method, any seed), in folder order."""
     results = []
-    for marker in sorted((out / "units").glob(f"*/seed*/{DONE_MARKER}")):
+    markers = [*(out / "units").glob(f"*/seed*/{DONE_MARKER}"), *(out / "units").glob(f"*/lr*/seed*/{DONE_MARKER}")]
+    for marker in sorted(markers):
         try:
             results.append(json.loads(marker.read_text(encoding="utf-8")))
         except json.JSONDecodeError as err:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from ..answer_files import answers_lock, check_answers_path
-from ..answering import Question, answer_questions
-from ..bad_samples import ON_BAD_SAMPLE
 from ..chunking import get_chunk
-from ..context import prompt_budget
+from ..flag_choices import ON_BAD_SAMPLE
 from ..cli_args import (
     add_backbone_args,
     add_chunk_args,
@@ -19,6 +17,9 @@ from ..cli_args import (
     generation_settings,
     load_from_args,
 )
+
+if TYPE_CHECKING:  # the model code (torch) loads after the flags are read: --help imports none of it
+    from ..answering import Question
 
 
 def answering_parser(description: str, batched: bool = True, question_help: str = "the question file") -> argparse.ArgumentParser:
@@ -48,6 +49,9 @@ def run_answering(
 ) -> list[dict]:
     """Check the answers path (``answer_files.check_answers_path``) and take its lock, read (and chunk) the questions
     before loading anything, load the model, answer, write the answers file, and say how many, where, how long."""
+    from ..answering import answer_questions
+    from ..context import prompt_budget
+
     start = time.perf_counter()
     check_answers_path(args.answers_file, {"--question-file": args.question_file, "--image-folder": args.image_folder,
                                            "--model-path": args.model_path, "--model-base": args.model_base})

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..answering import Question
 from ..files import read_json, read_jsonl
 from ..images import decode_base64_image
 from .mmbench_tsv import OPTION_LETTERS, is_missing, options_of, read_mmbench_tsv
+
+if TYPE_CHECKING:  # the model code (torch) loads when questions are read, not when flags are
+    from ..answering import Question
 
 SINGLE_PRED_PROMPT = {
     "en": "Answer with the option's letter from the given choices directly.",
@@ -34,6 +36,8 @@ def _check_id(question_id: Any, where: str, field: str = "question_id") -> None:
 def question_from_row(row: dict, path: str, line: int, image_folder: str) -> Question:
     """A ``{question_id, text, image?}`` record → ``Question``; a field that is missing or of the wrong type is
     named with the file and line."""
+    from ..answering import Question
+
     where = f"{path}:{line}"
     _check_id(row.get("question_id"), where)
     text = row.get("text")
@@ -57,6 +61,8 @@ def questions_from_jsonl(path: str, image_folder: str) -> list[Question]:
 
 
 def science_questions(path: str, image_folder: str, single_pred_prompt: bool) -> list[Question]:
+    from ..answering import Question
+
     items = read_json(path, expected="the ScienceQA question file (--question-file)")
     if not isinstance(items, list):
         raise ValueError(f"{path}: a ScienceQA question file is a JSON list of {{id, image?, conversations}}.")
@@ -95,6 +101,8 @@ def _mmbench_text(row: dict, options: list[str], single_pred_prompt: bool, lang:
 
 def mmbench_questions(path: str, all_rounds: bool, single_pred_prompt: bool, lang: str) -> list[Question]:
     """One question per row, or per rotation of its options with ``all_rounds`` (circular evaluation)."""
+    from ..answering import Question
+
     _, rows = read_mmbench_tsv(path)
     questions = []
     for row in rows:

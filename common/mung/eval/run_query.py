@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from ..answering import answer_prompt
-from ..backbones import IMAGE_PLACEHOLDER, Prompt
 from ..cli_args import add_backbone_args, add_generation_args, add_model_args, generation_settings, load_from_args
 from ..commands import run_command
 from ..help_text import description
 from ..images import ImageLoadError, load_image
+
+if TYPE_CHECKING:  # the model code (torch) loads after the flags are read: --help imports none of it
+    from ..backbones import Prompt
 
 QUERY_PLACEHOLDER = "<image-placeholder>"
 LLAVA_MAX_NEW_TOKENS = 512  # run_llava's default; without --max-new-tokens a smaller context lowers it
@@ -23,6 +25,8 @@ LLAVA_MAX_NEW_TOKENS = 512  # run_llava's default; without --max-new-tokens a sm
 
 def query_prompt(query: str, images: list) -> Prompt:
     """Each ``<image-placeholder>`` (or, without any, the front) gets one image."""
+    from ..backbones import IMAGE_PLACEHOLDER, Prompt
+
     if QUERY_PLACEHOLDER in query:
         if query.count(QUERY_PLACEHOLDER) != len(images):
             raise ValueError(f"the query has {query.count(QUERY_PLACEHOLDER)} {QUERY_PLACEHOLDER} but {len(images)} "
@@ -32,6 +36,8 @@ def query_prompt(query: str, images: list) -> Prompt:
 
 
 def run(args: argparse.Namespace) -> str:
+    from ..answering import answer_prompt
+
     try:
         images = [load_image(s) for s in args.image_file.split(args.sep)] if args.image_file else []
     except ImageLoadError as err:

@@ -23,7 +23,7 @@ import hmac
 import json
 import logging
 import socket
-from typing import AsyncIterator, Optional
+from typing import TYPE_CHECKING, AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -50,7 +50,9 @@ from .openai_schema import (
 )
 from .options import add_server_args, bind_port, check_server_args, is_loopback, worker_from_args
 from .request_body import ClientGone, load_json, read_bounded
-from .session import ModelWorker, Place, ServerBusy
+
+if TYPE_CHECKING:  # the model code (torch) loads after the flags are read: --help imports none of it
+    from .session import ModelWorker, Place
 
 logger = logging.getLogger(__name__)
 STREAM_END = object()
@@ -114,6 +116,8 @@ class ChatService:
                                 "them.", param="messages", code="context_length_exceeded")
 
     def _reserve(self) -> Place:
+        from .session import ServerBusy
+
         try:
             return self.worker.reserve()
         except ServerBusy as err:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from ..chat import ChatSession, chat
 from ..cli_args import add_backbone_args, add_model_args, generation_settings, load_from_args
 from ..commands import run_command
-from ..context import prompt_budget
 from ..help_text import description
 from ..images import ImageLoadError, load_image
+
+if TYPE_CHECKING:  # the model code (torch) loads after the flags are read: --help imports none of it
+    from ..chat import ChatSession
 
 CHAT_MAX_NEW_TOKENS = 512  # LLaVA's CLI default
 
@@ -36,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> ChatSession:
+    from ..chat import chat
+    from ..context import prompt_budget
+
     images = []
     if args.image_file:
         try:

@@ -20,18 +20,20 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from PIL import Image
 
 from ..backbones import IMAGE_PLACEHOLDER
-from ..generation import GenerationSettings
 from ..images import (REMOTE_PREFIXES, ImageLoadError, base64_image_bytes, decode_image_bytes, image_size,
                       read_image_source)
+from ..flag_choices import NOISE_MODES
 from ..vlmeval_base import MungVLM
-from .session import ChatJob, ChatReply
 
-NOISE_MODES = ("sample", "mean", "off")
+if TYPE_CHECKING:  # the model code (torch) loads when a request is read, not when the server's flags are
+    from ..generation import GenerationSettings
+    from .session import ChatJob, ChatReply
+
 SYSTEM_ROLES = ("system", "developer")
 REFUSED_TRUE = ("logprobs", "top_logprobs", "tools", "tool_choice", "functions", "function_call")
 
@@ -145,6 +147,8 @@ def _refuse_unsupported(body: dict) -> None:
 
 
 def _settings(body: dict, max_new_tokens_limit: int) -> GenerationSettings:
+    from ..generation import GenerationSettings
+
     temperature = _number(body, "temperature", 0, 2)
     top_p = _number(body, "top_p", 0, 1)
     if top_p == 0:
@@ -283,6 +287,8 @@ def _turns(messages: Any) -> tuple[list[tuple[str, str]], list[tuple[str, Any]]]
 def read_chat_request(body: Any, policy: ImagePolicy, max_new_tokens_limit: int) -> ParsedRequest:
     """Check a chat-completions body and turn it into a job whose images are named and counted, not yet read; every
     problem is a 400 ``APIError`` naming the field."""
+    from .session import ChatJob
+
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
     if not isinstance(body.get("model"), str):

@@ -8,8 +8,12 @@ import errno
 import ipaddress
 import socket
 
+from typing import TYPE_CHECKING
+
 from ..cli_args import add_backbone_args, add_model_args, load_from_args
-from .session import ModelWorker
+
+if TYPE_CHECKING:
+    from .session import ModelWorker
 
 LOOPBACK = "127.0.0.1"
 
@@ -49,6 +53,8 @@ def is_loopback(host: str) -> bool:
 
 def worker_from_args(args: argparse.Namespace) -> ModelWorker:
     """Load the checkpoint the flags name and start its worker."""
+    from .session import ModelWorker
+
     return ModelWorker(load_from_args(args), max_waiting=args.queue_size)
 
 

@@ -14,19 +14,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Optional
-
-import gradio as gr
+from typing import TYPE_CHECKING, Optional
 
 from .examples import example_rows
 from .options import add_server_args, bind_port, check_server_args, is_loopback, worker_from_args
-from .session import ModelWorker
-from .web_handlers import DemoHandlers
 from ..commands import run_command
+from ..flag_choices import NOISE_MODES
 from ..help_text import description
 
+if TYPE_CHECKING:  # gradio, torch and the model code load after the flags are read (--help imports none of them)
+    import gradio as gr
+
+    from .session import ModelWorker
+    from .web_handlers import DemoHandlers
+
 logger = logging.getLogger(__name__)
-NOISE_MODES = ["sample", "mean", "off"]
 # Files Gradio keeps for this demo (uploads the handlers never saw, e.g. sent to its upload route alone) are deleted
 # once older than this, checked as often (seconds).
 UPLOAD_MAX_AGE = 600
@@ -42,19 +44,23 @@ def _header(worker: ModelWorker) -> str:
 
 
 def _settings_panel(worker: ModelWorker, max_new_tokens_limit: int) -> list:
+    import gradio as gr
+
     with gr.Accordion("Generation", open=True):
         temperature = gr.Slider(0, 2, value=0.2, step=0.05, label="Temperature (0: greedy)", elem_id="temperature")
         top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p", elem_id="top-p")
         max_new_tokens = gr.Slider(1, max_new_tokens_limit, value=min(128, max_new_tokens_limit), step=1,
                                    label="Max new tokens", elem_id="max-new-tokens")
         seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
-        noise_mode = gr.Radio(NOISE_MODES, value=worker.default_noise_mode, label="Noise mode", elem_id="noise-mode",
+        noise_mode = gr.Radio(list(NOISE_MODES), value=worker.default_noise_mode, label="Noise mode", elem_id="noise-mode",
                               info="sample: μ + σ·ε as in training; mean: μ only; off: the base model")
     return [temperature, top_p, max_new_tokens, seed, noise_mode]
 
 
 def build_demo(handlers: DemoHandlers, max_new_tokens_limit: int,
                examples: Optional[list[tuple[str, str]]] = None) -> gr.Blocks:
+    import gradio as gr
+
     """The page: image and settings on the left; chat, side by side and noise maps on the right."""
     cleaning = (UPLOAD_MAX_AGE, UPLOAD_MAX_AGE)
     with gr.Blocks(title="MuNG demo", analytics_enabled=False, delete_cache=cleaning) as demo:
@@ -116,6 +122,8 @@ def main(argv=None) -> None:
     if not is_loopback(args.host) or args.share:
         logger.warning("The demo is reachable beyond this machine (%s%s).", args.host, ", share link" if args.share else "")
     bind_port(args.host, args.port).close()  # a busy port fails now, in one line, not after loading (Gradio binds)
+    from .web_handlers import DemoHandlers
+
     worker = worker_from_args(args)
     demo = build_demo(DemoHandlers(worker, args.max_image_pixels), args.max_new_tokens_limit, examples)
     allowed = sorted({os.path.dirname(path) for path, _ in examples or []})
