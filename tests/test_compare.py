@@ -164,6 +164,26 @@ def test_chart_is_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+# ------------------------------------------------------------------------------------ the base on white backgrounds
+def test_the_white_base_is_judged_against_the_white_questions_bars_not_the_test_splits(tmp_path):
+    from mung.compare.session import white_baselines
+
+    # 60 white count questions, most common answer "three" (20 of 60); the test split's most common answer is 45%.
+    answers = ["three"] * 20 + ["one"] * 14 + ["two"] * 13 + ["four"] * 13
+    white_truth = [{"question_id": f"w{i}", "family": "count", "answer": a} for i, a in enumerate(answers)]
+    (tmp_path / "white_eval").mkdir()
+    (tmp_path / "white_eval" / "eval_answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in white_truth))
+    base_result = {"white_eval": {"scores": {"per_family": {"count": 0.5}, "n_per_family": {"count": 60}}}}
+    white = white_baselines(tmp_path, {"chance": {"count": 0.25}, "eval_answers": "/not/read"}, base_result)
+    assert white["count"] == {"chance": 0.25, "majority": pytest.approx(20 / 60), "n": 60}
+    test_split = {"count": {"chance": 0.25, "majority": 0.45, "n": 60}}
+    # 50% of 60: binomial interval 37.3..62.7 — above the white bar (33.3%), not above the test split's 45%.
+    mine = report.build_report([], ("main",), [], [0], test_split, None, None, base_result, white)["base_white"]
+    theirs = report.build_report([], ("main",), [], [0], test_split, None, None, base_result)["base_white"]
+    assert mine["count"]["learnt"] and not theirs["count"]["learnt"]
+    assert white_baselines(tmp_path, None, base_result) is None  # your own data: no white split
+
+
 # ----------------------------------------------------------------------------------------------------- setup
 def test_a_rerun_with_other_settings_is_refused(tmp_path):
     spec = by_name("llava").comparison

@@ -111,3 +111,48 @@ def test_a_real_search_picks_the_rate_with_the_best_validation_score(tiny_world,
         best = max(val.values())
         assert row["chosen"] == min(lr for lr, v in val.items() if v == best)
         assert [cell["val_overall"] for cell in row["rates"]] == pytest.approx([val[1e-4], val[3e-2]])
+
+
+# ------------------------------------------------------------------------------------- resuming a searched folder
+def searched_setup(grids, rates=None, generator=None):
+    from mung.backbones import by_name
+    from mung.compare.plan import Budget
+    from mung.compare.setup import tiny_setup
+
+    manifest = {k: f"/w/{k}" for k in ("llava_shift_train_json", "shift_eval_questions", "shift_eval_answers",
+                                        "shift_val_questions", "shift_val_answers", "image_folder")}
+    setup = tiny_setup("llava", by_name("llava").comparison, manifest, "/w", Budget(7, 2, None, None), start=None,
+                       lr_grids=grids)
+    import dataclasses
+    return dataclasses.replace(setup, learning_rates={**setup.learning_rates, **(rates or {})},
+                               generator_lr=generator if generator is not None else setup.generator_lr)
+
+
+def test_a_searched_folder_resumes_with_a_wider_grid_and_other_default_rates_but_not_a_narrower_grid(tmp_path):
+    from mung.compare.setup import SETUP_FILE, check_or_store
+
+    grids = dict(lr_search.DEFAULT_TINY_GRIDS)
+    check_or_store(tmp_path, searched_setup(grids))
+    wider = {**grids, "lora": (*grids["lora"], 1.0)}
+    # The defaults moved (the same generator : LoRA ratio): a search trains at its grid, so nothing changes.
+    moved = {"lora": 9e-3, "noise_lora": 4e-3}
+    check_or_store(tmp_path, searched_setup(wider, moved, generator=4e-3))
+    stored = json.loads((tmp_path / SETUP_FILE).read_text())
+    assert stored["lr_grids"]["lora"][-1] == 1.0  # the folder records the wider grid
+    with pytest.raises(ValueError, match=r"lr_grids\[lora\].*may only add rates"):
+        check_or_store(tmp_path, searched_setup(grids))
+    with pytest.raises(ValueError, match="generator_ratio"):  # MuNG+LoRA's generator would train at another rate
+        check_or_store(tmp_path, searched_setup(wider, {"noise_lora": 4e-3}, generator=4e-2))
+
+
+def test_backbone_grids_replace_the_defaults_kind_by_kind():
+    from mung.backbones import by_name
+
+    qwen = lr_search.tiny_grids(by_name("qwen").comparison.tiny.lr_grids)
+    llava = lr_search.tiny_grids(by_name("llava").comparison.tiny.lr_grids)
+    assert llava == lr_search.DEFAULT_TINY_GRIDS
+    assert qwen["noise"] == lr_search.DEFAULT_TINY_GRIDS["noise"]
+    for tuning in by_name("qwen").comparison.tiny.lr_grids:  # one rate higher, a superset (its folders resume)
+        rates = qwen[tuning]
+        assert set(lr_search.DEFAULT_TINY_GRIDS[tuning]) < set(rates) and max(rates) > max(
+            lr_search.DEFAULT_TINY_GRIDS[tuning]), tuning

@@ -26,8 +26,14 @@ def test_a_cells_interval_is_the_t_interval_over_seeds():
 def test_one_run_gets_the_binomial_interval_of_its_questions():
     cell = stats.interval([0.8], questions=60)
     assert cell["std"] is None
-    assert cell["half"] == pytest.approx(1.96 * math.sqrt(0.8 * 0.2 / 60), rel=1e-3)  # 0.1012
+    # Wilson's score interval by hand: z^2/q = 3.8415/60 = 0.064024; centre (0.8 + 0.032012) / 1.064024 = 0.781953;
+    # half 1.96 / 1.064024 * sqrt(0.16/60 + 3.8415/14400) = 0.099767.
+    assert (cell["low"], cell["high"]) == (pytest.approx(0.682186, abs=2e-5), pytest.approx(0.881720, abs=2e-5))
+    assert cell["half"] == pytest.approx(0.099767, abs=2e-5)
     assert stats.interval([0.8])["half"] is None
+    # All right: not a point at 100% (the normal approximation's), the lower end 1 / (1 + z^2/q) = 0.93985.
+    full = stats.interval([1.0], questions=60)
+    assert full["high"] == 1.0 and full["low"] == pytest.approx(60 / (60 + 1.959964 ** 2), abs=1e-6)
 
 
 def test_paired_difference_uses_only_the_seeds_both_ran():

@@ -42,7 +42,9 @@ Paths
     distractor_eval_answers
 Values
     preset, seed, version   what was built, and the builder version (``build(..., version=3)`` or
-                            ``--version 3`` still builds version 3's world, file for file)
+                            ``--version 3`` still builds version 3's world, file for file). Version 5 changes
+                            no key: its CLIP tower's position embeddings are scaled to a patch feature's size
+                            (``models.POSITION_EMBEDDING_SCALE``), so a frozen tower shows where a shape is
     answer_words            every single-word answer (each one token in both tokenizers)
     families                the evaluated question families: colour, shape, count, yesno, position
     chance                  {family: chance accuracy}: colour 1/6, shape 1/3, count 1/4, yesno 1/2, position 1/2

@@ -1,4 +1,4 @@
-"""python -m tiny_world --out DIR [--preset tiny|small] [--seed N] [--version 3|4] [--force] [--families all|NAME,NAME]"""
+"""python -m tiny_world --out DIR [--preset tiny|small] [--seed N] [--version 3|4|5] [--force] [--families all|NAME,NAME]"""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model and data sizes")
     parser.add_argument("--seed", type=int, default=0, help="fixes all data and weights (non-negative)")
     parser.add_argument("--version", type=int, default=BUILDER_VERSION, choices=VERSIONS,
-                        help="builder version (default %(default)s; 3: the world before the validation and "
-                        "distractor splits)")
+                        help="builder version (default %(default)s; 4: the CLIP tower's position embeddings as "
+                        "initialised; 3: also without the validation and distractor splits)")
     parser.add_argument("--force", action="store_true", help="rebuild even if DIR already holds this world")
     parser.add_argument("--families", default=None,
                         help="also build tiny checkpoints of transformers VLM families into DIR/families: 'all' or "

@@ -146,7 +146,7 @@ def _build_into(root: str, preset: Preset, seed: int, version: int, log: Callabl
             formats.write_eval(paths[f"{name}_questions"], paths[f"{name}_answers"], splits[name].samples)
             counts[name] = len(splits[name].samples)
         log("wrote the data files: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        _build_models(paths, preset, seed, log)
+        _build_models(paths, preset, seed, version, log)
 
     manifest = dict(paths)
     manifest.update(
@@ -234,7 +234,8 @@ def _layout(root: str, preset: Preset, version: int) -> dict[str, str]:
     return paths
 
 
-def _build_models(paths: dict[str, str], preset: Preset, seed: int, log: Callable[[str], None]) -> None:
+def _build_models(paths: dict[str, str], preset: Preset, seed: int, version: int,
+                  log: Callable[[str], None]) -> None:
     # Imported here: transformers takes seconds to import, and load_manifest/score_answers users need none of it.
     from .models import save_clip_tower, save_llava_llm, save_qwen
     from .tokenization import train_llava_tokenizer, train_qwen_tokenizer
@@ -244,7 +245,7 @@ def _build_models(paths: dict[str, str], preset: Preset, seed: int, log: Callabl
         t = time.perf_counter()
         llava_tokenizer = train_llava_tokenizer(lines, paths["llava_llm"], preset.llava_vocab_size)
         save_llava_llm(paths["llava_llm"], preset, len(llava_tokenizer), seed)
-        save_clip_tower(paths["llava_vision_tower"], preset, seed)
+        save_clip_tower(paths["llava_vision_tower"], preset, seed, placed=version >= 5)
         log(f"saved the LLaVA LLM (vocab {len(llava_tokenizer)}) and CLIP tower in {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
         qwen_tokenizer = train_qwen_tokenizer(lines, preset.qwen_vocab_size)

@@ -9,8 +9,8 @@ import os
 MANIFEST_NAME = "manifest.json"
 # Bump whenever the builder's output changes, so stale worlds are rebuilt instead of reused. Older versions still
 # build (``build(..., version=3)``, ``--version 3``): a version only ever adds to the one before.
-BUILDER_VERSION = 4
-VERSIONS = (3, 4)
+BUILDER_VERSION = 5
+VERSIONS = (3, 4, 5)
 
 PATH_KEYS = (
     "llava_llm",

@@ -56,11 +56,22 @@ def save_llava_llm(out_dir: str, preset: Preset, vocab_size: int, seed: int) -> 
     LlamaForCausalLM(config).save_pretrained(out_dir)
 
 
-def save_clip_tower(out_dir: str, preset: Preset, seed: int) -> None:
+# Builder version 5: the tower's position embeddings scaled from CLIP's initial std (0.02) to about a patch
+# feature's (0.5). At 0.02 they are ~1/25 of what a patch shows, so after the pre-layer norm the frozen random tower
+# barely says *where* a shape is and no amount of stage-1 training taught LLaVA left from right (docs/results.md).
+POSITION_EMBEDDING_SCALE = 25.0
+
+
+def save_clip_tower(out_dir: str, preset: Preset, seed: int, placed: bool = True) -> None:
+    """``placed``: position embeddings at POSITION_EMBEDDING_SCALE (builder version 5); False: as initialised."""
     size = preset.clip["image_size"]
     config = CLIPVisionConfig(patch_size=PATCH_SIZE, projection_dim=preset.clip["hidden_size"], **preset.clip)
     _seed(seed, _CLIP)
-    CLIPVisionModel(config).save_pretrained(out_dir)
+    tower = CLIPVisionModel(config)
+    if placed:
+        with torch.no_grad():
+            getattr(tower, "vision_model", tower).embeddings.position_embedding.weight.mul_(POSITION_EMBEDDING_SCALE)
+    tower.save_pretrained(out_dir)
     processor = CLIPImageProcessor(
         size={"shortest_edge": size},
         crop_size={"height": size, "width": size},

@@ -6,8 +6,10 @@ other seeds then train at that rate only. So a method costs ``len(grid) + seeds 
 the search run at the chosen rate. Ties go to the lower rate. The test split never takes part in the choice (every
 unit answers it too, so the test accuracy at the chosen rate is there without training again).
 
-Default grids (tiny world, ``DEFAULT_TINY_GRIDS``): three rates per kind of tuning spanning 30-33x around the
-rates the comparison used before the search existed; ``--lr-grid TUNING=R1,R2,...`` replaces a kind's grid.
+Default grids (tiny world, ``DEFAULT_TINY_GRIDS``): three or four rates per kind of tuning spanning 30-100x around
+the rates the comparison used before the search existed; the generator alone has a fourth, higher rate because it
+chose the top of three on both backbones. A backbone may replace a kind's grid (``TinyWorldSettings.lr_grids``:
+Qwen's go higher, every Qwen method chose the top of these); ``--lr-grid TUNING=R1,R2,...`` replaces one again.
 MuNG+LoRA's generator follows its LoRA rate at the backbone's fixed ratio (``generator_lr`` / the LoRA rate of
 ``learning_rates``: 1 for LLaVA, 10 for Qwen), so one grid searches both.
 """
@@ -22,10 +24,15 @@ DEFAULT_TINY_GRIDS: dict[str, tuple[float, ...]] = {
     "full": (1e-4, 5e-4, 3e-3),
     "lora": (3e-4, 2e-3, 1e-2),
     "dora": (3e-4, 2e-3, 1e-2),
-    "noise": (1e-3, 5e-3, 3e-2),
+    "noise": (1e-3, 5e-3, 3e-2, 1e-1),
     "noise_lora": (3e-4, 2e-3, 1e-2),
 }
 SEARCH_SEED = 0
+
+
+def tiny_grids(backbone_grids: Optional[Mapping[str, tuple[float, ...]]]) -> dict[str, tuple[float, ...]]:
+    """The tiny world's grids for a backbone: DEFAULT_TINY_GRIDS with the kinds the backbone replaces."""
+    return {**DEFAULT_TINY_GRIDS, **{k: tuple(v) for k, v in (backbone_grids or {}).items()}}
 
 
 def parse_grids(items: Optional[Iterable[str]], defaults: Optional[Mapping[str, tuple[float, ...]]]

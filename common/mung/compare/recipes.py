@@ -41,7 +41,7 @@ class TinyWorldSettings:
     generator_lr: float  # NG_LR when the generator trains beside LoRA
     eval_batch: int
     distractor_train_data: Optional[str] = None  # manifest key of the distractor setting's training file (v4)
-    # --lr-search: tuning -> rates (None: mung.compare.lr_search.DEFAULT_TINY_GRIDS)
+    # --lr-search: tuning -> rates, replacing those kinds of mung.compare.lr_search.DEFAULT_TINY_GRIDS
     lr_grids: Optional[Mapping[str, tuple[float, ...]]] = None
 
 

@@ -83,7 +83,7 @@ def paired_rows(results: list[dict], families: list[str], seeds: list[int],
 
 def base_white_row(base_unit: Optional[dict], base: dict[str, dict[str, float]]) -> Optional[dict]:
     """The stage-1 base on the white-background eval split: per family its accuracy, binomial 95% interval and
-    whether it lies above the family's chance and most common answer (the latter from the test split)."""
+    whether it lies above the family's chance and most common answer (``base``: of the white questions asked)."""
     scores = (base_unit or {}).get("white_eval", {}).get("scores")
     if not scores:
         return None
@@ -183,10 +183,12 @@ def _ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
 
 def build_report(results: list[dict], plans: tuple[str, ...], methods: list[str], seeds: list[int],
                  base: dict[str, dict[str, float]], benchmark: Optional[dict],
-                 chosen: Optional[dict[str, float]] = None, base_unit: Optional[dict] = None) -> dict[str, Any]:
+                 chosen: Optional[dict[str, float]] = None, base_unit: Optional[dict] = None,
+                 white_base: Optional[dict[str, dict[str, float]]] = None) -> dict[str, Any]:
     """Every table of ``plans`` as rows of numbers (None where a unit did not run). ``chosen`` (a learning-rate
     search: method -> rate) keeps each method's runs at its chosen rate; ``base_unit``: the stage-1 base's result
-    (its accuracy on the white-background eval split)."""
+    (its accuracy on the white-background eval split), judged against ``white_base`` (the baselines of those
+    questions; the test split's when not given)."""
     families = list(base)
     report: dict[str, Any] = {"families": families, "baselines": base, "seeds": seeds, "tables": {}}
     accuracy_tables = [plan for plan in plans if PLANS[plan]]
@@ -198,7 +200,7 @@ def build_report(results: list[dict], plans: tuple[str, ...], methods: list[str]
         report["lr_search"] = search_table(results, methods, chosen)
     shown_methods = [r for r in results if r.get("method") in methods]  # a pair needs both of its methods asked
     report["paired"] = paired_rows(shown_methods, families, seeds, chosen) if accuracy_tables else []
-    report["base_white"] = base_white_row(base_unit, base)
+    report["base_white"] = base_white_row(base_unit, white_base or base)
     shown = [row for plan in accuracy_tables for row in report["tables"][plan]]
     report["learned"] = learned_families(shown, base) if shown else {}
     if "efficiency" in plans or "main" in plans:

@@ -19,7 +19,7 @@ from .plan import Budget, methods_of, plans_of
 from .recipes import ComparisonRecipes
 from .runner import Context, balanced_subset, run_units
 from .setup import Setup, check_or_store, tiny_setup
-from .lr_search import DEFAULT_TINY_GRIDS, SEARCH_SEED, choose, parse_grids
+from .lr_search import SEARCH_SEED, choose, parse_grids, tiny_grids
 from .units import base_unit, efficiency_unit, finished_results, method_unit
 
 
@@ -74,7 +74,7 @@ def grids_of(args: argparse.Namespace, spec: ComparisonRecipes) -> dict[str, tup
     data --lr-grid only."""
     if not args.lr_search:
         return {}
-    return parse_grids(args.lr_grid, None if args.train_data else (spec.tiny.lr_grids or DEFAULT_TINY_GRIDS))
+    return parse_grids(args.lr_grid, None if args.train_data else tiny_grids(spec.tiny.lr_grids))
 
 
 def plan_units(out: Path, setup: Setup, plans: tuple[str, ...], methods: list, seeds: list[int],
@@ -159,8 +159,9 @@ def write_outputs(out: Path, ctx: Context, plans: tuple[str, ...], methods: list
     efficiency = efficiency_unit(out)
     benchmark = efficiency.result() if efficiency.is_done() else None
     base = base_unit(out)
+    base_result = base.result() if base.is_done() else None
     built = report.build_report(finished_results(out), plans, methods, seeds, report.baselines(truth, chance),
-                                benchmark, chosen, base.result() if base.is_done() else None)
+                                benchmark, chosen, base_result, white_baselines(base.folder, manifest, base_result))
     built.update(context)
     markdown = tables.render(built)
     write_json(out / "results.json", built, indent=2)
@@ -178,6 +179,17 @@ def write_outputs(out: Path, ctx: Context, plans: tuple[str, ...], methods: list
           f"{', '.join(c for c in charts if c) or 'none'}; wall time of this call "
           f"{context['wall_seconds_this_call'] / 60:.1f} min", flush=True)
     return built
+
+
+def white_baselines(base_folder: Path, manifest: Optional[dict], base_result: Optional[dict]
+                    ) -> Optional[dict[str, dict[str, float]]]:
+    """Chance and most common answer of the white-background questions the stage-1 base answered (the file
+    ``runner.run_base`` cut, or the world's whole eval split): the bars of its own table, not the test split's."""
+    if not manifest or not base_result or "white_eval" not in base_result:
+        return None
+    cut = base_folder / "white_eval" / "eval_answers.jsonl"
+    rows = read_records(str(cut) if cut.is_file() else manifest["eval_answers"])
+    return report.baselines(rows, manifest.get("chance", {}))
 
 
 def list_checkpoints(out: Path) -> int:

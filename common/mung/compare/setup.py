@@ -80,17 +80,39 @@ def tiny_setup(backbone: str, spec: ComparisonRecipes, manifest: dict, world: st
 
 
 def check_or_store(out: Path, setup: Setup) -> None:
-    """Store ``setup`` in a new comparison folder, or check it equals the one a folder was started with."""
+    """Store ``setup`` in a new comparison folder, or check it equals the one a folder was started with (see
+    ``comparable``: a wider search grid is fine; the folder then records the wider one)."""
     path = out / SETUP_FILE
     wanted = setup.to_dict()
     if not path.is_file():
         write_json(path, wanted, indent=2)
         return
     stored = read_json(path, "the settings of the comparison in this folder")
-    changed = sorted(key for key in set(stored) | set(wanted) if stored.get(key) != wanted.get(key))
-    if changed:
-        details = "; ".join(f"{key}: {stored.get(key)!r} then, {wanted.get(key)!r} now" for key in changed)
+    old, new = comparable(stored), comparable(wanted)
+    changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+    narrower = [t for t, rates in (stored.get("lr_grids") or {}).items()
+                if wanted.get("lr_grids") and not set(rates) <= set(wanted["lr_grids"].get(t, ()))]
+    if changed or narrower:
+        details = "; ".join([f"{key}: {old.get(key)!r} then, {new.get(key)!r} now" for key in changed]
+                            + [f"lr_grids[{t}]: {stored['lr_grids'][t]} then, {wanted['lr_grids'].get(t)} now "
+                               "(a grid may only add rates)" for t in narrower])
         raise ValueError(
             f"{out} holds a comparison run with other settings ({details}). Its finished units would not compare "
             f"with new ones: pass another --out, or delete {path} and {out / 'units'} to start over."
         )
+    if wanted != stored:
+        write_json(path, wanted, indent=2)
+
+
+def comparable(stored: dict[str, Any]) -> dict[str, Any]:
+    """The settings two runs into one folder must share. A search (``lr_grids``) trains at its grids' rates, not
+    at ``learning_rates``: of those only the generator's ratio to MuNG+LoRA's LoRA rate matters there (so a
+    backbone's default rates may change under a finished search), and a grid may gain rates (each only adds its
+    search units; the choice is made again over all of them)."""
+    data = dict(stored)
+    if data.get("lr_grids"):
+        rates, generator = data.pop("learning_rates", None), data.pop("generator_lr", None)
+        data["generator_ratio"] = (round(generator / rates["noise_lora"], 9)
+                                   if rates and generator is not None else None)
+        data["lr_grids"] = sorted(data["lr_grids"])  # the kinds searched; their rates are checked apart
+    return data

@@ -4,7 +4,9 @@
   deviation (n - 1): the Student t-interval of the mean over training seeds. The eval questions are the same for
   every seed, so it is the spread of training, not of the question sample.
 - One run (n = 1) has no spread over seeds: its interval is the binomial one of its accuracy p on its q questions,
-  p ± 1.96 · √(p (1 - p) / q) (the normal approximation; the question sample's spread only).
+  Wilson's score interval (c ± h with c = (p + z²/2q) / (1 + z²/q), h = z / (1 + z²/q) · √(p (1 - p)/q + z²/4q²),
+  z = 1.96; the question sample's spread only). Unlike p ± z·√(p (1 - p)/q) it stays inside [0, 1] and does not
+  shrink to a point at 0% or 100% (60 of 60 right: 94.0-100%, not 100-100%).
 - A paired difference (method A − method B, seeds both ran): the t-interval of the per-seed differences, so what
   the seeds share (data order, initialisation of the noise-free parts) cancels.
 - "Learnt": a family counts as learnt by a method only when the lower end of its interval lies above chance and
@@ -62,11 +64,19 @@ def interval(values: list[float], questions: Optional[int] = None) -> dict[str, 
     if std is not None:
         half = t_quantile((1 + LEVEL) / 2, len(values) - 1) * std / math.sqrt(len(values))
     elif questions:
-        half = Z_95 * math.sqrt(mean * (1 - mean) / questions)
+        return {"mean": mean, "std": None, "n": 1, **wilson(mean, questions)}
     else:
         half = None
     low, high = (None, None) if half is None else (mean - half, mean + half)
     return {"mean": mean, "std": std, "n": len(values), "half": half, "low": low, "high": high}
+
+
+def wilson(p: float, questions: int) -> dict[str, float]:
+    """Wilson's 95% score interval of a proportion ``p`` of ``questions`` (half-width about its own centre)."""
+    z2 = Z_95 * Z_95 / questions
+    centre = (p + z2 / 2) / (1 + z2)
+    half = Z_95 / (1 + z2) * math.sqrt(p * (1 - p) / questions + z2 / (4 * questions))
+    return {"half": half, "low": max(0.0, centre - half), "high": min(1.0, centre + half)}
 
 
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, Any]:

@@ -146,16 +146,17 @@ def render(report: dict[str, Any]) -> str:
         sections.append("Accuracy in % on " + ", ".join(f"{base[f]['n']} {f}" for f in families) + " questions; "
                         "overall = the mean of the families (each weighs the same); mean ± the half-width of the "
                         "95% t-interval over the seeds (t(0.975, n−1)·s/√n; no ± for one run, whose 'learnt' "
-                        "verdict uses the binomial interval of its questions instead; the base trains nothing and is "
-                        "evaluated once).")
+                        "verdict uses the binomial (Wilson) interval of its questions instead; the base trains "
+                        "nothing and is evaluated once).")
     if report.get("paired"):
         sections.append("## Paired differences (same seeds, A − B, points)\n\n" + paired_table(report["paired"], families)
                         + "\n\nEach cell: mean of the per-seed differences ± the half-width of its 95% t-interval; "
                         "'A better' / 'B better' only when the overall interval excludes 0.")
     if report.get("base_white"):
         sections.append("## The stage-1 base where it was trained (white backgrounds)\n\n"
-                        + base_white_table(report["base_white"]) + "\n\nAccuracy % [binomial 95% interval]; ✓: the "
-                        "interval lies above chance and the most common answer's share.")
+                        + base_white_table(report["base_white"]) + "\n\nAccuracy % [binomial (Wilson) 95% "
+                        "interval]; ✓: the interval lies above chance and the most common answer's share (of these "
+                        "white questions).")
     if report.get("lr_search"):
         sections.append("## Learning rates chosen on the validation split\n\n" + search_table(report["lr_search"])
                         + "\n\nValidation accuracy (overall, %) of each method's seed-0 run at each rate of its "
