@@ -81,20 +81,38 @@ class Plan:
     seeds: int  # stage-2 runs (MuNG and control) per seed; the report gives their mean ± std
 
 
-# Sized for a few minutes on 2 CPU cores (LLaVA: ~6 min at load 2-3). On tiny_world builder version 3 (balanced
-# eval, 60 questions per family) the LLaVA base of 1200 steps at lr 2e-3 (projector 1e-2) reaches colour 100%,
-# position 88%, shape 68%, count 48% on the white eval split, and yes/no only sometimes (it hovers around chance:
-# the colour named in the question must be compared with the image's). Qwen needs the merger's own lr
-# (--merger_lr) likewise and learns less in 1500 steps (colour and yes/no); its generator-only stage 2 learns with
-# lr 1e-2, not 1e-3, and varies more from seed to seed than LLaVA's: two seeds by default.
-PLANS = {
-    "llava": Plan(base=Stage(steps=1200, batch=16, lr=2e-3, projector_lr=1e-2),
-                  mung=Stage(steps=150, batch=16, lr=1e-3, ng_lr=1e-3), control=Stage(steps=150, batch=16, lr=1e-3),
-                  eval_questions=None, eval_batch=32, seeds=1),
-    "qwen": Plan(base=Stage(steps=1500, batch=16, lr=2e-3, projector_lr=1e-2),
-                 mung=Stage(steps=200, batch=16, lr=1e-2), control=Stage(steps=200, batch=16, lr=1e-3),
-                 eval_questions=None, eval_batch=16, seeds=2),
-}
+# LLaVA and Qwen run with their comparison settings (``<backbone>/comparison.py``, ``TinyWorldSettings``): the
+# stage-1 base's steps and rates, and stage 2 at the budget and the learning rates ``python -m mung.compare
+# --lr-search --fast`` chose on the validation split (docs/results.md names the command and the tables). So the
+# quickstart's MuNG and control are the comparison's MuNG+LoRA r32 (LLaVA) or MuNG (Qwen) and LoRA r32, seed 0.
+# Qwen's generator alone varies more from seed to seed than LLaVA's generator with LoRA: two seeds by default.
+COMPARED = {"llava": ("noise_lora", 32, 1), "qwen": ("noise", 16, 2)}  # MuNG's tuning, eval batch, seeds
+
+
+def comparison_plan(name: str) -> Plan:
+    from mung.backbones import by_name
+    from mung.compare.plan import TINY_FAST
+
+    tiny = by_name(name).comparison.tiny
+    tuning, eval_batch, seeds = COMPARED[name]
+    steps, batch = TINY_FAST.steps, TINY_FAST.batch
+    generator_lr = tiny.generator_lr if tuning == "noise_lora" else None
+    return Plan(base=Stage(tiny.base_steps, batch, tiny.base_lr, projector_lr=tiny.connector_lr),
+                mung=Stage(steps, batch, tiny.learning_rates[tuning], ng_lr=generator_lr),
+                control=Stage(steps, batch, tiny.learning_rates["lora"]),
+                eval_questions=None, eval_batch=eval_batch, seeds=seeds)
+
+
+def rates_chosen_by(name: str) -> Optional[str]:
+    """The command whose learning-rate search chose the backbone's stage-2 rates (None: rates set by hand)."""
+    if name not in COMPARED:
+        return None
+    from mung.backbones import by_name
+
+    return by_name(name).comparison.tiny.rates_chosen_by or None
+
+
+PLANS: dict[str, Plan] = {}  # the tiny world's transformers VLM families; LLaVA and Qwen: comparison_plan
 FAMILY_PLAN = quickstart_backbones.PLAN  # every transformers VLM family of the tiny world (see quickstart_backbones)
 PLANS.update({name: Plan(base=Stage(**FAMILY_PLAN["base"]), mung=Stage(**FAMILY_PLAN["mung"]),
                          control=Stage(**FAMILY_PLAN["control"]), eval_questions=FAMILY_PLAN["eval_questions"],
@@ -376,7 +394,7 @@ def quickstart(args: argparse.Namespace) -> dict:
 
     t0 = time.perf_counter()
     backbone = BACKBONES[args.backbone]
-    plan = FAST_PLAN if args.fast else PLANS[args.backbone]
+    plan = FAST_PLAN if args.fast else (PLANS.get(args.backbone) or comparison_plan(args.backbone))
     seeds = [args.seed + k for k in range(args.seeds or plan.seeds)]
     out = Path(args.out).resolve()
     run_dir = out / backbone.name
@@ -457,6 +475,7 @@ def compose_report(args: argparse.Namespace, backbone: Backbone, plan: Plan, see
         "seeds": seeds,
         "tiny_world": str(world_dir),
         "plan": asdict(plan),
+        "rates_chosen_by": None if args.fast else rates_chosen_by(backbone.name),
         "recipes": {"base": backbone.base_recipe, "mung": backbone.mung_recipe, "control": backbone.control_recipe},
         "tuned": backbone.mung_label,
         "base_checkpoint": str(base_dir),
@@ -517,6 +536,10 @@ def format_report(r: dict) -> str:
         f"backgrounds, {seeds} seed(s)",
         f"  control      : {r['recipes']['control']} (LoRA r{CONTROL_RANK}, no generator), "
         f"{r['plan']['control']['steps']} steps, the same data",
+        f"  rates        : MuNG {r['plan']['mung']['lr']:g}"
+        + (f" (generator {r['plan']['mung']['ng_lr']:g})" if r['plan']['mung']['ng_lr'] else "")
+        + f", control {r['plan']['control']['lr']:g}"
+        + (f"; chosen on the validation split by `{r['rates_chosen_by']}`" if r.get("rates_chosen_by") else ""),
         f"  trainable    : MuNG {tr['trainable_params']:,} of {tr['total_params']:,} parameters "
         f"({tr['trainable_percent']:.2f}%); control {ctr['trainable_params']:,} ({ctr['trainable_percent']:.2f}%)",
         f"  loss stage 2 : MuNG {loss['mung']['loss_start_mean']:.3f} -> {loss['mung']['loss_end_mean']:.3f}; "

@@ -101,3 +101,20 @@ def test_image_size_reads_the_header_only():
     Image.new("RGB", (300, 200)).save(data, format="PNG")
     truncated = data.getvalue()[:60]  # the header and little else: decoding would fail
     assert image_size(truncated, "x") == (300, 200)
+
+
+def test_a_local_file_is_read_within_the_byte_bound_and_only_if_regular(tmp_path):
+    """file:// images (a server's --allow-local-images) get the download's byte bound; a device or a pipe would
+    never end (file:///dev/zero): refused before a byte is read."""
+    import os
+
+    big = tmp_path / "big.png"
+    big.write_bytes(one_bit_png(64, 64) + b"\x00" * (2 * MIB))
+    with pytest.raises(ImageLoadError, match=r"big.png is 2,0\d\d,\d\d\d bytes, over the limit of 1,048,576"):
+        load_image(f"file://{big}", max_bytes=MIB)
+    assert load_image(f"file://{big}").size == (64, 64)  # no bound given: read as before (trailing bytes ignored)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(ImageLoadError, match=r"is not a regular file"):
+            load_image(f"file://{path}", max_bytes=MIB)

@@ -127,7 +127,7 @@ def test_loss_summary_reads_first_and_last_logged_loss(tmp_path):
 @pytest.mark.parametrize("backbone, flag", [("llava", "--mm_projector_lr"), ("qwen", "--merger_lr")])
 def test_connector_lr_reaches_each_backbones_recipe_under_its_own_flag(backbone, flag, tmp_path):
     quickstart = load_quickstart_module()
-    plan = quickstart.PLANS[backbone]
+    plan = quickstart.comparison_plan(backbone)
     manifest = {"image_folder": "images", "llava_vision_tower": "clip"}
     env = quickstart.training_env(quickstart.BACKBONES[backbone], plan.base, "model", "data.json", manifest,
                                   tmp_path, seed=3)
@@ -136,6 +136,22 @@ def test_connector_lr_reaches_each_backbones_recipe_under_its_own_flag(backbone,
     assert "--seed 3" in env["EXTRA_ARGS"]
     other = {"--mm_projector_lr", "--merger_lr"} - {flag}
     assert not any(o in env["EXTRA_ARGS"] for o in other)
+
+
+@pytest.mark.parametrize("backbone, tuning", [("llava", "noise_lora"), ("qwen", "noise")])
+def test_the_quickstart_trains_at_the_rates_the_comparison_chose(backbone, tuning):
+    """The backbone's comparison defaults are the rates ``mung.compare --lr-search`` chose, with that command
+    stored beside them; the quickstart's MuNG and control train at them and at the budget they were chosen for."""
+    from mung.backbones import by_name
+    from mung.compare.plan import TINY_FAST
+
+    quickstart = load_quickstart_module()
+    tiny = by_name(backbone).comparison.tiny
+    plan = quickstart.comparison_plan(backbone)
+    assert "--lr-search" in tiny.rates_chosen_by and f"--backbone {backbone}" in tiny.rates_chosen_by
+    assert (plan.mung.lr, plan.control.lr) == (tiny.learning_rates[tuning], tiny.learning_rates["lora"])
+    assert plan.mung.ng_lr == (tiny.generator_lr if tuning == "noise_lora" else None)
+    assert plan.mung.steps == plan.control.steps == TINY_FAST.steps and plan.base.steps == tiny.base_steps
 
 
 @pytest.mark.slow

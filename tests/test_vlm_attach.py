@@ -284,3 +284,23 @@ def test_attach_refuses_a_second_generator_a_peft_wrapper_and_a_model_without_im
         attach(text_only, NoiseGeneratorConfig(hidden_size=64, num_heads=4))
     with pytest.raises(ValueError, match="hidden size 32"):
         attach(load_family(vlm_families["llava"])[0], NoiseGeneratorConfig(hidden_size=32, num_heads=4))
+
+
+@pytest.mark.parametrize("shard", ["../outside.safetensors", "/tmp/outside.safetensors", "link/outside.safetensors"])
+def test_an_index_naming_a_shard_outside_the_folder_is_refused_before_it_is_read(tmp_path, shard):
+    import json
+
+    from safetensors.torch import save_file
+
+    from noise_generator import saved_generator_tensors
+
+    folder, elsewhere = tmp_path / "ckpt", tmp_path / "elsewhere"
+    folder.mkdir(), elsewhere.mkdir()
+    save_file({"noise_generator.mu.weight": torch.zeros(2, 2)}, str(elsewhere / "outside.safetensors"))
+    (folder / "link").symlink_to(elsewhere)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": shard}}))
+    with pytest.raises(ValueError, match=r"names the shard .*outside.safetensors.*, which is not inside"):
+        saved_generator_tensors(str(folder))
+    (folder / "model.safetensors.index.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"model.safetensors.index.json is not a safetensors index"):
+        saved_generator_tensors(str(folder))

@@ -7,6 +7,7 @@ import base64
 import binascii
 import io
 import os
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -141,7 +142,9 @@ def decode_base64_image(data: str, name: str = "base64 image", max_pixels: Optio
     return decode_image_bytes(base64_image_bytes(data, name), name, max_pixels)
 
 
-def _read_file(path: Path) -> bytes:
+def _read_file(path: Path, max_bytes: Optional[int] = None) -> bytes:
+    """A regular file's bytes, refused over ``max_bytes`` (None: no bound) before it is read: a device or a pipe
+    (``/dev/zero``, a FIFO) would never end, so only regular files are read."""
     reason = missing_reason(path)
     if reason:
         missing = not os.path.exists(path)  # not there, a broken link or a link loop (vs a folder, no permission)
@@ -149,9 +152,21 @@ def _read_file(path: Path) -> bytes:
             f"image {path} {reason}; check the image folder and the image path."
         )
     try:
-        return path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for a regular file.
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageLoadError(f"image {path} is not a regular file (a device, pipe or socket); name an "
+                                     "image file.")
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise ImageLoadError(f"image {path} is {info.st_size:,} bytes, over the limit of {max_bytes:,}; "
+                                     "send a smaller image.")
+            data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
     except OSError as err:
         raise ImageLoadError(f"cannot read image file {path}: {err.strerror or err}.") from err
+    if max_bytes is not None and len(data) > max_bytes:  # it grew while being read
+        raise ImageLoadError(f"image {path} is over the limit of {max_bytes:,} bytes; send a smaller image.")
+    return data
 
 
 def _download(url: str, timeout: float, max_bytes: Optional[int]) -> bytes:
@@ -188,7 +203,8 @@ def read_image_source(source: Union[str, os.PathLike], folder: str | os.PathLike
                       allow_remote: bool = True, timeout: float = 10.0,
                       max_bytes: Optional[int] = None) -> tuple[bytes, str]:
     """(the encoded bytes, the name to report) of an image path (relative paths under ``folder``), ``file://`` path,
-    data URL or http(s) URL (downloaded within ``max_bytes`` and ``timeout``); nothing is decoded."""
+    data URL or http(s) URL (downloaded within ``max_bytes`` and ``timeout``; a file is read within ``max_bytes``
+    too); nothing is decoded."""
     text = str(source)
     if text.startswith("data:"):
         return base64_image_bytes(text, "data URL image"), "data URL image"
@@ -201,7 +217,7 @@ def read_image_source(source: Union[str, os.PathLike], folder: str | os.PathLike
     path = Path(text).expanduser()
     if folder and not path.is_absolute():
         path = Path(folder) / path
-    return _read_file(path), str(path)
+    return _read_file(path, max_bytes), str(path)
 
 
 def load_image(source: ImageSource, folder: str | os.PathLike | None = None, allow_remote: bool = True,

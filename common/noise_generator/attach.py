@@ -392,8 +392,13 @@ def saved_generator_tensors(folder: str) -> dict[str, torch.Tensor]:
 
     index = os.path.join(folder, "model.safetensors.index.json")
     if os.path.isfile(index):
-        with open(index, encoding="utf-8") as handle:
-            files = sorted(set(json.load(handle)["weight_map"].values()))
+        try:
+            with open(index, encoding="utf-8") as handle:
+                files = sorted(set(json.load(handle)["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{index} is not a safetensors index (a JSON object whose 'weight_map' maps tensor "
+                             f"names to shard files): {err}; save the model again.") from err
+        _check_shards_inside(folder, index, files)
     else:
         files = ["model.safetensors"] if os.path.isfile(os.path.join(folder, "model.safetensors")) else []
     prefix, tensors = GENERATOR_PREFIX, {}
@@ -403,6 +408,19 @@ def saved_generator_tensors(folder: str) -> dict[str, torch.Tensor]:
                 if key.startswith(prefix):
                     tensors[key[len(prefix):]] = weights.get_tensor(key)
     return tensors
+
+
+def _check_shards_inside(folder: str, index: str, files: list) -> None:
+    """Every shard an index names is a file name inside ``folder`` (links resolved): an index must not make a load
+    read files elsewhere (``../``, absolute paths, a link out of the folder)."""
+    import os
+
+    root = os.path.realpath(folder)
+    for name in files:
+        path = os.path.realpath(os.path.join(folder, name)) if isinstance(name, str) else None
+        if path is None or os.path.commonpath([root, path]) != root:
+            raise ValueError(f"{index} names the shard {name!r}, which is not inside {folder}; a checkpoint's "
+                             "shards must lie in its own folder (check where this checkpoint came from).")
 
 
 def attach_from_config(model: nn.Module, folder: str) -> tuple[Optional[NoiseGenerator], bool]:

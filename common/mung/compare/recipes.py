@@ -43,6 +43,9 @@ class TinyWorldSettings:
     distractor_train_data: Optional[str] = None  # manifest key of the distractor setting's training file (v4)
     # --lr-search: tuning -> rates, replacing those kinds of mung.compare.lr_search.DEFAULT_TINY_GRIDS
     lr_grids: Optional[Mapping[str, tuple[float, ...]]] = None
+    # The command whose --lr-search chose ``learning_rates`` (docs/results.md has its tables); the quickstart
+    # trains at these rates and says so.
+    rates_chosen_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -315,7 +315,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="most pixels (width x height) of all of one request's images together, read from their "
                              "headers before any is decoded (default 33,554,432: two 4096x4096 images)")
     parser.add_argument("--max-remote-image-bytes", type=int, default=32 * 1024 * 1024,
-                        help="with --allow-remote-images: largest download, stopped once passed (default 32 MiB)")
+                        help="with --allow-remote-images: largest download, stopped once passed; with "
+                        "--allow-local-images: largest file:// image read (default 32 MiB)")
     parser.add_argument("--remote-image-timeout", type=float, default=10.0,
                         help="with --allow-remote-images: seconds one download may take in all (default 10)")
     return parser.parse_args(argv)

@@ -58,7 +58,7 @@ def bad_request(message: str, param: Optional[str] = None, code: Optional[str] =
 class ImagePolicy:
     """Which image URLs a request may use: data URLs always; ``http(s)`` only with ``allow_remote`` (the server
     would fetch them, within ``max_remote_bytes`` and ``remote_timeout`` seconds); ``file://`` paths only with
-    ``allow_local`` (the server reads its own disk). How many images one request may hold (``max_images``), and
+    ``allow_local`` (the server reads its own disk: regular files within ``max_remote_bytes`` too). How many images one request may hold (``max_images``), and
     how many pixels each (``max_pixels``) and all together (``max_total_pixels``): checked from the images'
     headers, before a pixel is decoded."""
 
@@ -189,8 +189,8 @@ def _image_bytes(url: Any, where: str, policy: ImagePolicy) -> bytes:
                               "URL (data:image/png;base64,...), or start the server with --allow-remote-images.",
                               "messages", "remote_image_refused")
         return read_image_source(url, timeout=policy.remote_timeout, max_bytes=policy.max_remote_bytes)[0]
-    if url.startswith("file://") and policy.allow_local:
-        return read_image_source(url)[0]
+    if url.startswith("file://") and policy.allow_local:  # the same byte bound as a download
+        return read_image_source(url, max_bytes=policy.max_remote_bytes)[0]
     raise bad_request(f"{where}: image URL {url[:40]!r}... is not a data URL; send data:image/png;base64,... (file:// "
                       "paths need --allow-local-images).", "messages", "invalid_image_url")
 
