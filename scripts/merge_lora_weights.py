@@ -14,9 +14,10 @@ import torch
 from llava_noise.mm_utils import get_model_name_from_path
 from llava_noise.model.builder import load_pretrained_model
 from mung.commands import run_command
-from mung.files import check_output_path
+from mung.files import check_output_path, write_folder_atomically
 from mung.help_text import description
 from mung.training.distributed import save_generator_from_model
+from mung.training.output_dir import disk_full_reported
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -42,9 +43,10 @@ def merge_lora(args: argparse.Namespace) -> None:
     if isinstance(save_dtype, str):
         save_dtype = DTYPES.get(save_dtype, torch.float32)
     model.to(save_dtype)
-    model.save_pretrained(args.save_model_path)
-    tokenizer.save_pretrained(args.save_model_path)
-    save_generator_from_model(model, args.save_model_path)
+    target = Path(args.save_model_path)
+    with disk_full_reported(target.parent, f"the merged model ({target})"):
+        write_folder_atomically(target, lambda folder: (
+            model.save_pretrained(folder), tokenizer.save_pretrained(folder), save_generator_from_model(model, folder)))
     print(f"Merged {args.model_path} over {args.model_base} into {args.save_model_path} ({save_dtype}).")
 
 

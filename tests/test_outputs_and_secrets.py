@@ -103,6 +103,45 @@ def test_merge_never_saves_over_its_inputs_or_into_a_full_folder(tmp_path, where
     assert snapshot(tmp_path) == before
 
 
+class FakeSaver:
+    """Stands for the merged model and its tokenizer: ``save_pretrained`` calls ``FakeSaver.save``."""
+
+    save = None
+    config = argparse.Namespace(dtype=None)
+
+    def to(self, dtype):
+        return self
+
+    def save_pretrained(self, folder):
+        type(self).save(folder)
+
+
+def test_a_merge_that_fills_the_disk_leaves_no_half_written_model(tmp_path, monkeypatch):
+    import errno
+
+    from mung.training.output_dir import DiskFull
+
+    merge = load_script("merge_lora_weights")
+    target = tmp_path / "merged"
+
+    def save_until_full(folder):
+        Path(folder).mkdir()
+        (Path(folder) / "config.json").write_text("{}")  # a model folder's first file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(merge, "load_pretrained_model", lambda *a, **k: (FakeSaver(), FakeSaver(), None, None))
+    monkeypatch.setattr(merge, "save_generator_from_model", lambda model, folder: None)
+    FakeSaver.save = save_until_full
+    args = argparse.Namespace(model_path=str(tmp_path / "run"), model_base=str(tmp_path / "base"),
+                              save_model_path=str(target), save_dtype="float32")
+    with pytest.raises(DiskFull, match=r"The disk holding .* is full: saving the merged model \(.*merged\) failed"):
+        merge.merge_lora(args)
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the staging folder is left
+    FakeSaver.save = lambda folder: Path(folder).mkdir(exist_ok=True) or Path(folder, "config.json").write_text("{}")
+    merge.merge_lora(args)
+    assert [p.name for p in tmp_path.iterdir()] == ["merged"] and (target / "config.json").is_file()
+
+
 # --- visualise ---------------------------------------------------------------------------------------------------------
 def test_visualise_never_writes_over_its_image(tmp_path):
     from mung.visualize import main

@@ -219,6 +219,22 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
+def write_folder_atomically(target: str | os.PathLike, save: Callable[[str], Any]) -> None:
+    """``save(folder)`` into a hidden staging folder beside ``target`` (absent or empty), renamed to ``target`` once
+    complete: a save that fails half-way (a full disk, a crash) leaves no half-written folder that looks whole."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{os.getpid()}"
+    try:
+        save(str(staging))
+        if target.is_dir():
+            target.rmdir()  # empty (refused otherwise): a file put there meanwhile stops the rename instead
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def save_pretrained_atomically(obj: Any, output_dir: str | os.PathLike, **kwargs: Any) -> list[str]:
     """``obj.save_pretrained(output_dir, **kwargs)`` (a peft adapter, a config, a processor) staged in a hidden folder
     inside ``output_dir`` and renamed into place file by file, weights before the JSON files that describe them, so
