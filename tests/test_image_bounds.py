@@ -61,6 +61,11 @@ class Served(BaseHTTPRequestHandler):
             if self.path == "/big":
                 for _ in range(128):
                     self.wfile.write(b"\x00" * 65536)
+            elif self.path == "/stall":  # one byte just before the deadline, then nothing for 5 s
+                time.sleep(0.9)
+                self.wfile.write(b"\x00")
+                self.wfile.flush()
+                time.sleep(5)
             elif self.path == "/slow":
                 for _ in range(80):
                     self.wfile.write(b"\x00")
@@ -94,6 +99,14 @@ def test_a_slow_download_is_stopped_at_its_deadline(http_base):
     with pytest.raises(ImageLoadError, match=r"took over 1 s"):
         load_image(http_base + "/slow", timeout=1.0)
     assert time.monotonic() - started < 3.0  # at most about twice the timeout, not the server's 8 s
+
+
+def test_a_read_never_waits_past_the_deadline(http_base):
+    """A byte at 0.9 s, then silence: the next read may wait only the 0.1 s left, not a whole timeout again."""
+    started = time.monotonic()
+    with pytest.raises(ImageLoadError, match=r"took over 1 s"):
+        load_image(http_base + "/stall", timeout=1.0)
+    assert time.monotonic() - started < 1.5
 
 
 def test_image_size_reads_the_header_only():

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -169,9 +169,15 @@ def _read_file(path: Path, max_bytes: Optional[int] = None) -> bytes:
     return data
 
 
+def _socket_of(response: Any) -> Any:
+    """The socket under an ``http.client`` response (None where this Python keeps it elsewhere): its timeout is
+    the only bound on a read that waits."""
+    return getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+
+
 def _download(url: str, timeout: float, max_bytes: Optional[int]) -> bytes:
     """The body at ``url``, streamed: refused once it passes ``max_bytes`` (None: no bound) or ``timeout`` seconds in
-    all (each read waits at most ``timeout``, so a slow server holds it at most about twice that)."""
+    all (each read waits at most until the deadline)."""
     deadline = time.monotonic() + timeout
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -180,14 +186,23 @@ def _download(url: str, timeout: float, max_bytes: Optional[int]) -> bytes:
                 raise ImageLoadError(f"remote image {url[:200]} is {int(declared):,} bytes, over the limit of "
                                      f"{max_bytes:,} (--max-remote-image-bytes).")
             parts, size = [], 0
-            while block := response.read1(DOWNLOAD_BLOCK):  # what has arrived: the deadline is checked often
+            sock = _socket_of(response)
+            while True:
+                if sock is not None:  # no read may wait past the deadline (else a slow server holds it ~2x)
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                try:
+                    block = response.read1(DOWNLOAD_BLOCK)  # what has arrived: the deadline is checked often
+                except TimeoutError:
+                    block = None
+                if block is None or time.monotonic() > deadline:
+                    raise ImageLoadError(f"remote image {url[:200]} took over {timeout:g} s to download "
+                                         "(--remote-image-timeout); its download was stopped.")
+                if not block:
+                    break
                 size += len(block)
                 if max_bytes is not None and size > max_bytes:
                     raise ImageLoadError(f"remote image {url[:200]} is over the limit of {max_bytes:,} bytes "
                                          "(--max-remote-image-bytes); its download was stopped.")
-                if time.monotonic() > deadline:
-                    raise ImageLoadError(f"remote image {url[:200]} took over {timeout:g} s to download "
-                                         "(--remote-image-timeout); its download was stopped.")
                 parts.append(block)
             return b"".join(parts)
     except ImageLoadError:
