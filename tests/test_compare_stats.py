@@ -69,6 +69,20 @@ def test_the_report_pairs_mung_lora_with_lora_on_the_same_seeds():
     assert "| MuNG+LoRA r32 − LoRA r32 | +8.3 ± 7.2 |" in tables.render(built)
 
 
+def test_learned_noise_is_paired_with_random_noise_and_each_ablation_with_the_papers_generator():
+    neftune = [run("NEFTune+LoRA r32", s, c, sh) for s, c, sh in ((0, 0.9, 0.5), (1, 0.9, 0.5), (2, 0.8, 0.5))]
+    gauss = [run("Gaussian noise", s, c, sh) for s, c, sh in ((0, 1.0, 0.4), (1, 0.9, 0.6), (2, 0.95, 0.6))]
+    methods = ["LoRA r32", "MuNG+LoRA r32", "NEFTune+LoRA r32", "Gaussian noise"]
+    built = report.build_report(RESULTS + neftune + gauss, ("main", "ablation"), methods, [0, 1, 2], BASE, None)
+    pairs = {(p["a"], p["b"]): p for p in built["paired"]}
+    learned_vs_random = pairs[("MuNG+LoRA r32", "NEFTune+LoRA r32")]
+    # overall: MuNG+LoRA 0.675, 0.75, 0.725; NEFTune+LoRA 0.7, 0.7, 0.65 -> differences -0.025, 0.05, 0.075
+    assert learned_vs_random["overall"]["mean"] == pytest.approx(0.1 / 3)
+    # Gaussian noise - MuNG+LoRA on colour: 0.05, 0.0, 0.0
+    assert pairs[("Gaussian noise", "MuNG+LoRA r32")]["colour"]["mean"] == pytest.approx(0.05 / 3)
+    assert ("MLP generator", "MuNG+LoRA r32") not in pairs  # not run: no row
+
+
 def test_a_family_is_learnt_only_when_its_interval_clears_the_bar():
     built = report.build_report(RESULTS, ("main",), ["LoRA r32", "MuNG+LoRA r32"], [0, 1, 2], BASE, None)
     # colour: LoRA 0.85 ± 4.3027 * 0.05 / sqrt(3) = 0.124 -> low 0.726 > 0.3: learnt, and MuNG+LoRA too

@@ -59,8 +59,12 @@ def overall_of(run: dict, families: list[str]) -> float:
 
 # Paired differences the report gives (A − B on the seeds both ran): what the generator adds to LoRA, the
 # generator alone against LoRA, and NEFTune's random noise against the same tuning without it.
+# What the noise adds (A - B on the same seeds): learned noise over none, the generator alone against LoRA, random
+# noise over none, learned over random noise; and each ablation against the paper's generator.
 PAIRS = (("MuNG+LoRA r32", "LoRA r32"), ("MuNG", "LoRA r32"), ("NEFTune+LoRA r32", "LoRA r32"),
-         ("NEFTune (full FT)", "full FT"))
+         ("NEFTune (full FT)", "full FT"), ("MuNG+LoRA r32", "NEFTune+LoRA r32"),
+         *((variant, "MuNG+LoRA r32") for variant in ("MLP generator", "multiplicative", "no sampling (mu only)",
+                                                      "Gaussian noise", "no answer conditioning")))
 
 
 def paired_rows(results: list[dict], families: list[str], seeds: list[int],
