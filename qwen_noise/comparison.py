@@ -31,13 +31,5 @@ COMPARISON = ComparisonRecipes(
         learning_rates={"full": 5e-4, "lora": 1e-3, "dora": 1e-3, "noise": 1e-2, "noise_lora": 1e-3},
         generator_lr=1e-2,
         eval_batch=16,
-        # Every Qwen method chose the top of the three-rate grids at 80 steps (docs/results.md): one rate higher
-        # each (the generator alone: the default grid has it), a superset so folders searched on three resume.
-        lr_grids={
-            "full": (1e-4, 5e-4, 3e-3, 1e-2),
-            "lora": (3e-4, 2e-3, 1e-2, 3e-2),
-            "dora": (3e-4, 2e-3, 1e-2, 3e-2),
-            "noise_lora": (3e-4, 2e-3, 1e-2, 3e-2),
-        },
     ),
 )

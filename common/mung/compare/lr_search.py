@@ -6,10 +6,11 @@ other seeds then train at that rate only. So a method costs ``len(grid) + seeds 
 the search run at the chosen rate. Ties go to the lower rate. The test split never takes part in the choice (every
 unit answers it too, so the test accuracy at the chosen rate is there without training again).
 
-Default grids (tiny world, ``DEFAULT_TINY_GRIDS``): three or four rates per kind of tuning spanning 30-100x around
-the rates the comparison used before the search existed; the generator alone has a fourth, higher rate because it
-chose the top of three on both backbones. A backbone may replace a kind's grid (``TinyWorldSettings.lr_grids``:
-Qwen's go higher, every Qwen method chose the top of these); ``--lr-grid TUNING=R1,R2,...`` replaces one again.
+Default grids (tiny world, ``DEFAULT_TINY_GRIDS``): four rates per kind of tuning spanning 100x around the rates
+the comparison used before the search existed: three at first, then one higher each, because with three every
+Qwen method and LLaVA's generator alone and full FT chose the top one (docs/results.md); a superset, so folders
+searched on three resume. A backbone may replace a kind's grid (``TinyWorldSettings.lr_grids``);
+``--lr-grid TUNING=R1,R2,...`` replaces one again.
 MuNG+LoRA's generator follows its LoRA rate at the backbone's fixed ratio (``generator_lr`` / the LoRA rate of
 ``learning_rates``: 1 for LLaVA, 10 for Qwen), so one grid searches both.
 """
@@ -21,11 +22,11 @@ from typing import Any, Iterable, Mapping, Optional
 from .recipes import TUNINGS
 
 DEFAULT_TINY_GRIDS: dict[str, tuple[float, ...]] = {
-    "full": (1e-4, 5e-4, 3e-3),
-    "lora": (3e-4, 2e-3, 1e-2),
-    "dora": (3e-4, 2e-3, 1e-2),
+    "full": (1e-4, 5e-4, 3e-3, 1e-2),
+    "lora": (3e-4, 2e-3, 1e-2, 3e-2),
+    "dora": (3e-4, 2e-3, 1e-2, 3e-2),
     "noise": (1e-3, 5e-3, 3e-2, 1e-1),
-    "noise_lora": (3e-4, 2e-3, 1e-2),
+    "noise_lora": (3e-4, 2e-3, 1e-2, 3e-2),
 }
 SEARCH_SEED = 0
 
