@@ -522,6 +522,13 @@ def next_steps(backbone: Backbone, world: Path, base: Path, mung: Path, out: Pat
 
 
 # ----------------------------------------------------------------------------------------------------- report
+def rates_line(r: dict) -> str:
+    mung, control = r["plan"]["mung"], r["plan"]["control"]
+    return (f"  rates        : MuNG {mung['lr']:g}" + (f" (generator {mung['ng_lr']:g})" if mung.get("ng_lr") else "")
+            + f", control {control['lr']:g}"
+            + (f"; chosen on the validation split by `{r['rates_chosen_by']}`" if r.get("rates_chosen_by") else ""))
+
+
 def format_report(r: dict) -> str:
     pct = lambda x: f"{100 * x:5.1f}%"  # noqa: E731
     s, tr, ctr, loss = r["seconds"], r["trainable"], r["control_trainable"], r["loss"]
@@ -536,10 +543,7 @@ def format_report(r: dict) -> str:
         f"backgrounds, {seeds} seed(s)",
         f"  control      : {r['recipes']['control']} (LoRA r{CONTROL_RANK}, no generator), "
         f"{r['plan']['control']['steps']} steps, the same data",
-        f"  rates        : MuNG {r['plan']['mung']['lr']:g}"
-        + (f" (generator {r['plan']['mung']['ng_lr']:g})" if r['plan']['mung']['ng_lr'] else "")
-        + f", control {r['plan']['control']['lr']:g}"
-        + (f"; chosen on the validation split by `{r['rates_chosen_by']}`" if r.get("rates_chosen_by") else ""),
+        rates_line(r),
         f"  trainable    : MuNG {tr['trainable_params']:,} of {tr['total_params']:,} parameters "
         f"({tr['trainable_percent']:.2f}%); control {ctr['trainable_params']:,} ({ctr['trainable_percent']:.2f}%)",
         f"  loss stage 2 : MuNG {loss['mung']['loss_start_mean']:.3f} -> {loss['mung']['loss_end_mean']:.3f}; "

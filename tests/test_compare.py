@@ -48,14 +48,14 @@ def test_plans_hold_the_papers_rows():
     ("llava", "DoRA r32", "scripts/v1_5/finetune_lora.sh", {"LORA_R": "32", "LORA_ALPHA": "64"},
      ["--lora_use_dora", "True"]),
     ("qwen", "DoRA r32", "scripts/qwen/finetune_dora.sh", {"LORA_R": "32", "LORA_ALPHA": "32"}, []),
-    ("llava", "LoRA r128", "scripts/v1_5/finetune_lora.sh", {"LORA_R": "128", "LORA_ALPHA": "256", "LR": "0.001"}, []),
-    ("qwen", "MuNG+LoRA r32", "scripts/qwen/finetune_lora.sh", {"TUNE": "noise_lora", "NG_LR": "0.01"}, []),
-    ("qwen", "MuNG", "scripts/qwen/finetune_noise.sh", {"LR": "0.01"}, []),
+    ("llava", "LoRA r128", "scripts/v1_5/finetune_lora.sh", {"LORA_R": "128", "LORA_ALPHA": "256", "LR": "0.002"}, []),
+    ("qwen", "MuNG+LoRA r32", "scripts/qwen/finetune_lora.sh", {"TUNE": "noise_lora", "NG_LR": "0.1"}, []),
+    ("qwen", "MuNG", "scripts/qwen/finetune_noise.sh", {"LR": "0.1"}, []),
     ("llava", "multiplicative", "scripts/v1_5/finetune_noise_lora.sh", {"LORA_R": "32"}, ["--ng_injection", "mul"]),
     ("qwen", "Gaussian noise", "scripts/qwen/finetune_lora.sh", {"TUNE": "noise_lora"}, ["--ng_kind", "gaussian"]),
-    ("llava", "full FT", "scripts/v1_5/finetune.sh", {"LR": "0.0005", "PRETRAIN_MM_MLP_ADAPTER": ""}, []),
+    ("llava", "full FT", "scripts/v1_5/finetune.sh", {"LR": "0.003", "PRETRAIN_MM_MLP_ADAPTER": ""}, []),
     ("llava", "NEFTune+LoRA r32", "scripts/v1_5/finetune_lora.sh", {"LORA_R": "32"}, ["--neftune_noise_alpha", "5"]),
-    ("qwen", "NEFTune (full FT)", "scripts/qwen/finetune_full.sh", {"LR": "0.0005"}, ["--neftune_noise_alpha", "5"]),
+    ("qwen", "NEFTune (full FT)", "scripts/qwen/finetune_full.sh", {"LR": "0.003"}, ["--neftune_noise_alpha", "5"]),
 ])
 def test_each_method_becomes_its_backbones_recipe_and_flags(backbone, method, script, env, flags):
     got_script, got_env, extra = env_of(backbone, method)

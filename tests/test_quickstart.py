@@ -188,7 +188,10 @@ def test_per_family_counts_are_printed(tmp_path):
     scores = {"overall": 0.5, "per_family": {"colour": 1.0, "shape": 0.0}, "n": 4, "n_per_family": {"colour": 3, "shape": 1}}
     stats = quickstart.over_seeds([scores, {**scores, "overall": 0.7, "per_family": {"colour": 0.5, "shape": 0.5}}])
     assert stats["overall"]["mean"] == pytest.approx(0.6) and stats["overall"]["std"] == pytest.approx(0.1414214)
-    report = {"backbone": "llava", "fast": False, "plan": {k: {"steps": 1} for k in ("base", "mung", "control")},
+    report = {"backbone": "llava", "fast": False,
+              "plan": {k: {"steps": 1, "lr": 2e-3, "ng_lr": 2e-3 if k == "mung" else None}
+                       for k in ("base", "mung", "control")},
+              "rates_chosen_by": "python -m mung.compare --backbone llava --lr-search",
               "recipes": {"base": "b.sh", "mung": "m.sh", "control": "c.sh"}, "tuned": "t",
               "loss": {k: {"loss_start": 1.0, "loss_end": 0.5, "loss_start_mean": 1.25, "loss_end_mean": 0.75}
                        for k in ("base", "mung", "control")},
@@ -203,6 +206,8 @@ def test_per_family_counts_are_printed(tmp_path):
     assert "4 questions (3 colour, 1 shape)" in text
     assert "    colour       3   16.7%  100.0%  75.0 ± 35.4%  75.0 ± 35.4%" in text
     assert "mean ± std over 2 seeds" in text
+    assert ("rates        : MuNG 0.002 (generator 0.002), control 0.002; chosen on the validation split by "
+            "`python -m mung.compare --backbone llava --lr-search`") in text
     assert "loss stage 2 : MuNG 1.250 -> 0.750; control 1.250 -> 0.750 (mean over the first / last tenth" in text
     one_seed = quickstart.over_seeds([scores])
     text = quickstart.format_report({**report, "over_seeds": {"after": one_seed, "control": one_seed}})
