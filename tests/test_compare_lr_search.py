@@ -31,6 +31,10 @@ def run(lr, val, seed=0):
 def test_the_best_validation_score_wins_and_ties_go_to_the_lower_rate():
     assert lr_search.choose([run(1e-3, 0.4), run(1e-2, 0.6), run(1e-4, 0.5)])["learning_rate"] == 1e-2
     assert lr_search.choose([run(1e-2, 0.5), run(1e-3, 0.5)])["learning_rate"] == 1e-3
+    # The same 136 of 300 summed in another order: a tie, not a win for the higher rate by 1e-16.
+    tie = (0.5466666666666666 + 0.6 + 0.3333333333333333 + 0.3333333333333333) / 4
+    other = (0.52 + 0.5733333333333334 + 0.32 + 0.4) / 4
+    assert other > tie and lr_search.choose([run(3e-3, other), run(5e-4, tie)])["learning_rate"] == 5e-4
     assert lr_search.choose([]) is None
 
 
