@@ -169,7 +169,8 @@ def write_outputs(out: Path, ctx: Context, plans: tuple[str, ...], methods: list
     charts = []
     for plan in ("main", "ablation"):
         if plan in built["tables"]:
-            title = f"{ctx.setup.backbone}: {tables.TITLES[plan]}"
+            where = f", {ctx.setup.split} split" if ctx.setup.profile == "tiny" else ""
+            title = f"{ctx.setup.backbone}{where}: {tables.TITLES[plan]}"
             path = chart.draw(built["tables"][plan], built["families"], built["baselines"], title, out / f"{plan}.png")
             charts.append(str(path) if path else None)
     print("\n" + markdown, flush=True)
