@@ -249,6 +249,20 @@ def test_import_noise_generator_registers_with_a_loaded_peft_and_stays_light_wit
     assert result.stdout.split() == ["True", "MuNGConfig"]
 
 
+def test_peft_imported_after_noise_generator_loads_a_mung_adapter(vlm_families, tmp_path):
+    """``import noise_generator`` stays light; the peft imported after it knows MuNG (no reload, no second import)."""
+    folder = family_folder(vlm_families, "gemma3")
+    mung_model(folder).save_pretrained(tmp_path)
+    script = ("import sys, noise_generator; light = 'peft' not in sys.modules and 'transformers' not in sys.modules; "
+              "from transformers import AutoModelForImageTextToText; from peft import PeftModel; "
+              "model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(sys.argv[1]), sys.argv[2]); "
+              "print(light, type(model.base_model).__name__)")
+    result = subprocess.run([sys.executable, "-c", script, folder, str(tmp_path)], capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-2:] == ["True", "MuNGModel"]
+
+
 def test_what_trl_writes_into_the_config_trains_and_round_trips(vlm_families, tiny_world, tmp_path):
     # TRL sets modules_to_save (lm_head) and trainable_token_indices (new chat-template tokens) when it clones a
     # chat template; peft's own machinery handles them in a MuNG adapter as in a LoRA one. (The token rows of

@@ -7,8 +7,9 @@ checkpoints). It imports nothing of the app layer (``mung``) or the backbones; t
 in ``mung.training``.
 
 ``peft_method`` is MuNG as a peft method (``MuNGConfig``); importing it registers the method with peft. Importing
-this package registers it too when peft is already imported, and ``noise_generator.MuNGConfig`` imports it on first
-use; otherwise peft (and transformers) stay unimported here, which keeps ``import noise_generator`` light.
+this package registers it too: at once when peft is already imported, else the moment peft is
+(``peft_import_hook``); peft (and transformers) stay unimported here, which keeps ``import noise_generator``
+light.
 """
 
 import sys
@@ -65,6 +66,10 @@ from .io import (
 
 if "peft" in sys.modules:
     from . import peft_method  # noqa: F401  (registers MuNG with the peft already in use)
+else:
+    from .peft_import_hook import register_when_peft_loads
+
+    register_when_peft_loads()  # so `import noise_generator` then `import peft` loads MuNG adapters too
 
 
 def __getattr__(name: str):
