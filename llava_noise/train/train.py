@@ -16,7 +16,7 @@ from mung.bad_samples import BadSampleCallback
 from mung.commands import run_command
 from mung.help_text import description
 from mung.paths import check_model_path
-from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
+from mung.training.distributed import check_deepspeed_lr_groups, train_and_close
 from mung.training.entry import train_and_save, training_inputs, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags
 from mung.training.parameters import describe_trainable
@@ -72,13 +72,10 @@ def _train(model_args, data_args, training_args, ng_args, callbacks, attn_implem
         logger.warning("%d sample(s) had tokenisation mismatches and were not supervised.", dataset.mismatches)
     return trainer
 
+
 def main(argv: Optional[list[str]] = None, end_process: bool = False) -> Optional[LLaVATrainer]:
-    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train.
-    ``end_process``: the command's own process, which ends with the run (``close_process_group``)."""
-    try:
-        return train(argv)
-    finally:
-        close_process_group(end_process=end_process)
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+    return train_and_close(train, argv, end_process)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from transformers import HfArgumentParser, TrainerCallback
 from mung.bad_samples import BadSampleCallback
 from mung.commands import run_command
 from mung.help_text import description
-from mung.training.distributed import check_deepspeed_lr_groups, close_process_group
+from mung.training.distributed import check_deepspeed_lr_groups, train_and_close
 from mung.training.entry import train_and_save, training_inputs, training_run
 from mung.training.flags import NoiseGeneratorArguments, check_generator_flags, compute_dtype
 from mung.training.parameters import describe_trainable
@@ -66,12 +66,8 @@ def _train(model_args, data_args, ng_args, training_args, callbacks) -> VLMTrain
 
 
 def main(argv: Optional[list[str]] = None, end_process: bool = False):
-    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train.
-    ``end_process``: the command's own process, which ends with the run (``close_process_group``)."""
-    try:
-        return train(argv)
-    finally:
-        close_process_group(end_process=end_process)
+    """Train with ``argv`` (default: the command line); the Trainer, or None when nothing was left to train."""
+    return train_and_close(train, argv, end_process)
 
 
 if __name__ == "__main__":

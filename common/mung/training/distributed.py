@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import torch
 from torch import nn
@@ -110,6 +110,19 @@ def check_deepspeed_lr_groups(deepspeed_config: Optional[str | dict], lr_flags: 
             "blocks (with optimizer offload also set \"zero_force_ds_cpu_optimizer\": false, as "
             "scripts/zero3_offload.json does), or drop those flags."
         )
+
+
+Run = TypeVar("Run")
+
+
+def train_and_close(train: Callable[[Optional[list[str]]], Run], argv: Optional[list[str]] = None,
+                    end_process: bool = False) -> Run:
+    """A backbone's training command: ``train(argv)``, then ``close_process_group`` whatever happened
+    (``end_process``: the command's own process, which ends with the run)."""
+    try:
+        return train(argv)
+    finally:
+        close_process_group(end_process=end_process)
 
 
 def close_process_group(end_process: bool = False) -> None:
