@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
-import importlib.machinery
+import importlib.util
 import sys
 import warnings
 
@@ -20,7 +20,7 @@ class _RegisterAfterPeft(importlib.abc.MetaPathFinder):
         if name != "peft":
             return None
         sys.meta_path.remove(self)  # first: the search below and any later import skip this finder
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec = importlib.util.find_spec(name)  # every other finder, as the import would (editable installs too)
         if spec is None or spec.loader is None:
             return spec
         spec.loader = _ThenRegister(spec.loader)
