@@ -39,13 +39,19 @@ LIGHT_LEAVES = [["score", name] for name in COMMANDS["score"].children] + [
     ["convert", name] for name in COMMANDS["convert"].children] + [["compare"]]
 
 
-def test_the_helps_of_commands_that_load_no_model_import_no_torch():
+def helps_in_one_process(leaves: list, heavy: tuple) -> subprocess.CompletedProcess:
+    """``mung LEAF --help`` for every leaf in one fresh process, then which of ``heavy`` it had imported."""
     script = ("import sys\nfrom mung.front import main\n"
-              f"for argv in {LIGHT_LEAVES!r}:\n"
+              f"for argv in {leaves!r}:\n"
               "    try:\n        main(argv + ['--help'])\n    except SystemExit as stop:\n        assert stop.code == 0\n"
-              f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))")
+              f"print('HEAVY', sorted(m for m in {heavy!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_helps_of_commands_that_load_no_model_import_no_torch():
+    done = helps_in_one_process(LIGHT_LEAVES, HEAVY)
     assert done.stdout.count("usage: mung ") == len(LIGHT_LEAVES)
     assert done.stdout.rstrip().splitlines()[-1] == "HEAVY []"
 
@@ -61,12 +67,7 @@ HEAVY_OR_GRADIO = HEAVY + ("gradio",)
 
 
 def test_the_helps_of_commands_that_load_a_model_import_no_torch_transformers_or_gradio():
-    script = ("import sys\nfrom mung.front import main\n"
-              f"for argv in {MODEL_LEAVES!r}:\n"
-              "    try:\n        main(argv + ['--help'])\n    except SystemExit as stop:\n        assert stop.code == 0\n"
-              f"print('HEAVY', sorted(m for m in {HEAVY_OR_GRADIO!r} if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = helps_in_one_process(MODEL_LEAVES, HEAVY_OR_GRADIO)
     assert done.stdout.count("usage: mung ") == len(MODEL_LEAVES)
     assert done.stdout.count("Qwen2.5-VL: lower bound of image pixels") == len(MODEL_LEAVES) - 1  # world loads none
     assert done.stdout.rstrip().splitlines()[-1] == "HEAVY []"
