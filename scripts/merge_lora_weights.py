@@ -44,9 +44,14 @@ def merge_lora(args: argparse.Namespace) -> None:
         save_dtype = DTYPES.get(save_dtype, torch.float32)
     model.to(save_dtype)
     target = Path(args.save_model_path)
+
+    def save(folder: str) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        save_generator_from_model(model, folder)
+
     with disk_full_reported(target.parent, f"the merged model ({target})"):
-        write_folder_atomically(target, lambda folder: (
-            model.save_pretrained(folder), tokenizer.save_pretrained(folder), save_generator_from_model(model, folder)))
+        write_folder_atomically(target, save)
     print(f"Merged {args.model_path} over {args.model_base} into {args.save_model_path} ({save_dtype}).")
 
 
